@@ -1,0 +1,91 @@
+"""The FastAPI application: lifespan (persistence opened once, closed in reverse) and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+
+from nodes.models import describe_chat_model, get_chat_model
+from server.config import LangGraphConfig
+from server.context import AppContext, DatabaseTarget
+from server.errors import install_error_handlers
+from server.graphs import GraphRegistry
+from server.routes import meta
+from server.startup import resolve_store_index
+from state.db import describe_database, open_persistence
+from state.settings import Settings, redact_url
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _describe_broker(settings: Settings) -> dict[str, str]:
+    if settings.redis.url is None:
+        return {"kind": "in-process"}
+    return {"kind": "redis", "url": redact_url(settings.redis.url.get_secret_value())}
+
+
+def create_app(
+    settings: Settings,
+    config: LangGraphConfig,
+    graphs: GraphRegistry,
+    database: DatabaseTarget,
+) -> FastAPI:
+    """Build the app. The database must already be reachable (see ``server.startup``).
+
+    Args:
+        settings: validated settings.
+        config: the parsed langgraph.json.
+        graphs: the graphs it names, imported.
+        database: where Postgres is.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            index, embeddings, embeddings_info = resolve_store_index(settings, config)
+            persistence = await stack.enter_async_context(
+                open_persistence(
+                    database.url,
+                    min_size=settings.database.pool_min_size,
+                    max_size=settings.database.pool_max_size,
+                    timeout=settings.database.connect_timeout,
+                    index=index,
+                )
+            )
+            model = get_chat_model(settings=settings.model)
+            app.state.ctx = AppContext(
+                settings=settings,
+                config=config,
+                graphs=graphs,
+                database=database,
+                persistence=persistence,
+                embeddings=embeddings,
+                info={
+                    "model": describe_chat_model(model),
+                    "embeddings": embeddings_info,
+                    "database": describe_database(database.url, embedded=database.embedded),
+                    "broker": _describe_broker(settings),
+                },
+            )
+            log.info(
+                "staffgraph ready: %d graphs, database %s",
+                len(graphs.ids()),
+                "embedded" if database.embedded else "external",
+            )
+            yield
+
+    app = FastAPI(
+        title="staffgraph",
+        version=version("staffgraph"),
+        description="LangGraph Server API for staffgraph's AI staff graphs.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(meta.router)
+    return app

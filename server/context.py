@@ -1,0 +1,36 @@
+"""What the lifespan opens once and every request and worker shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+from server.config import LangGraphConfig
+from server.graphs import GraphRegistry
+from state.db import Persistence
+from state.settings import Settings
+
+__all__ = ["AppContext", "DatabaseTarget"]
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where Postgres is: the URL to connect to and whether we run it ourselves."""
+
+    url: str
+    embedded: bool
+
+
+@dataclass
+class AppContext:
+    """Shared, process-wide resources. Built in the lifespan; never a module global."""
+
+    settings: Settings
+    config: LangGraphConfig
+    graphs: GraphRegistry
+    database: DatabaseTarget
+    persistence: Persistence
+    embeddings: Embeddings | None
+    info: dict[str, Any] = field(default_factory=dict)

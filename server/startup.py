@@ -1,0 +1,94 @@
+"""Start-up steps shared by ``staffgraph serve`` and the test server: database and embeddings."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langgraph.store.base import IndexConfig
+
+from nodes.embeddings import describe_embeddings, embedding_dims, get_embeddings
+from server.config import LangGraphConfig
+from server.context import DatabaseTarget
+from state.embedded import EmbeddedPostgres
+from state.settings import Settings
+
+__all__ = ["StartupError", "resolve_database", "resolve_store_index"]
+
+
+class StartupError(RuntimeError):
+    """Start-up cannot continue; ``str(exc)`` is the one line to show the operator."""
+
+
+def resolve_database(settings: Settings, stack: ExitStack) -> DatabaseTarget:
+    """``DATABASE_URL`` if set; else start (or join) the embedded server in ``STAFFGRAPH_HOME``.
+
+    The embedded server's handle is released when ``stack`` closes.
+    """
+    if settings.database.url is not None:
+        return DatabaseTarget(settings.database.url.get_secret_value(), embedded=False)
+    embedded = EmbeddedPostgres(settings.server.home)
+    url = embedded.start()
+    stack.callback(embedded.stop)
+    return DatabaseTarget(url, embedded=True)
+
+
+def _load_function(config: LangGraphConfig, spec: str) -> Callable[..., Any]:
+    location, _, attr = spec.rpartition(":")
+    path = config.resolve(location)
+    module_spec = importlib.util.spec_from_file_location(f"_staffgraph_embed_{path.stem}", path)
+    if module_spec is None or module_spec.loader is None or not path.is_file():
+        raise StartupError(f"store.index.embed: cannot import {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
+    module_spec.loader.exec_module(module)
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise StartupError(f"store.index.embed: {path} has no function {attr!r}")
+    return fn
+
+
+def resolve_store_index(
+    settings: Settings, config: LangGraphConfig
+) -> tuple[IndexConfig, Embeddings | None, dict[str, Any]]:
+    """The store's vector index: from ``store.index`` in langgraph.json, else from settings.
+
+    Returns:
+        The index config for ``AsyncPostgresStore``, the LangChain embeddings in it (``None``
+        for a plain embed function), and a description for ``/info``.
+    """
+    index_cfg = config.store.index if config.store else None
+    try:
+        if index_cfg is not None:
+            embed: Embeddings | Callable[..., Any]
+            if index_cfg.embed.endswith(".py") or ".py:" in index_cfg.embed:
+                embed = _load_function(config, index_cfg.embed)
+                described: dict[str, Any] = {
+                    "provider": "custom",
+                    "model": index_cfg.embed,
+                    "dims": index_cfg.dims,
+                    "offline": None,
+                }
+            else:
+                embed = get_embeddings(
+                    index_cfg.embed, settings=settings.embeddings, model_settings=settings.model
+                )
+                described = describe_embeddings(embed) | {"dims": index_cfg.dims}
+            index: IndexConfig = {"dims": index_cfg.dims, "embed": embed}
+            if index_cfg.fields is not None:
+                index["fields"] = index_cfg.fields
+            langchain_embed = embed if isinstance(embed, Embeddings) else None
+            return index, langchain_embed, described | {"source": "langgraph.json"}
+        embeddings = get_embeddings(settings=settings.embeddings, model_settings=settings.model)
+        dims = embedding_dims(embeddings)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    return (
+        {"dims": dims, "embed": embeddings, "fields": ["$"]},
+        embeddings,
+        describe_embeddings(embeddings) | {"source": "settings"},
+    )

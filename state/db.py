@@ -1,0 +1,255 @@
+"""Postgres pool, our SQL migrations, and LangGraph's saver and store on that pool.
+
+One :class:`psycopg_pool.AsyncConnectionPool` serves everything: our own tables, LangGraph's
+``AsyncPostgresSaver`` (checkpoints) and ``AsyncPostgresStore`` (long-term memory with pgvector).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.base import IndexConfig, TTLConfig
+from langgraph.store.postgres import AsyncPostgresStore
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from state.settings import redact_url
+
+__all__ = [
+    "DatabaseUnavailable",
+    "Persistence",
+    "apply_migrations",
+    "check_connection",
+    "describe_database",
+    "open_persistence",
+    "open_pool",
+    "strict_serializer",
+]
+
+log = logging.getLogger(__name__)
+
+# Any constant works: it only has to be the same in every staffgraph process.
+_SETUP_LOCK_KEY = 0x5747_4650  # "SGFP"
+_MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """Postgres cannot be reached; the message names host and port, never the password."""
+
+
+def describe_database(url: str, *, embedded: bool) -> dict[str, Any]:
+    """What ``/info`` shows about the database: kind and host, never credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or "unix socket"
+    return {
+        "kind": "embedded" if embedded else "external",
+        "host": host,
+        "port": parts.port,
+        "database": parts.path.lstrip("/") or None,
+    }
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname
+    if host is None:
+        # libpq URL with the socket directory in the query (host=/path)
+        match = re.search(r"host=([^&]+)", parts.query)
+        host = match.group(1) if match else "localhost"
+    return f"{host}:{parts.port or 5432}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if not text:
+        return type(exc).__name__
+    # libpq: 'connection to server at "h", port 1 failed: Connection refused Is the server…'
+    return text.rsplit(" failed: ", 1)[-1]
+
+
+async def check_connection(url: str, *, timeout: float) -> None:
+    """Open and close one connection, turning failures into a one-line :class:`DatabaseUnavailable`.
+
+    Args:
+        url: libpq URL.
+        timeout: seconds before giving up.
+    """
+    try:
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(url, connect_timeout=max(1, int(timeout))),
+            timeout=timeout + 1,
+        )
+    except (psycopg.OperationalError, TimeoutError, OSError) as exc:
+        reason = _reason(exc)
+        # libpq messages can echo the connection string; keep only what cannot hold a secret.
+        reason = reason.replace(url, redact_url(url))
+        raise DatabaseUnavailable(
+            f"cannot connect to Postgres at {_where(url)} ({redact_url(url)}): {reason}. "
+            "Check that the server is running and DATABASE_URL is right, "
+            "or unset DATABASE_URL to use the embedded server."
+        ) from None
+    await conn.close()
+
+
+async def open_pool(
+    url: str, *, min_size: int, max_size: int, timeout: float
+) -> AsyncConnectionPool:
+    """Open the shared pool (autocommit, dict rows: what LangGraph's saver and store need)."""
+    await check_connection(url, timeout=timeout)
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        name="staffgraph",
+    )
+    await pool.open(wait=True, timeout=timeout)
+    return pool
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in _MIGRATIONS_DIR.iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a version number: {versions}")
+    return found
+
+
+async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> list[int]:
+    """Apply pending migrations, each in its own transaction. Returns the versions applied.
+
+    The caller holds the setup advisory lock, so two processes starting together apply each
+    migration exactly once.
+    """
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    cur = await conn.execute("SELECT version FROM schema_version")
+    done = {row["version"] if isinstance(row, dict) else row[0] for row in await cur.fetchall()}
+    applied = []
+    for version, name, text in _migrations():
+        if version in done:
+            continue
+        async with conn.transaction():
+            await conn.execute(text.encode())  # several statements: no parameters
+            await conn.execute(
+                "INSERT INTO schema_version (version, name) VALUES (%s, %s)", (version, name)
+            )
+        log.info("applied migration %s", name)
+        applied.append(version)
+    return applied
+
+
+async def _acquire_setup_lock(conn: psycopg.AsyncConnection[Any], *, timeout: float) -> None:
+    """Take the session-level setup lock so concurrent starters never race on CREATE TABLE.
+
+    Polls ``pg_try_advisory_lock`` rather than blocking in ``pg_advisory_lock``: a session blocked
+    inside a statement holds a snapshot, and LangGraph's ``CREATE INDEX CONCURRENTLY`` in the
+    lock holder would wait for that snapshot forever.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.02
+    while True:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK_KEY,))
+        row = await cur.fetchone()
+        if row is not None and (row["locked"] if isinstance(row, dict) else row[0]):
+            return
+        if loop.time() > deadline:
+            raise DatabaseUnavailable(
+                f"another staffgraph process has held the schema setup lock for over {timeout:.0f}s"
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def strict_serializer() -> JsonPlusSerializer:
+    """Checkpoint serializer that never pickles and only revives allow-listed msgpack types."""
+    return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
+
+
+@dataclass(frozen=True)
+class Persistence:
+    """What the lifespan opens once and hands to every request and worker."""
+
+    pool: AsyncConnectionPool
+    checkpointer: AsyncPostgresSaver
+    store: AsyncPostgresStore
+
+
+@asynccontextmanager
+async def open_persistence(
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 20,
+    timeout: float = 5.0,
+    index: IndexConfig | None = None,
+    ttl: TTLConfig | None = None,
+) -> AsyncIterator[Persistence]:
+    """Open the pool, run migrations and LangGraph's own setup, and yield :class:`Persistence`.
+
+    Closes in reverse order: the store's TTL sweeper, then the pool.
+
+    Args:
+        url: libpq URL of a Postgres ≥ 15 with the ``vector`` extension available.
+        min_size: connections kept open.
+        max_size: most connections open.
+        timeout: seconds to wait for Postgres.
+        index: the store's vector index (dims, embed, fields); ``None`` disables vector search.
+        ttl: the store's TTL policy.
+
+    Raises:
+        DatabaseUnavailable: Postgres cannot be reached.
+    """
+    pool = await open_pool(url, min_size=min_size, max_size=max_size, timeout=timeout)
+    try:
+        checkpointer = AsyncPostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
+        store_kwargs: dict[str, Any] = {}
+        if index is not None:
+            store_kwargs["index"] = {
+                "ann_index_config": {"kind": "hnsw", "vector_type": "vector"},
+                "distance_type": "cosine",
+                **index,
+            }
+        if ttl is not None:
+            store_kwargs["ttl"] = ttl
+        store = AsyncPostgresStore(pool, **store_kwargs)  # type: ignore[arg-type]
+        async with pool.connection() as conn:
+            await _acquire_setup_lock(conn, timeout=max(30.0, timeout))
+            try:
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                await apply_migrations(conn)
+                await checkpointer.setup()
+                await store.setup()
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
+        if ttl is not None:
+            await store.start_ttl_sweeper()
+        try:
+            yield Persistence(pool=pool, checkpointer=checkpointer, store=store)
+        finally:
+            if ttl is not None:
+                await store.stop_ttl_sweeper()
+    finally:
+        await pool.close()

@@ -1,0 +1,308 @@
+"""Process-wide settings, read from the environment once at start-up and validated there.
+
+Each concern has its own group so that the variable names stay the ones people already use
+(``DATABASE_URL``, ``REDIS_URL``, ``MODEL``, ``OPENAI_API_KEY``, ``LANGSMITH_*``) while the code
+reads ``settings.database.url``. A bad value stops start-up with :func:`describe_error`, one line
+per problem that names the variable and what is expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+__all__ = [
+    "DatabaseSettings",
+    "EmbeddingsSettings",
+    "ModelSettings",
+    "RedisSettings",
+    "ServerSettings",
+    "Settings",
+    "TracingSettings",
+    "SettingsInvalid",
+    "describe_error",
+    "load_settings",
+    "redact_url",
+]
+
+_COMMON = {"extra": "ignore", "case_sensitive": False, "env_ignore_empty": True}
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe to log or show in ``/info``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class DatabaseSettings(BaseSettings):
+    """Postgres. Without ``DATABASE_URL`` an embedded PostgreSQL 18 + pgvector is started."""
+
+    model_config = SettingsConfigDict(env_prefix="DATABASE_", **_COMMON)  # type: ignore[typeddict-item]
+
+    url: SecretStr | None = Field(
+        default=None, description="postgresql:// URL of an external server with `vector`."
+    )
+    pool_min_size: int = Field(default=1, ge=0, le=100, description="Connections kept open.")
+    pool_max_size: int = Field(default=20, ge=1, le=500, description="Most connections open.")
+    connect_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="Seconds to wait for the first connection."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("expected a postgresql://user:password@host:port/dbname URL")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> DatabaseSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("DATABASE_POOL_MIN_SIZE must not exceed DATABASE_POOL_MAX_SIZE")
+        return self
+
+
+class RedisSettings(BaseSettings):
+    """Redis. Without ``REDIS_URL`` streams and cancellation use an in-process broker."""
+
+    model_config = SettingsConfigDict(env_prefix="REDIS_", **_COMMON)  # type: ignore[typeddict-item]
+
+    url: SecretStr | None = Field(
+        default=None, description="redis:// , rediss:// or unix:// URL of the broker."
+    )
+    stream_ttl_seconds: int = Field(
+        default=600, ge=10, le=86_400, description="How long finished run streams can be replayed."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+
+class ModelSettings(BaseSettings):
+    """Chat model. ``offline`` (the default with no key) is the deterministic built-in model."""
+
+    model_config = SettingsConfigDict(**_COMMON)  # type: ignore[typeddict-item]
+
+    model: str = Field(
+        default="auto",
+        validation_alias=AliasChoices("MODEL", "STAFFGRAPH_MODEL"),
+        description="`provider:model` for init_chat_model, `offline`, or `auto` "
+        "(OpenAI gpt-4o-mini when OPENAI_API_KEY is set, else offline).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias="OPENAI_API_KEY", description="Key for OpenAI(-compatible)."
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias="OPENAI_BASE_URL",
+        description="Base URL of any OpenAI-compatible server.",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model_spec(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("auto", "offline") or ":" in value:
+            return value
+        raise ValueError("expected `provider:model` (e.g. openai:gpt-4o-mini), `offline` or `auto`")
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
+class EmbeddingsSettings(BaseSettings):
+    """Embeddings for the memory store's vector index."""
+
+    model_config = SettingsConfigDict(**_COMMON)  # type: ignore[typeddict-item]
+
+    spec: str = Field(
+        default="auto",
+        validation_alias=AliasChoices("EMBEDDINGS", "STAFFGRAPH_EMBEDDINGS"),
+        description="`auto`, `local` (all-MiniLM-L6-v2), `hashing`, or `provider:model` "
+        "such as openai:text-embedding-3-small.",
+    )
+
+    @field_validator("spec")
+    @classmethod
+    def _embeddings_spec(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("auto", "local", "hashing") or ":" in value:
+            return value
+        raise ValueError("expected `auto`, `local`, `hashing` or `provider:model`")
+
+
+class TracingSettings(BaseSettings):
+    """LangSmith tracing (off unless ``LANGSMITH_TRACING=true``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LANGSMITH_", **_COMMON)  # type: ignore[typeddict-item]
+
+    tracing: bool = Field(default=False, description="Send traces to LangSmith.")
+    api_key: SecretStr | None = Field(default=None, description="LangSmith API key.")
+    endpoint: str | None = Field(default=None, description="LangSmith API URL.")
+    project: str | None = Field(default=None, description="Project the traces go to.")
+
+    @model_validator(mode="after")
+    def _key_when_tracing(self) -> TracingSettings:
+        if self.tracing and self.api_key is None and self.endpoint is None:
+            raise ValueError(
+                "LANGSMITH_TRACING=true needs LANGSMITH_API_KEY (or LANGSMITH_ENDPOINT)"
+            )
+        return self
+
+
+class ServerSettings(BaseSettings):
+    """The HTTP server and its workers."""
+
+    model_config = SettingsConfigDict(env_prefix="STAFFGRAPH_", **_COMMON)  # type: ignore[typeddict-item]
+
+    home: Path = Field(default=Path(".staffgraph"), description="Embedded Postgres data etc.")
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8123, ge=1, le=65_535, description="Port to bind.")
+    config: Path = Field(
+        default=Path("langgraph.json"),
+        validation_alias=AliasChoices("STAFFGRAPH_CONFIG", "LANGGRAPH_CONFIG"),
+        description="langgraph.json to load.",
+    )
+    workers: int = Field(default=4, ge=0, le=256, description="Run workers in this process.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level."
+    )
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Largest request body accepted."
+    )
+    env: Literal["development", "production"] = Field(
+        default="development", description="Deployment environment."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(BaseModel):
+    """All settings, one group per concern. Build it with :func:`load_settings`."""
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+
+# Environment variable names per (group, field) for error messages.
+_ENV_NAMES: dict[str, dict[str, str]] = {
+    "DatabaseSettings": {
+        "url": "DATABASE_URL",
+        "pool_min_size": "DATABASE_POOL_MIN_SIZE",
+        "pool_max_size": "DATABASE_POOL_MAX_SIZE",
+        "connect_timeout": "DATABASE_CONNECT_TIMEOUT",
+    },
+    "RedisSettings": {"url": "REDIS_URL", "stream_ttl_seconds": "REDIS_STREAM_TTL_SECONDS"},
+    "ModelSettings": {
+        "model": "MODEL",
+        "openai_api_key": "OPENAI_API_KEY",
+        "openai_base_url": "OPENAI_BASE_URL",
+        "MODEL": "MODEL",
+        "OPENAI_API_KEY": "OPENAI_API_KEY",
+        "OPENAI_BASE_URL": "OPENAI_BASE_URL",
+    },
+    "EmbeddingsSettings": {"spec": "EMBEDDINGS", "EMBEDDINGS": "EMBEDDINGS"},
+    "TracingSettings": {},
+    "ServerSettings": {"config": "STAFFGRAPH_CONFIG", "STAFFGRAPH_CONFIG": "STAFFGRAPH_CONFIG"},
+}
+_PREFIXES = {
+    "DatabaseSettings": "DATABASE_",
+    "RedisSettings": "REDIS_",
+    "TracingSettings": "LANGSMITH_",
+    "ServerSettings": "STAFFGRAPH_",
+}
+
+
+class SettingsInvalid(Exception):
+    """The environment holds a bad setting; ``str(exc)`` is one line naming each variable."""
+
+
+def load_settings() -> Settings:
+    """Read every settings group from the environment.
+
+    Raises:
+        SettingsInvalid: one or more variables are invalid; the message names all of them.
+    """
+    groups: dict[str, BaseSettings] = {}
+    problems: list[str] = []
+    for name, cls in (
+        ("database", DatabaseSettings),
+        ("redis", RedisSettings),
+        ("model", ModelSettings),
+        ("embeddings", EmbeddingsSettings),
+        ("tracing", TracingSettings),
+        ("server", ServerSettings),
+    ):
+        try:
+            groups[name] = cls()
+        except ValidationError as exc:
+            problems.append(describe_error(exc))
+        except SettingsError as exc:
+            problems.append(f"invalid setting for {cls.__name__}: {exc}")
+    if problems:
+        raise SettingsInvalid("; ".join(problems))
+    return Settings.model_validate(groups)
+
+
+def describe_error(exc: ValidationError) -> str:
+    """Turn a settings ``ValidationError`` into lines of ``VARIABLE: what is expected``.
+
+    Never echoes the rejected value, which may be a secret.
+    """
+    title = exc.title
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"] if not isinstance(part, int)]
+        field = loc[0] if loc else ""
+        if field:
+            name = (
+                _ENV_NAMES.get(title, {}).get(field) or (_PREFIXES.get(title, "") + field).upper()
+            )
+        else:
+            name = title
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"invalid setting {name}: {msg}")
+    return "; ".join(lines)

@@ -1,0 +1,155 @@
+"""Live ``staffgraph serve`` processes for integration tests.
+
+Each server runs as a real subprocess on a free port with its own fresh database on the
+session's Postgres, so tests drive it over HTTP exactly as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_CONFIG = Path(__file__).with_name("langgraph.json")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fresh_database(database_url: str) -> str:
+    """Create an empty database on the same server and return its URL."""
+    name = f"sg_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    parts = urlsplit(database_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@dataclass
+class LiveServer:
+    """A running server process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """Terminate the process (SIGTERM, graceful) and return its exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(
+    *,
+    env: dict[str, str],
+    config: Path = TEST_CONFIG,
+    args: tuple[str, ...] = (),
+    timeout: float = 60.0,
+) -> LiveServer:
+    """Start ``staffgraph serve`` and wait until ``/ok`` answers.
+
+    Raises:
+        RuntimeError: the process exited or did not answer in time; the message holds its log.
+    """
+    port = free_port()
+    log_path = Path(tempfile.mkstemp(prefix="staffgraph-server-", suffix=".log")[1])
+    full_env = {
+        **os.environ,
+        "STAFFGRAPH_HOME": tempfile.mkdtemp(prefix="staffgraph-home-"),
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--config",
+                str(config),
+                *args,
+            ],
+            cwd=REPO,
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path, env)
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+            try:
+                if client.get(f"{server.url}/ok").status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)  # the process gives no readiness event other than answering
+    server.stop()
+    raise RuntimeError(f"server did not answer /ok within {timeout}s:\n{server.log()}")
+
+
+@pytest.fixture
+def server_factory(database_url: str) -> Iterator[object]:
+    """Start servers on demand (``server_factory(env=..., config=...)``); all stopped after."""
+    started: list[LiveServer] = []
+
+    def factory(
+        *,
+        env: dict[str, str] | None = None,
+        config: Path = TEST_CONFIG,
+        fresh_db: bool = True,
+        args: tuple[str, ...] = (),
+    ) -> LiveServer:
+        merged = {"DATABASE_URL": fresh_database(database_url) if fresh_db else database_url}
+        merged.update(env or {})
+        server = start_server(env=merged, config=config, args=args)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str) -> Iterator[LiveServer]:
+    """One server for the session, on its own database, with the test graphs."""
+    server = start_server(env={"DATABASE_URL": fresh_database(database_url)})
+    try:
+        yield server
+    finally:
+        server.stop()
