@@ -14,7 +14,8 @@ from server.config import LangGraphConfig
 from server.context import AppContext, DatabaseTarget
 from server.errors import install_error_handlers
 from server.graphs import GraphRegistry
-from server.routes import meta
+from server.middleware import install_middleware
+from server.routes import meta, store
 from server.startup import resolve_store_index
 from state.db import describe_database, open_persistence
 from state.settings import Settings, redact_url
@@ -87,5 +88,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(meta.router)
+    install_middleware(app, settings, config)
+    for module in (meta, store):
+        app.include_router(module.router)
     return app

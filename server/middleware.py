@@ -1,0 +1,214 @@
+"""HTTP middleware: CORS for LangGraph Studio, JSON request bodies, and a request body limit.
+
+All three are plain ASGI callables (no ``BaseHTTPMiddleware``): they touch only the scope and
+the receive/send channels, so they add no task or copy per request and never buffer a body.
+
+Order, outermost first: CORS (so that every answer, 413 and 422 included, carries the CORS
+headers a browser needs to read it), then the body limit, then the content-type fix-up.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.config import CorsConfig, LangGraphConfig
+from state.settings import Settings
+
+__all__ = [
+    "BodyLimitMiddleware",
+    "DEFAULT_EXPOSE_HEADERS",
+    "JsonBodyMiddleware",
+    "RequestBodyTooLarge",
+    "cors_options",
+    "install_middleware",
+]
+
+DEFAULT_EXPOSE_HEADERS = ("x-pagination-total", "x-pagination-next", "content-location")
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_JSON = b"application/json"
+# Bodies with these media types mean something other than JSON; everything else is read as
+# JSON, as the LangGraph Server does (Studio posts JSON as text/plain to avoid a preflight).
+_FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+
+
+def cors_options(cors: CorsConfig | None, *, env_origins: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for Starlette's ``CORSMiddleware``.
+
+    Defaults match the LangGraph Server: every origin, method and header, credentials only
+    when origins are listed explicitly, the pagination and ``Content-Location`` headers
+    exposed. ``http.cors`` in langgraph.json overrides each option it sets; the allowed
+    origins come from ``http.cors.allow_origins``, else ``CORS_ALLOW_ORIGINS``
+    (comma-separated), else ``*``. Private Network Access preflights are always answered, so
+    hosted Studio can reach a server on localhost.
+
+    Args:
+        cors: ``http.cors`` from langgraph.json, if any.
+        env_origins: the value of ``CORS_ALLOW_ORIGINS``, if set.
+    """
+    origins: list[str] = ["*"]
+    if cors is not None and cors.allow_origins is not None:
+        origins = list(cors.allow_origins)
+    elif env_origins and env_origins.strip():
+        origins = [o.strip() for o in env_origins.split(",") if o.strip()]
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    c = cors or CorsConfig()
+    return {
+        "allow_origins": origins,
+        "allow_methods": list(pick(c.allow_methods, ["*"])),
+        "allow_headers": list(pick(c.allow_headers, ["*"])),
+        # Browsers refuse credentials with a wildcard origin, so only an explicit list gets them.
+        "allow_credentials": pick(c.allow_credentials, "*" not in origins),
+        "allow_origin_regex": c.allow_origin_regex,
+        "expose_headers": list(pick(c.expose_headers, DEFAULT_EXPOSE_HEADERS)),
+        "max_age": pick(c.max_age, 600),
+        "allow_private_network": True,
+    }
+
+
+class JsonBodyMiddleware:
+    """Mark request bodies of POST/PUT/PATCH/DELETE as JSON whatever ``Content-Type`` says.
+
+    Only the header is rewritten (form uploads keep theirs); the body is not read here, so a
+    body that is not JSON still gets FastAPI's 422 "JSON decode error".
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+            scope = _as_json(scope)
+        await self.app(scope, receive, send)
+
+
+def _as_json(scope: Scope) -> Scope:
+    headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+    for i, (name, value) in enumerate(headers):
+        if name != b"content-type":
+            continue
+        media = value.split(b";", 1)[0].strip().lower()
+        if media == _JSON or media.endswith(b"+json") or media in _FORM_TYPES:
+            return scope
+        headers[i] = (b"content-type", _JSON)
+        break
+    else:
+        headers.append((b"content-type", _JSON))
+    return {**scope, "headers": headers}
+
+
+class RequestBodyTooLarge(HTTPException):
+    """The request body is over the limit (raised from ``receive`` while the body is read)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=_too_large_detail(limit))
+
+
+def _too_large_detail(limit: int) -> str:
+    return (
+        f"Request body is larger than {limit} bytes; send less or raise STAFFGRAPH_MAX_BODY_BYTES"
+    )
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to request bodies over ``max_bytes`` without reading them.
+
+    A declared ``Content-Length`` over the limit is refused before the app runs. A chunked
+    body is counted as it arrives, and reading stops with :class:`RequestBodyTooLarge` at the
+    first chunk past the limit; FastAPI turns that into the same JSON 413.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await _send_too_large(send, self.max_bytes)
+            return
+
+        limit = self.max_bytes
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise RequestBodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except RequestBodyTooLarge:
+            # Reached here only when the body was read outside FastAPI's parsing (which
+            # answers the error itself); once a response has begun it cannot be replaced.
+            if started:
+                raise
+            await _send_too_large(send, limit)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the HTTP server rejects a malformed length itself
+    return None
+
+
+async def _send_too_large(send: Send, limit: int) -> None:
+    body = orjson.dumps({"detail": _too_large_detail(limit)})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", _JSON),
+                (b"content-length", str(len(body)).encode()),
+                # The unread rest of the body is still on the wire: do not reuse the connection.
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def install_middleware(app: FastAPI, settings: Settings, config: LangGraphConfig) -> None:
+    """Install CORS, the request body limit and JSON body handling on ``app``.
+
+    Args:
+        app: the application.
+        settings: validated settings (``server.max_body_bytes``).
+        config: langgraph.json (``http.cors``).
+    """
+    cors = config.http.cors if config.http is not None else None
+    # Starlette runs the last added middleware outermost.
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware, **cors_options(cors, env_origins=os.environ.get("CORS_ALLOW_ORIGINS"))
+    )
