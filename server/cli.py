@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import FrameType
 from urllib.parse import quote
 
 import uvicorn
@@ -52,6 +55,11 @@ def _fail(message: str) -> int:
 
 def serve(settings: Settings) -> int:
     """Validate everything, then run the server until interrupted. Returns the exit code."""
+    with _shutdown_signals():
+        return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
     try:
         config = load_config(settings.server.config)
         config.apply_env()
@@ -65,6 +73,8 @@ def serve(settings: Settings) -> int:
             app = create_app(settings, config, graphs, database)
         except (DatabaseUnavailable, EmbeddedPostgresError, StartupError) as exc:
             return _fail(str(exc))
+        # Start-up checks passed: from here on the configured log level applies.
+        logging.getLogger().setLevel(settings.server.log_level.upper())
         base = f"http://{_url_host(settings.server.host)}:{settings.server.port}"
         print(
             f"staffgraph {'(embedded Postgres) ' if database.embedded else ''}serving "
@@ -74,6 +84,12 @@ def serve(settings: Settings) -> int:
             f"  Studio: https://smith.langchain.com/studio/?baseUrl={quote(base, safe=':/')}",
             flush=True,
         )
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
+        # handler that was in place before it ran. Python's defaults would kill the process
+        # (SIGTERM) or raise KeyboardInterrupt (SIGINT) before this ExitStack releases the
+        # embedded Postgres, leaving its postmaster running; the shutdown is done, so absorb it.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _ignore_signal)
         uvicorn.run(
             app,
             host=settings.server.host,
@@ -82,6 +98,29 @@ def serve(settings: Settings) -> int:
             timeout_graceful_shutdown=10,
         )
     return 0
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    del signum, frame
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    del frame
+    # SystemExit unwinds the ExitStack, so an embedded Postgres started so far is released.
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def _shutdown_signals() -> Iterator[None]:
+    """Make SIGTERM/SIGINT during start-up exit cleanly; restore the handlers afterwards."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, _exit_on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _url_host(host: str) -> str:
@@ -106,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["workers"] = 0
     if overrides:
         settings.server = settings.server.model_copy(update=overrides)
+    # Until start-up checks pass only warnings are shown (debug shows everything), so a failed
+    # start prints exactly one line: the reason.
     logging.basicConfig(
-        level=settings.server.log_level.upper(),
+        level="DEBUG" if settings.server.log_level == "debug" else "WARNING",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # pgserver logs every initdb/pg_ctl line at INFO; only its problems are worth showing.

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -52,23 +52,36 @@ class DatabaseUnavailable(RuntimeError):
 def describe_database(url: str, *, embedded: bool) -> dict[str, Any]:
     """What ``/info`` shows about the database: kind and host, never credentials."""
     parts = urlsplit(url)
-    host = parts.hostname or "unix socket"
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a multi-host libpq URL (h1:5432,h2:5433): show the list as written
+        host, port = _host_list(url), None
+    if not host:
+        host = _query_host(parts.query) or "unix socket"
     return {
         "kind": "embedded" if embedded else "external",
         "host": host,
-        "port": parts.port,
+        "port": port,
         "database": parts.path.lstrip("/") or None,
     }
 
 
+def _host_list(url: str) -> str:
+    """The host part of ``url`` as written, without user info."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
+def _query_host(query: str) -> str | None:
+    """``host`` from a libpq URL's query (``?host=/run/postgresql``: a socket directory)."""
+    values = parse_qs(query).get("host")
+    return values[0] if values else None
+
+
 def _where(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname
-    if host is None:
-        # libpq URL with the socket directory in the query (host=/path)
-        match = re.search(r"host=([^&]+)", parts.query)
-        host = match.group(1) if match else "localhost"
-    return f"{host}:{parts.port or 5432}"
+    hosts = _host_list(url) or _query_host(urlsplit(url).query) or "localhost"
+    if "," in hosts or ":" in hosts.rpartition("]")[2]:  # a host list, or a port given
+        return hosts
+    return f"{hosts}:5432"
 
 
 def _reason(exc: BaseException) -> str:

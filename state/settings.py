@@ -8,6 +8,7 @@ per problem that names the variable and what is expected.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +28,7 @@ __all__ = [
     "DatabaseSettings",
     "EmbeddingsSettings",
     "ModelSettings",
+    "ObservabilitySettings",
     "RedisSettings",
     "ServerSettings",
     "Settings",
@@ -40,20 +42,28 @@ __all__ = [
 _COMMON = {"extra": "ignore", "case_sensitive": False, "env_ignore_empty": True}
 
 
+# libpq also takes the password as a query parameter: postgresql://u@h/db?password=...
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe to log or show in ``/info``)."""
+    """Return ``url`` with any password replaced by ``***`` (safe to log or show in ``/info``).
+
+    Hides the password in the user info and in a libpq ``password=`` query parameter. The host
+    part is kept as written, so IPv6 brackets and multi-host lists (``h1:5432,h2:5433``) survive.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    userinfo, at, hostinfo = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        user, _, password = userinfo.partition(":")
+        if password:
+            userinfo = f"{user}:***"
+    netloc = f"{userinfo}@{hostinfo}" if at else hostinfo
+    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class DatabaseSettings(BaseSettings):
@@ -216,6 +226,30 @@ class ServerSettings(BaseSettings):
         return value.lower() if isinstance(value, str) else value
 
 
+class ObservabilitySettings(BaseSettings):
+    """Logs, token pricing and trace shutdown (metrics need no settings)."""
+
+    model_config = SettingsConfigDict(env_prefix="STAFFGRAPH_", **_COMMON)  # type: ignore[typeddict-item]
+
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="`json` (one event a line), `text`, or `auto`: text on a terminal, else json.",
+    )
+    price_table: Path | None = Field(
+        default=None,
+        description="YAML or JSON file of model prices (USD per 1M tokens) merged over the "
+        "built-in table.",
+    )
+    trace_flush_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="Most seconds shutdown waits to send traces."
+    )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
 class Settings(BaseModel):
     """All settings, one group per concern. Build it with :func:`load_settings`."""
 
@@ -225,6 +259,7 @@ class Settings(BaseModel):
     embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
 
 # Environment variable names per (group, field) for error messages.
@@ -253,6 +288,7 @@ _PREFIXES = {
     "RedisSettings": "REDIS_",
     "TracingSettings": "LANGSMITH_",
     "ServerSettings": "STAFFGRAPH_",
+    "ObservabilitySettings": "STAFFGRAPH_",
 }
 
 
@@ -275,6 +311,7 @@ def load_settings() -> Settings:
         ("embeddings", EmbeddingsSettings),
         ("tracing", TracingSettings),
         ("server", ServerSettings),
+        ("observability", ObservabilitySettings),
     ):
         try:
             groups[name] = cls()
@@ -297,12 +334,11 @@ def describe_error(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = [str(part) for part in err["loc"] if not isinstance(part, int)]
         field = loc[0] if loc else ""
-        if field:
-            name = (
-                _ENV_NAMES.get(title, {}).get(field) or (_PREFIXES.get(title, "") + field).upper()
-            )
-        else:
-            name = title
         msg = err["msg"].removeprefix("Value error, ")
+        if not field:
+            # a rule across fields (pool bounds, tracing key): its message names the variables
+            lines.append(f"invalid settings: {msg}")
+            continue
+        name = _ENV_NAMES.get(title, {}).get(field) or (_PREFIXES.get(title, "") + field).upper()
         lines.append(f"invalid setting {name}: {msg}")
     return "; ".join(lines)

@@ -86,6 +86,9 @@ def start_server(
         **os.environ,
         "STAFFGRAPH_HOME": tempfile.mkdtemp(prefix="staffgraph-home-"),
         "PYTHONUNBUFFERED": "1",
+        # Servers embed with the hashing embedder unless a test asks for another: loading
+        # MiniLM in every server process would cost seconds of the 2-core budget each.
+        "EMBEDDINGS": "hashing",
         **env,
     }
     with log_path.open("wb") as log_file:

@@ -1,0 +1,143 @@
+"""Staff: the whole organisation as nested supervisors, one per circle.
+
+Each circle becomes a team led by its lead role. The team's members are the circle's roles
+(the lead included, so a lead can also do work itself) and one member per sub-circle, which is
+that sub-circle's own team. A circle with a single role and no sub-circles is just that role's
+agent. The default organisation comes from ``roles/``:
+
+    operations (chief of staff): chief_of_staff, writer, compliance_officer, finance,
+        research (researcher): researcher, analyst
+        people (people lead)
+"""
+
+from __future__ import annotations
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from langgraph.types import Checkpointer
+
+from graphs.supervisor import Context, InputState, State, build_supervisor
+from nodes._private import humanize
+from nodes.middleware import MemoryRecall
+from nodes.team import Member
+from state.errors import GraphSetupError
+from state.roles import (
+    Circle,
+    Organization,
+    default_roles_dir,
+    load_organization,
+    validate_organization,
+)
+from tools.registry import ToolRegistry, default_registry
+
+__all__ = ["Context", "InputState", "State", "build_staff", "circle_member", "graph"]
+
+
+def _team(
+    org: Organization,
+    circle: Circle,
+    *,
+    registry: ToolRegistry,
+    model: BaseChatModel | None,
+    memory: MemoryRecall | None,
+) -> list[Member]:
+    """A circle's team: its roles (the lead too, who may also do work) and its sub-circles."""
+    members = [
+        Member.from_role(role, registry=registry, model=model, memory=memory)
+        for role in org.members(circle.name)
+    ]
+    members.extend(
+        circle_member(org, sub, registry=registry, model=model, memory=memory)
+        for sub in org.sub_circles(circle.name)
+    )
+    return members
+
+
+def circle_member(
+    org: Organization,
+    circle: Circle,
+    *,
+    registry: ToolRegistry,
+    model: BaseChatModel | None = None,
+    memory: MemoryRecall | None = None,
+) -> Member:
+    """The member that stands for ``circle`` in its parent's team.
+
+    Args:
+        org: The organisation.
+        circle: The circle.
+        registry: Tools for the role agents.
+        model: A fixed chat model for every role; by default chosen per run.
+        memory: Recall hook for every role agent.
+
+    Returns:
+        A member named after the circle: its team (a nested supervisor), or its only role's
+        agent.
+    """
+    lead = org.role(circle.lead)
+    description = (
+        f"The {humanize(circle.name)} circle, led by {humanize(lead.name)}: {circle.purpose}"
+    )
+    if len(org.members(circle.name)) == 1 and not org.sub_circles(circle.name):
+        agent = Member.from_role(lead, registry=registry, model=model, memory=memory)
+        return Member(name=circle.name, description=description, graph=agent.graph, role=lead.name)
+    members = _team(org, circle, registry=registry, model=model, memory=memory)
+    team = build_supervisor(members, lead=lead, org=org, model=model, name=circle.name)
+    return Member(name=circle.name, description=description, graph=team, role=circle.name)
+
+
+def build_staff(
+    org: Organization | None = None,
+    *,
+    registry: ToolRegistry | None = None,
+    model: BaseChatModel | None = None,
+    memory: MemoryRecall | None = None,
+    name: str = "staff",
+    checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
+) -> CompiledStateGraph[State, Context, InputState, State]:
+    """Build the organisation's staff: the top circle's team with nested circle teams.
+
+    Args:
+        org: The organisation; defaults to ``roles/``. It is validated against ``registry``.
+        registry: Tools roles may be granted; defaults to :func:`tools.default_registry`.
+        model: A fixed chat model for every role; by default chosen per run from the context.
+        memory: Recall hook for every role agent.
+        name: Graph name.
+        checkpointer: Persistence, when not attached by the server.
+        store: Long-term store, likewise.
+
+    Returns:
+        The compiled graph (a supervisor; see :mod:`graphs.supervisor`).
+
+    Raises:
+        GraphSetupError: The organisation fails validation (``RoleDefinitionError``), or it
+            has no single top circle.
+    """
+    registry = registry if registry is not None else default_registry()
+    if org is None:
+        org = load_organization(default_roles_dir(), registry=registry)
+    else:
+        validate_organization(org, registry)
+    roots = org.root_circles()
+    if len(roots) != 1:
+        found = ", ".join(c.name for c in roots) or "none"
+        raise GraphSetupError(
+            f"Staff needs exactly one top circle to lead the organisation; found: {found}. "
+            "Make the others sub_circles of one circle."
+        )
+    top = roots[0]
+    return build_supervisor(
+        _team(org, top, registry=registry, model=model, memory=memory),
+        lead=org.role(top.lead),
+        org=org,
+        model=model,
+        name=name,
+        checkpointer=checkpointer,
+        store=store,
+    )
+
+
+graph = build_staff()
+"""The default organisation from ``roles/``, compiled without persistence."""

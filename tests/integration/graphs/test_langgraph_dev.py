@@ -1,0 +1,133 @@
+"""The official dev server (``langgraph dev``) loads our graphs and runs each one via the SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+
+from tests.support.server import free_port
+
+REPO = Path(__file__).resolve().parents[3]
+GRAPHS = ("supervisor", "pipeline", "parallel", "reflective", "staff", "governance", "chat")
+STARTUP_SECONDS = 90.0
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+async def dev_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """``langgraph dev`` on a free port with a langgraph.json listing the repo's graph files."""
+    workdir = tmp_path_factory.mktemp("langgraph-dev")
+    config = workdir / "langgraph.json"
+    config.write_text(
+        json.dumps(
+            {
+                "dependencies": [str(REPO)],
+                "graphs": {name: f"{REPO / 'graphs' / name}.py:graph" for name in GRAPHS},
+            }
+        )
+    )
+    port = free_port()
+    log_path = workdir / "server.log"
+    cli = Path(sys.executable).with_name("langgraph")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [cli, "dev", "--no-browser", "--no-reload", "--port", str(port), "--config", config],
+            cwd=workdir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_until_ok(url, process, log_path)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _wait_until_ok(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_SECONDS
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while loop.time() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"langgraph dev exited:\n{log_path.read_text(errors='replace')}")
+            try:
+                if (await client.get(f"{url}/ok")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)  # the process signals readiness only by answering
+    raise RuntimeError(f"langgraph dev did not answer /ok:\n{log_path.read_text(errors='replace')}")
+
+
+REQUESTS = {
+    "supervisor": "Draft a blog post announcing our new product launch",
+    "pipeline": "Write a short report on renewable energy adoption in Europe",
+    "parallel": "Write a short report on renewable energy adoption in Europe",
+    "reflective": "Write a short report on renewable energy adoption in Europe",
+    "staff": "Check this announcement for GDPR privacy risk before publication",
+    "chat": "What is 12 * (3 + 4)?",
+}
+
+
+async def run(client: LangGraphClient, graph: str, **body: Any) -> tuple[str, Any]:
+    thread = await client.threads.create()
+    result = await client.runs.wait(thread["thread_id"], graph, **body)
+    return thread["thread_id"], result
+
+
+async def test_dev_server_lists_every_graph(dev_server: str) -> None:
+    client = get_client(url=dev_server)
+    found = {a["graph_id"] for a in await client.assistants.search(limit=50)}
+    assert found == set(GRAPHS)
+
+
+@pytest.mark.parametrize("graph", sorted(REQUESTS))
+async def test_dev_server_completes_a_run(dev_server: str, graph: str) -> None:
+    client = get_client(url=dev_server)
+    message = {"role": "user", "content": REQUESTS[graph]}
+    thread_id, result = await run(client, graph, input={"messages": [message]})
+    assert isinstance(result, dict), result
+    last = result["messages"][-1]
+    assert last["type"] == "ai" and last["content"]
+    state = await client.threads.get_state(thread_id)
+    assert state["next"] == []
+    if graph == "chat":
+        assert last["content"].endswith("calculator returned: 84.")
+    if graph == "supervisor":
+        assert result["handoffs"][0]["member"] == "writer"
+
+
+async def test_dev_server_governance_pauses_for_approval_and_resumes(dev_server: str) -> None:
+    client = get_client(url=dev_server)
+    tension = "Grant the writer the calculator so it can check figures in drafts"
+    thread_id, _ = await run(
+        client, "governance", input={"messages": [{"role": "user", "content": tension}]}
+    )
+    state = await client.threads.get_state(thread_id)
+    assert state["next"] == ["approve"]
+    (pending,) = state["interrupts"]
+    assert pending["value"]["review_configs"][0]["action_name"] == "change_role"
+    result = await client.runs.wait(
+        thread_id, "governance", command={"resume": {"decisions": [{"type": "approve"}]}}
+    )
+    assert isinstance(result, dict)
+    assert result["outcome"] == {"status": "applied", "role": "writer", "version": 1}
