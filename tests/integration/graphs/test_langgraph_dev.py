@@ -19,7 +19,8 @@ from langgraph_sdk.client import LangGraphClient
 from tests.support.server import free_port
 
 REPO = Path(__file__).resolve().parents[3]
-GRAPHS = ("supervisor", "pipeline", "parallel", "reflective", "staff", "governance", "chat")
+CONFIG = REPO / "langgraph.json"
+GRAPHS = tuple(json.loads(CONFIG.read_text())["graphs"])
 STARTUP_SECONDS = 90.0
 
 pytestmark = pytest.mark.slow
@@ -27,24 +28,18 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 async def dev_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """``langgraph dev`` on a free port with a langgraph.json listing the repo's graph files."""
+    """``langgraph dev`` on a free port, loading the repo's own langgraph.json unchanged."""
+    # `langgraph dev` resolves graph paths against its working directory, so it runs from the
+    # repo root as a user would (its .langgraph_api/ state there is gitignored).
     workdir = tmp_path_factory.mktemp("langgraph-dev")
-    config = workdir / "langgraph.json"
-    config.write_text(
-        json.dumps(
-            {
-                "dependencies": [str(REPO)],
-                "graphs": {name: f"{REPO / 'graphs' / name}.py:graph" for name in GRAPHS},
-            }
-        )
-    )
+    config = CONFIG
     port = free_port()
     log_path = workdir / "server.log"
     cli = Path(sys.executable).with_name("langgraph")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [cli, "dev", "--no-browser", "--no-reload", "--port", str(port), "--config", config],
-            cwd=workdir,
+            cwd=REPO,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=log,
             stderr=subprocess.STDOUT,
