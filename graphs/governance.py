@@ -9,13 +9,22 @@ and assesses it again, ``reject`` records the rejection, ``respond`` sends the p
 with the human's guidance. Storing is idempotent per change id, so a re-run never adds a
 second version.
 
-    START -> intake -> propose -> assess -> approve -> apply -> END
-                          ^          ^         |-> assess (edit) / propose (respond)
-                          |          |         \\-> reject -> END
+Learned instructions for a role (procedural memory) take the same road. A change of attribute
+``instructions`` - proposed from a tension, or an instruction already pending in memory (an
+agent's ``remember`` proposal) passed as ``instruction_ref`` - is staged in long-term memory as
+a ``pending`` version of its rule, which no agent recalls. ``approve`` makes it the approved
+version (superseding the one before) and from then on every agent of the role is given it;
+``reject`` records the rejection; an edit stages the edited text and withdraws the earlier
+version. Instructions are the organisation's (``context.org_id``), not one user's.
+
+    START -> intake -> propose -> assess -> stage -> approve -> apply -> END
+               |                    ^   \\             ^  |-> assess (edit) / propose (respond)
+               \\--(instruction_ref)/    \\-(role change)/  \\-> reject -> END
 """
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import uuid
 from dataclasses import dataclass, field
@@ -34,15 +43,19 @@ from nodes._private import chat_model_for, clip, context_of, last_human_text
 from nodes.agent import role_system_prompt
 from nodes.approval import ALL_DECISIONS, GateDecision, ask_approval
 from nodes.governance import (
+    INSTRUCTIONS,
     ChangeProposal,
     Impact,
     RoleChange,
     apply_change,
     assess_change,
+    assess_instruction,
     describe_change,
     normalise_change,
 )
+from nodes.memory import memory_settings, provenance_for, resolve_scope
 from state.errors import GraphSetupError
+from state.memory import DEFAULT_ORG, Memory, MemoryScope, MemoryStore, ProcedureStatus
 from state.role_store import RoleStore
 from state.roles import Organization, Role, default_roles_dir, load_organization
 from tools.registry import ToolRegistry, default_registry
@@ -56,16 +69,21 @@ class Outcome(TypedDict):
     status: Literal["applied", "rejected"]
     role: str
     version: NotRequired[int]
-    """The stored version, when applied."""
+    """The stored version when applied: the role's, or the instruction's for instructions."""
     reason: NotRequired[str]
     """Why it was rejected."""
+    ref: NotRequired[str]
+    """The instruction's memory ref (instruction changes that were staged)."""
 
 
 class InputState(TypedDict):
-    """What a run takes: the tension as the last human message."""
+    """What a run takes: the tension as the last human message, or an instruction to review."""
 
     messages: Annotated[list[AnyMessage], add_messages]
     """The conversation; the graph adds what happened to the change."""
+    instruction_ref: NotRequired[str]
+    """A pending instruction to put before a reviewer instead of a tension: its memory ref,
+    ``org/<role>/procedural/<rule>-v<n>`` (e.g. one an agent proposed with ``remember``)."""
 
 
 class State(InputState, total=False):
@@ -87,6 +105,9 @@ class State(InputState, total=False):
     """Every decision at the approval gate."""
     outcome: Outcome
     """Applied (with the version) or rejected (with the reason)."""
+    procedure: str
+    """The memory ref of this run's instruction while it is staged (instruction changes);
+    ``""`` when nothing is staged."""
 
 
 @dataclass(kw_only=True)
@@ -103,6 +124,17 @@ class Context:
     max_revisions: int = field(
         default=2,
         metadata={"description": "Most times a reviewer may send the proposal back."},
+    )
+    user_id: str | None = field(
+        default=None,
+        metadata={
+            "description": "Who reviews: recorded as the author of decisions on instructions. "
+            "Ignored in favour of the authenticated user, which it must match."
+        },
+    )
+    org_id: str | None = field(
+        default=DEFAULT_ORG,
+        metadata={"description": "Organisation whose role instructions a change proposes."},
     )
 
 
@@ -164,16 +196,71 @@ def build_governance(
             )
         return RoleStore(runtime.store)
 
+    def memory_of(runtime: Runtime[Context]) -> MemoryStore:
+        if runtime.store is None:
+            raise ValueError(
+                f"Governance graph '{name}' needs a store for role instructions: compile it "
+                "with store=... or run it in a server (which attaches one)."
+            )
+        return MemoryStore(runtime.store)
+
+    def scope_for(runtime: Runtime[Context], role_name: str) -> MemoryScope:
+        role = org.role(role_name)
+        return resolve_scope(runtime, role=role.name, domains=role.domains)
+
+    def scope_of_ref(runtime: Runtime[Context], ref: str) -> MemoryScope:
+        # A ref names its area: the role itself or one of the domains the role owns.
+        parts = ref.strip().split("/")
+        area = parts[1] if len(parts) == 4 and parts[0] == "org" else ""
+        owner = org.role(area) if org.has_role(area) else org.domain_owner(area)
+        if owner is None:
+            raise ValueError(
+                f"Governance graph '{name}': {ref!r} is not an instruction of a role of this "
+                "organisation; expected org/<role>/procedural/<rule>-v<n>."
+            )
+        return scope_for(runtime, owner.name)
+
+    def reviewer(runtime: Runtime[Context]) -> str:
+        user = resolve_scope(runtime, role=author.name).user_id
+        return f"human:{user}"[:200] if user else "human:reviewer"
+
+    async def pending_instruction(runtime: Runtime[Context], ref: str) -> Memory | None:
+        found = await memory_of(runtime).get(scope_of_ref(runtime, ref), ref)
+        if found is None or found.status != ProcedureStatus.PENDING.value:
+            return None
+        return found
+
     async def intake(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        tension = last_human_text(state["messages"]).strip()
-        if not tension:
-            raise ValueError(f"Governance graph '{name}' needs a tension: send a human message.")
-        return {
-            "tension": clip(tension, 4_000),
+        # Input keys stay in the thread's state: clear them so the next run starts afresh.
+        fresh: dict[str, Any] = {
             "change_id": uuid.uuid4().hex,
             "guidance": "",
             "revisions": 0,
+            "procedure": "",
+            "instruction_ref": "",
         }
+        ref = (state.get("instruction_ref") or "").strip()
+        if ref:
+            pending = await pending_instruction(runtime, ref)
+            if pending is None:
+                raise ValueError(
+                    f"Governance graph '{name}': {ref} is not a pending instruction; list the "
+                    "pending ones with MemoryStore.procedures(scope, status='pending')."
+                )
+            change = RoleChange(
+                role=scope_of_ref(runtime, ref).role,
+                attribute=INSTRUCTIONS,
+                operation="add",
+                value=pending.text,
+                motivation=str(pending.value.get("reason") or ""),
+                rule=str(pending.value.get("rule") or ""),
+            )
+            tension = f"Review the proposed instruction {ref}: {pending.text}"
+            return {**fresh, "tension": clip(tension, 4_000), "proposal": change, "procedure": ref}
+        tension = last_human_text(state["messages"]).strip()
+        if not tension:
+            raise ValueError(f"Governance graph '{name}' needs a tension: send a human message.")
+        return {**fresh, "tension": clip(tension, 4_000)}
 
     async def propose(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         chat = model or chat_model_for(runtime, fallback=author.model)
@@ -190,10 +277,64 @@ def build_governance(
         proposal = state.get("proposal")
         if proposal is None:
             raise ValueError("assess ran without a proposal.")
-        impact = await assess_change(
-            proposal, org=org, registry=registry, store=role_store(runtime)
-        )
+        if proposal["attribute"] == INSTRUCTIONS:
+            impact = await assess_instruction(
+                proposal,
+                org=org,
+                memory=memory_of(runtime),
+                org_id=memory_settings(runtime).org_id,
+            )
+        else:
+            impact = await assess_change(
+                proposal, org=org, registry=registry, store=role_store(runtime)
+            )
         return {"impact": impact}
+
+    def staged_matches(staged: Memory, proposal: RoleChange) -> bool:
+        role = org.role(proposal["role"]) if org.has_role(proposal["role"]) else None
+        return (
+            role is not None
+            and staged.area in (role.name, *role.domains)
+            and staged.value.get("rule") == proposal.get("rule")
+            and staged.text == proposal["value"]
+        )
+
+    async def stage(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Keep procedural memory in step with the proposal the reviewer will see."""
+        proposal, impact = state["proposal"], state["impact"]
+        staged_ref = state.get("procedure") or ""
+        staged = await pending_instruction(runtime, staged_ref) if staged_ref else None
+        if staged is not None and staged_matches(staged, proposal):
+            return {}
+        memory = memory_of(runtime)
+        update: dict[str, Any] = {"procedure": ""}
+        if proposal["attribute"] == INSTRUCTIONS and impact["valid"]:
+            scope = scope_for(runtime, proposal["role"])
+            rule, text = proposal.get("rule") or "", proposal["value"]
+            # Keyed by the run's change and the text: a re-run after a crash finds the version
+            # it stored; an edited text is a new version.
+            digest = hashlib.blake2b(f"{rule}\0{text}".encode(), digest_size=6).hexdigest()
+            version = await memory.propose_procedure(
+                scope,
+                rule,
+                text,
+                provenance=provenance_for(
+                    runtime, recorded_by=author.name, source="governance", user_id=scope.user_id
+                ),
+                reason=proposal["motivation"] or state.get("tension", ""),
+                owner="org",
+                change_id=f"{state['change_id']}-{digest}",
+            )
+            update["procedure"] = version.ref
+        if staged is not None:
+            # The reviewer changed the proposal: the version staged for it is withdrawn.
+            await memory.reject_procedure(
+                scope_of_ref(runtime, staged_ref),
+                staged_ref,
+                decided_by=reviewer(runtime),
+                reason="replaced by a revised proposal",
+            )
+        return update
 
     async def approve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         context = context_of(runtime, Context)
@@ -202,18 +343,30 @@ def build_governance(
         if state.get("revisions", 0) >= context.max_revisions:
             allowed = tuple(d for d in allowed if d != "respond")
         problems = " Problems: " + " ".join(impact["problems"]) if impact["problems"] else ""
-        decision = ask_approval(
-            "change_role",
-            dict(proposal),
-            f"{impact['summary']}{problems}",
-            gate="governance_approval",
-            allowed=allowed,
-            metadata={
+        if proposal["attribute"] == INSTRUCTIONS:
+            action = "add_instruction"
+            metadata: dict[str, Any] = {
+                "policy": "a role's learned instructions (procedural memory) are used by its "
+                "agents only after human approval",
+                "risk": "write",
+                "instruction_ref": state.get("procedure") or None,
+                "valid": impact["valid"],
+            }
+        else:
+            action = "change_role"
+            metadata = {
                 "policy": f"domain 'roles' (owner: {author.name}) changes need human approval",
                 "risk": "write",
                 "new_risky_tools": impact["new_risks"],
                 "valid": impact["valid"],
-            },
+            }
+        decision = ask_approval(
+            action,
+            dict(proposal),
+            f"{impact['summary']}{problems}",
+            gate="governance_approval",
+            allowed=allowed,
+            metadata=metadata,
         )
         update: dict[str, Any] = {"decisions": [decision]}
         if decision["type"] == "edit":
@@ -227,8 +380,39 @@ def build_governance(
             }
         return update
 
+    async def apply_instruction(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        proposal, ref = state["proposal"], state.get("procedure") or ""
+        memory = memory_of(runtime)
+        scope = scope_of_ref(runtime, ref)
+        current = await memory.get(scope, ref)
+        if current is None:
+            raise ValueError(
+                f"Governance graph '{name}': instruction {ref} is gone; propose it again."
+            )
+        # A re-run after a crash finds it approved already and does not decide twice.
+        if current.status == ProcedureStatus.PENDING.value:
+            decisions = state.get("decisions") or []
+            note = (decisions[-1].get("message") if decisions else None) or ""
+            current = await memory.approve_procedure(
+                scope, ref, decided_by=reviewer(runtime), reason=note
+            )
+        elif current.status != ProcedureStatus.APPROVED.value:
+            raise ValueError(
+                f"Governance graph '{name}': instruction {ref} is {current.status} and can no "
+                "longer be approved; propose it again."
+            )
+        version = int(current.value.get("version", 0))
+        outcome = Outcome(status="applied", role=proposal["role"], version=version, ref=ref)
+        text = (
+            f"Approved: {describe_change(proposal)} Every '{proposal['role']}' agent now "
+            f"follows instruction '{current.value.get('rule')}' version {version} ({ref})."
+        )
+        return {"outcome": outcome, "messages": [AIMessage(text, name=author.name)]}
+
     async def apply(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         proposal, impact = state["proposal"], state["impact"]
+        if proposal["attribute"] == INSTRUCTIONS:
+            return await apply_instruction(state, runtime)
         store = role_store(runtime)
         # Keyed by the change id: a re-run (crash, replay) finds the version it stored before.
         stored = await store.find(proposal["role"], state["change_id"])
@@ -252,10 +436,28 @@ def build_governance(
         reason = (decisions[-1].get("message") if decisions else None) or "rejected by a reviewer"
         role = state["proposal"]["role"] if state.get("proposal") else ""
         text = f"Rejected: {describe_change(state['proposal'])} Reason: {reason}"
-        return {
-            "outcome": Outcome(status="rejected", role=role, reason=reason),
-            "messages": [AIMessage(text, name=author.name)],
-        }
+        outcome = Outcome(status="rejected", role=role, reason=reason)
+        ref = state.get("procedure") or ""
+        if ref:
+            # The staged instruction is kept for the record, rejected, and never recalled.
+            if await pending_instruction(runtime, ref) is not None:
+                await memory_of(runtime).reject_procedure(
+                    scope_of_ref(runtime, ref), ref, decided_by=reviewer(runtime), reason=reason
+                )
+            outcome["ref"] = ref
+        return {"outcome": outcome, "messages": [AIMessage(text, name=author.name)]}
+
+    def route_intake(state: State) -> Literal["propose", "assess"]:
+        # An instruction put up for review is the proposal already.
+        return "assess" if state.get("procedure") else "propose"
+
+    def route_assess(state: State) -> Literal["stage", "approve"]:
+        proposal = state.get("proposal")
+        if proposal is None:
+            raise ValueError("assess ran without a proposal.")
+        if proposal["attribute"] == INSTRUCTIONS or state.get("procedure"):
+            return "stage"
+        return "approve"
 
     def route_decision(state: State) -> Literal["apply", "assess", "propose", "reject"]:
         decisions = state.get("decisions") or []
@@ -268,13 +470,15 @@ def build_governance(
     builder.add_node("intake", intake)
     builder.add_node("propose", propose)
     builder.add_node("assess", assess)
+    builder.add_node("stage", stage)
     builder.add_node("approve", approve)
     builder.add_node("apply", apply)
     builder.add_node("reject", reject)
     builder.add_edge(START, "intake")
-    builder.add_edge("intake", "propose")
+    builder.add_conditional_edges("intake", route_intake, ["propose", "assess"])
     builder.add_edge("propose", "assess")
-    builder.add_edge("assess", "approve")
+    builder.add_conditional_edges("assess", route_assess, ["stage", "approve"])
+    builder.add_edge("stage", "approve")
     builder.add_conditional_edges(
         "approve", route_decision, ["apply", "assess", "propose", "reject"]
     )

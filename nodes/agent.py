@@ -30,6 +30,7 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from nodes._private import humanize
+from nodes.memory import MAX_INSTRUCTIONS, ActingRoleMiddleware
 from nodes.middleware import (
     MemoryRecall,
     MemoryRecallMiddleware,
@@ -39,6 +40,7 @@ from nodes.middleware import (
 )
 from nodes.offline import OfflineChatModel
 from state.errors import GraphSetupError
+from state.memory import MAX_K
 from state.roles import Role
 from tools.registry import ToolRegistry, ToolRisk, default_registry
 
@@ -186,8 +188,10 @@ def build_role_agent(
         registry: Where the granted tools come from; defaults to :func:`tools.default_registry`.
         model: A fixed chat model. By default the model is chosen per call from the run's
             context (``context.model``), else the role's ``model``, else the ``MODEL`` setting.
-        memory: Recall hook placing long-term memories in the prompt.
-        middleware: More middleware, run inside ours.
+        memory: Recall hook placing long-term memories in the prompt before each model call,
+            e.g. :class:`nodes.memory.StoreRecall`.
+        middleware: More middleware, run inside ours (e.g.
+            :class:`nodes.memory.RememberEpisodeMiddleware` to record each run).
         name: Graph name and the ``name`` on its AI messages; defaults to the role's name.
         context_schema: The run context type, when the agent runs on its own.
         checkpointer: Only when the agent runs on its own; as a subgraph it uses the parent's.
@@ -207,8 +211,15 @@ def build_role_agent(
     if model is None:
         stack.append(RuntimeModelMiddleware(default_spec=role.model))
     if memory is not None:
-        stack.append(MemoryRecallMiddleware(memory, role=role.name))
+        # How many memories to recall is the recall hook's call (``context.memory_k`` facts
+        # and episodes plus the approved instructions for StoreRecall); the middleware only
+        # caps the count and bounds the characters.
+        stack.append(
+            MemoryRecallMiddleware(memory, role=role.name, max_items=MAX_K + MAX_INSTRUCTIONS)
+        )
     stack.append(RoleGrantMiddleware(role.name, role.tools))
+    if tools:
+        stack.append(ActingRoleMiddleware(role.name))
     stack.extend(_policy_middleware(role, registry))
     stack.extend(middleware)
     return create_agent(

@@ -6,28 +6,36 @@ applies it to the current organisation (stored versions included) and runs the s
 at build time, so a change that would break governance (a risky tool without approval, a
 domain owned twice, a handoff outside the allowed circles) is shown as invalid before anyone
 approves it.
+
+A change of attribute ``instructions`` gives a role a learned instruction instead. It is not
+part of the role definition but procedural memory (:mod:`state.memory`): a new version of a
+named rule, stored ``pending`` and used by the role's agents only once a human approves it.
+:func:`assess_instruction` checks it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 from typing_extensions import TypedDict
 
 from state.errors import RoleDefinitionError
+from state.memory import MemoryScope, MemoryStore, ProcedureStatus
 from state.role_store import RoleStore
 from state.roles import Organization, Role, validate_organization
 from tools.registry import ToolRegistry, ToolRisk
 
 __all__ = [
+    "INSTRUCTIONS",
     "ChangeProposal",
     "Impact",
     "RoleChange",
     "apply_change",
     "assess_change",
+    "assess_instruction",
     "describe_change",
     "normalise_change",
 ]
@@ -40,8 +48,12 @@ ChangeAttribute = Literal[
     "approval_required",
     "handoffs",
     "token_budget",
+    "instructions",
 ]
 Operation = Literal["add", "remove", "set"]
+
+INSTRUCTIONS: Literal["instructions"] = "instructions"
+"""The attribute of a change that proposes a learned instruction (procedural memory)."""
 
 _LISTS: dict[str, tuple[str, ...]] = {
     "tool_grant": ("policies", "allowed_tools"),
@@ -52,6 +64,11 @@ _LISTS: dict[str, tuple[str, ...]] = {
 }
 _NAMED = frozenset({"tool_grant", "domains", "handoffs", "approval_required"})
 _WORD = re.compile(r"[a-z][a-z0-9_]*")
+_RULE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # as state.memory accepts
+_RULE_STOP = frozenset(
+    "a an and always any be before by each every for from in into is it its never of on or "
+    "should that the their this to when with".split()
+)
 
 
 class RoleChange(TypedDict):
@@ -61,8 +78,11 @@ class RoleChange(TypedDict):
     attribute: ChangeAttribute
     operation: Operation
     value: str
-    """The item added or removed, or the new purpose / token budget."""
+    """The item added or removed, the new purpose / token budget, or the instruction text."""
     motivation: str
+    rule: NotRequired[str]
+    """For ``instructions`` only: the instruction's name; a newly approved version of a name
+    replaces the one approved before."""
 
 
 class ChangeProposal(BaseModel):
@@ -71,15 +91,25 @@ class ChangeProposal(BaseModel):
     role: str = Field(description="The role to change.")
     attribute: ChangeAttribute = Field(
         description="What to change: tool_grant (tools it may use), purpose, accountabilities, "
-        "domains, approval_required, handoffs or token_budget."
+        "domains, approval_required, handoffs, token_budget, or instructions (a standing "
+        "instruction the role's agents follow once approved)."
     )
     operation: Operation = Field(
-        description="add or remove one item of a list; set the purpose or token_budget."
+        description="add or remove one item of a list; set the purpose or token_budget; "
+        "add an instruction."
     )
     value: str = Field(
-        min_length=1, max_length=2_000, description="The item, or the new purpose or budget."
+        min_length=1,
+        max_length=2_000,
+        description="The item, the new purpose or budget, or the instruction's text.",
     )
     motivation: str = Field(max_length=2_000, description="Why this resolves the tension.")
+    rule: str = Field(
+        default="",
+        max_length=200,
+        description="Only for instructions: a short snake_case name such as cite_sources; "
+        "a new version of a name replaces the approved one.",
+    )
 
     @classmethod
     def for_roles(cls, names: Sequence[str]) -> type[ChangeProposal]:
@@ -98,6 +128,11 @@ def describe_change(change: Mapping[str, Any]) -> str:
     role, attribute = change.get("role", "?"), change.get("attribute", "?")
     value = str(change.get("value", ""))[:200]
     operation = change.get("operation")
+    if attribute == INSTRUCTIONS:
+        rule = change.get("rule") or "?"
+        if operation == "remove":
+            return f"Retire the instruction '{rule}' of role '{role}'."
+        return f"Give role '{role}' the instruction '{rule}': {value.rstrip('.')}."
     if operation == "add":
         return f"Add '{value}' to the {attribute} of role '{role}'."
     if operation == "remove":
@@ -122,6 +157,16 @@ def normalise_change(
     except ValidationError as exc:
         raise ValueError("Invalid role change: " + _errors(exc)) from None
     value = proposal.value.strip()
+    if proposal.attribute == INSTRUCTIONS:
+        text = " ".join(value.split())
+        return RoleChange(
+            role=proposal.role,
+            attribute=proposal.attribute,
+            operation=proposal.operation,
+            value=text,
+            motivation=proposal.motivation.strip(),
+            rule=_rule_name(proposal.rule, text),
+        )
     if proposal.attribute in _NAMED:
         candidate = "_".join(value.lower().split())
         if not _WORD.fullmatch(candidate) and proposal.attribute == "tool_grant":
@@ -138,6 +183,16 @@ def normalise_change(
         value=value,
         motivation=proposal.motivation.strip(),
     )
+
+
+def _rule_name(rule: str, text: str) -> str:
+    """A valid rule name: ``rule`` in snake_case, else the instruction's first key words."""
+    candidate = "_".join(re.findall(r"[a-z0-9]+", rule.lower()))
+    if _RULE.fullmatch(candidate) and len(candidate) <= 40:
+        return candidate
+    # A model that wrote prose (or nothing) for the name: name the rule after its content.
+    words = [w for w in re.findall(r"[a-z][a-z0-9]*", text.lower()) if w not in _RULE_STOP]
+    return "_".join(words[:4])[:40].rstrip("_") or "instruction"
 
 
 def _mentioned(text: str, names: Sequence[str]) -> str | None:
@@ -157,6 +212,11 @@ def apply_change(role: Role, change: Mapping[str, Any]) -> Role:
     """
     data = role.model_dump(mode="json")
     attribute, operation, value = change["attribute"], change["operation"], change["value"]
+    if attribute == INSTRUCTIONS:
+        raise ValueError(
+            "instructions are procedural memory, not part of the role definition: "
+            "assess them with assess_instruction and store them with propose_procedure."
+        )
     if attribute in _LISTS:
         if operation == "set":
             raise ValueError(f"{attribute} is a list: use add or remove, not set.")
@@ -206,7 +266,8 @@ class Impact(TypedDict):
     new_risks: list[str]
     """Tools of risk ``write`` or ``external`` the change grants."""
     base_version: int
-    """The role's current version, which the change builds on."""
+    """The role's current version, which the change builds on (for instructions: the rule's
+    approved version, 0 when none is)."""
 
 
 async def assess_change(
@@ -222,7 +283,12 @@ async def assess_change(
 
     Returns:
         The :class:`Impact`.
+
+    Raises:
+        ValueError: ``change`` is an instruction (see :func:`assess_instruction`).
     """
+    if change["attribute"] == INSTRUCTIONS:
+        raise ValueError("an instruction is assessed with assess_instruction, not assess_change")
     name = change["role"]
     try:
         current, version = await store.current(org, name)
@@ -266,6 +332,60 @@ async def assess_change(
         affected_roles=affected,
         new_risks=new_risks,
         base_version=version,
+    )
+
+
+async def assess_instruction(
+    change: RoleChange, *, org: Organization, memory: MemoryStore, org_id: str | None
+) -> Impact:
+    """Check a proposed instruction for a role and say what approving it would do.
+
+    Instructions are organisation memory of the role: every agent of the role follows the
+    approved version of each rule, whoever it works for.
+
+    Args:
+        change: A change of attribute ``instructions``.
+        org: The organisation.
+        memory: The long-term memory the instruction is kept in.
+        org_id: The organisation whose memory it is; ``None`` when the run names none.
+
+    Returns:
+        The :class:`Impact`; ``base_version`` is the rule's approved version (0 if none).
+    """
+    name, rule = change["role"], change.get("rule") or ""
+    if not org.has_role(name):
+        return _invalid(change, [f"No role named '{name}' in the organisation."], 0)
+    problems: list[str] = []
+    if change["operation"] == "remove":
+        problems.append(
+            "An instruction is not removed on its own: propose a new version of the same rule "
+            "that replaces it, or reject this proposal."
+        )
+    if not _RULE.fullmatch(rule):
+        problems.append(f"rule '{rule}' must be lower_snake_case, at most 64 characters.")
+    if org_id is None:
+        problems.append(
+            "Instructions are organisation memory, but this run names no organisation: set "
+            "context.org_id."
+        )
+    approved = 0
+    if org_id is not None and not problems:
+        scope = MemoryScope(role=name, org_id=org_id, domains=org.role(name).domains)
+        for version in await memory.procedures(scope, status=ProcedureStatus.APPROVED):
+            if version.area == name and version.value.get("rule") == rule:
+                approved = int(version.value.get("version", 0))
+    summary = (
+        f"{describe_change(change)} It is kept as a pending instruction; approving makes "
+        f"every '{name}' agent follow it"
+    )
+    summary += f" in place of approved version {approved}." if approved else "."
+    return Impact(
+        valid=not problems,
+        problems=problems,
+        summary=summary,
+        affected_roles=[name],
+        new_risks=[],
+        base_version=approved,
     )
 
 

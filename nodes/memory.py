@@ -16,6 +16,11 @@ Whose memories: the user comes from the authenticated user of the run when the s
 (``runtime.server_info.user``), else from ``context.user_id``. When both are present they must
 agree, so a caller cannot read another user's memories by naming them in the context. Without
 any user only organisation memories are read and nothing user-scoped is written.
+
+What recall returns: the role's approved instructions (procedural memory, at most
+:data:`MAX_INSTRUCTIONS`) whatever the request, since they are standing orders; then the
+``context.memory_k`` facts and episodes most similar to the latest request, above
+``context.memory_min_score``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
@@ -36,9 +42,12 @@ from langchain_core.messages import (
     HumanMessage,
     RemoveMessage,
     SystemMessage,
+    ToolMessage,
 )
 from langgraph.config import get_config
+from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from nodes._private import chat_model_for, clip, last_ai_text, text_of
@@ -60,11 +69,14 @@ if TYPE_CHECKING:
     from state.roles import Organization, Role
 
 __all__ = [
+    "MAX_INSTRUCTIONS",
     "RECALL_MESSAGE_PREFIX",
+    "ActingRoleMiddleware",
     "FactMode",
     "MemoryContext",
     "RememberEpisodeMiddleware",
     "StoreRecall",
+    "acting_role",
     "episode_from_messages",
     "explicit_facts",
     "format_memories",
@@ -87,9 +99,12 @@ something, or by asking the chat model (needs a real model)."""
 
 _MAX_FACTS = 5
 _MAX_QUERY = 2_000
+MAX_INSTRUCTIONS = 10
+"""Most approved instructions recall gives a role, whatever their similarity to the request."""
 _HEADER = (
-    "Long-term memory (most relevant first). Each item says who recorded it, in which run "
-    "and when; it may be out of date, and the current request takes precedence."
+    "Long-term memory: your role's approved instructions first, then the most relevant facts "
+    "and past work. Each item says who recorded it, in which run and when; it may be out of "
+    "date, and the current request takes precedence."
 )
 
 
@@ -113,7 +128,11 @@ class MemoryContext:
         metadata={"description": "Organisation whose shared memories are also recalled."},
     )
     memory_k: int = field(
-        default=5, metadata={"description": "Most memories placed before the agent (1-50)."}
+        default=5,
+        metadata={
+            "description": "Most facts and past episodes placed before the agent (1-50); the "
+            "role's approved instructions come on top."
+        },
     )
     memory_min_score: float | None = field(
         default=0.2,
@@ -239,11 +258,16 @@ def provenance_for(
     thread_id = getattr(info, "thread_id", None)
     run_id = getattr(info, "run_id", None)
     if thread_id is None or run_id is None:
-        # Tools and middleware may run with a runtime that lacks execution info.
+        # Tools and middleware may run with a runtime that lacks execution info, and inside a
+        # subgraph (a role agent in the chat or staff graph) LangChain drops the root run's
+        # ``run_id`` from the config; servers also put it in ``configurable``.
         config = _config()
         configurable = config.get("configurable") or {}
+        metadata = config.get("metadata") or {}
         thread_id = thread_id or configurable.get("thread_id")
-        run_id = run_id or config.get("run_id")
+        run_id = (
+            run_id or config.get("run_id") or configurable.get("run_id") or metadata.get("run_id")
+        )
     return Provenance(
         recorded_by=recorded_by,
         source=source,
@@ -259,7 +283,7 @@ def format_memories(
     """The context block recall places before an agent: one numbered line per memory.
 
     Args:
-        memories: Recalled memories, most relevant first.
+        memories: Recalled memories, in the order to show them.
         header: The first line.
         max_chars: Most characters in the block; later memories are left out.
 
@@ -281,6 +305,10 @@ def _role_parts(role: Role | str, domains: Iterable[str] | None) -> tuple[str, t
     if isinstance(role, str):
         return role, tuple(domains or ())
     return role.name, tuple(domains if domains is not None else role.domains)
+
+
+def _has_store(runtime: Any) -> bool:
+    return getattr(runtime, "store", None) is not None
 
 
 def _memory_store(runtime: Any, **kwargs: Any) -> MemoryStore:
@@ -314,13 +342,25 @@ async def _recall(
     scope = resolve_scope(runtime, role=role, domains=domains, settings=settings)
     memory = _memory_store(runtime)
     floor = settings.memory_min_score if min_score == "context" else min_score
-    return await memory.recall(
-        scope,
-        clip(query, _MAX_QUERY),
-        k=k if k is not None else settings.memory_k,
-        kinds=kinds,
-        min_score=floor,
-    )
+    query = clip(query, _MAX_QUERY)
+    wanted = list(kinds) if kinds is not None else list(MemoryKind)
+    found: list[Memory] = []
+    if MemoryKind.PROCEDURAL in wanted:
+        # Approved instructions are standing orders for the role: the agent gets them whatever
+        # the request is about, not only when they happen to be similar to it.
+        found = await memory.recall(
+            scope, query, k=MAX_INSTRUCTIONS, kinds=[MemoryKind.PROCEDURAL], min_score=None
+        )
+    others = [kind for kind in wanted if kind is not MemoryKind.PROCEDURAL]
+    if others:
+        found += await memory.recall(
+            scope,
+            query,
+            k=k if k is not None else settings.memory_k,
+            kinds=others,
+            min_score=floor,
+        )
+    return found
 
 
 def make_recall_node(
@@ -343,7 +383,8 @@ def make_recall_node(
         role: The role (its domains widen what it reads) or a role name.
         domains: Overrides the role's domains.
         kinds: Only these memory kinds (default all).
-        k: Most memories; default ``context.memory_k``.
+        k: Most facts and episodes; default ``context.memory_k``. Approved instructions (at
+            most :data:`MAX_INSTRUCTIONS`) come first whatever their similarity.
         min_score: Similarity floor; ``"context"`` (default) uses ``context.memory_min_score``.
         state_key: Write the block to this state key instead of ``messages``.
 
@@ -516,6 +557,7 @@ def make_remember_node(
     model: BaseChatModel | None = None,
     ttl: Mapping[MemoryKind | str, float] | None = None,
     similarity_threshold: float = 0.85,
+    require_store: bool = True,
 ) -> Callable[[Mapping[str, Any], Runtime[Any]], Awaitable[dict[str, Any]]]:
     """Build a node that stores what the latest turn taught the role.
 
@@ -534,6 +576,8 @@ def make_remember_node(
         model: Chat model for ``facts="model"``; default: the run's model.
         ttl: Minutes to live per kind, e.g. ``{"episodic": 129600}`` (90 days).
         similarity_threshold: Similarity at which a fact updates an existing one.
+        require_store: Raise when the run has no store (default). ``False`` writes nothing
+            then, for graphs that must also run without persistence attached.
 
     Returns:
         ``async def remember(state, runtime) -> dict``.
@@ -542,6 +586,8 @@ def make_remember_node(
     MemoryScope(role=name, domains=role_domains)  # refuse bad names when the graph is built
 
     async def remember(state: Mapping[str, Any], runtime: Runtime[Any]) -> dict[str, Any]:
+        if not require_store and not _has_store(runtime):
+            return {}
         scope = resolve_scope(runtime, role=name, domains=role_domains)
         if scope.user_id is None:
             log.debug("no user identified for role %s: nothing remembered", name)
@@ -572,8 +618,9 @@ class StoreRecall:
     """Recall from the run's store, for :class:`nodes.middleware.MemoryRecallMiddleware`.
 
     Implements the :class:`nodes.middleware.MemoryRecall` protocol: given a role name, the
-    latest request and the runtime, returns one line per memory (text and provenance), most
-    relevant first. The role's domains come from ``organization`` (or ``domains``).
+    latest request and the runtime, returns one line per memory (text and provenance): the
+    role's approved instructions first, then the most relevant facts and episodes. The role's
+    domains come from ``organization`` (or ``domains``).
     """
 
     def __init__(
@@ -584,6 +631,7 @@ class StoreRecall:
         kinds: Iterable[MemoryKind | str] | None = None,
         k: int | None = None,
         min_score: float | None | Literal["context"] = "context",
+        require_store: bool = True,
     ) -> None:
         """Create the recall function.
 
@@ -591,14 +639,19 @@ class StoreRecall:
             organization: Where role domains are looked up.
             domains: Role name -> domains; overrides ``organization``.
             kinds: Only these memory kinds.
-            k: Most memories; default ``context.memory_k``.
+            k: Most facts and episodes; default ``context.memory_k``. Approved instructions
+                (at most :data:`MAX_INSTRUCTIONS`) come first whatever their similarity.
             min_score: Similarity floor; ``"context"`` uses ``context.memory_min_score``.
+            require_store: Raise when the run has no store (default). ``False`` recalls
+                nothing then, for graphs that must also run without persistence attached
+                (the default ``chat`` and ``staff`` graphs).
         """
         self.organization = organization
         self.domains = {name: tuple(values) for name, values in (domains or {}).items()}
         self.kinds = [MemoryKind(kind) for kind in kinds] if kinds is not None else None
         self.k = k
         self.min_score = min_score
+        self.require_store = require_store
 
     def domains_of(self, role: str) -> tuple[str, ...]:
         """The domains whose memory areas ``role`` reads."""
@@ -610,6 +663,8 @@ class StoreRecall:
 
     async def memories(self, *, role: str, query: str, runtime: Runtime[Any]) -> list[Memory]:
         """Recall as :class:`Memory` objects (for callers that want more than lines)."""
+        if not self.require_store and not _has_store(runtime):
+            return []
         return await _recall(
             runtime,
             role=role,
@@ -632,6 +687,7 @@ def memory_recall_middleware(
     kinds: Iterable[MemoryKind | str] | None = None,
     k: int | None = None,
     max_chars: int = 4_000,
+    require_store: bool = True,
 ) -> MemoryRecallMiddleware:
     """Recall middleware for a ``create_agent`` agent playing ``role``.
 
@@ -642,16 +698,26 @@ def memory_recall_middleware(
         role: The role, or its name (then domains come from ``organization``).
         organization: Where a role name's domains are looked up.
         kinds: Only these memory kinds.
-        k: Most memories; default ``context.memory_k``.
+        k: Most facts and episodes; default ``context.memory_k``. Approved instructions (at
+            most :data:`MAX_INSTRUCTIONS`) come first whatever their similarity.
         max_chars: Most characters of memories in the prompt.
+        require_store: See :class:`StoreRecall`.
 
     Returns:
         The middleware.
     """
     name = role if isinstance(role, str) else role.name
     domains = None if isinstance(role, str) else {name: role.domains}
-    recall = StoreRecall(organization=organization, domains=domains, kinds=kinds, k=k)
-    return MemoryRecallMiddleware(recall, role=name, max_items=k or MAX_K, max_chars=max_chars)
+    recall = StoreRecall(
+        organization=organization,
+        domains=domains,
+        kinds=kinds,
+        k=k,
+        require_store=require_store,
+    )
+    return MemoryRecallMiddleware(
+        recall, role=name, max_items=(k or MAX_K) + MAX_INSTRUCTIONS, max_chars=max_chars
+    )
 
 
 class RememberEpisodeMiddleware(AgentMiddleware):
@@ -668,6 +734,7 @@ class RememberEpisodeMiddleware(AgentMiddleware):
         domains: Iterable[str] | None = None,
         facts: FactMode = "explicit",
         ttl: Mapping[MemoryKind | str, float] | None = None,
+        require_store: bool = True,
     ) -> None:
         """Create the middleware.
 
@@ -676,10 +743,17 @@ class RememberEpisodeMiddleware(AgentMiddleware):
             domains: Overrides the role's domains.
             facts: See :func:`make_remember_node`.
             ttl: Minutes to live per kind.
+            require_store: Raise when the run has no store (default); ``False`` writes
+                nothing then.
         """
         super().__init__()
         self._remember = make_remember_node(
-            role, domains=domains, facts=facts, ttl=ttl, review_key=None
+            role,
+            domains=domains,
+            facts=facts,
+            ttl=ttl,
+            review_key=None,
+            require_store=require_store,
         )
 
     async def aafter_agent(
@@ -687,3 +761,51 @@ class RememberEpisodeMiddleware(AgentMiddleware):
     ) -> dict[str, Any] | None:
         await self._remember(state, runtime)
         return None
+
+
+_ACTING_ROLE: ContextVar[str | None] = ContextVar("staffgraph_acting_role", default=None)
+
+
+def acting_role() -> str | None:
+    """The role whose agent is running the current tool call, if a role agent is.
+
+    Set by :class:`ActingRoleMiddleware` around each tool call, so, unlike the run's config
+    metadata, nothing a caller sends can change it.
+    """
+    return _ACTING_ROLE.get()
+
+
+class ActingRoleMiddleware(AgentMiddleware):
+    """Tell the tools an agent runs which role they act for (see :func:`acting_role`).
+
+    The memory tools scope reads and writes by role. Taking the role from the run's config
+    (``lc_agent_name``) would let a client that sends its own metadata act as another role;
+    :func:`nodes.agent.build_role_agent` adds this middleware so they need not.
+    """
+
+    def __init__(self, role: str) -> None:
+        """Create the middleware for the agent of ``role``."""
+        super().__init__()
+        self.role = role
+
+    def wrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+    ) -> ToolMessage | Command[Any]:
+        token = _ACTING_ROLE.set(self.role)
+        try:
+            return handler(request)
+        finally:
+            _ACTING_ROLE.reset(token)
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        token = _ACTING_ROLE.set(self.role)
+        try:
+            return await handler(request)
+        finally:
+            _ACTING_ROLE.reset(token)

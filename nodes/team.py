@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import Runnable
@@ -88,9 +89,23 @@ class Member:
         registry: ToolRegistry | None = None,
         model: BaseChatModel | None = None,
         memory: MemoryRecall | None = None,
+        middleware: Sequence[AgentMiddleware[Any, Any]] = (),
     ) -> Member:
-        """A member that is the role's agent (see :func:`nodes.build_role_agent`)."""
-        agent = build_role_agent(role, registry=registry, model=model, memory=memory)
+        """A member that is the role's agent (see :func:`nodes.build_role_agent`).
+
+        Args:
+            role: The role.
+            registry: Where the granted tools come from.
+            model: A fixed chat model; by default chosen per run.
+            memory: Recall hook placing long-term memories in the agent's prompt.
+            middleware: More agent middleware, e.g. the remember step.
+
+        Returns:
+            The member, named after the role.
+        """
+        agent = build_role_agent(
+            role, registry=registry, model=model, memory=memory, middleware=middleware
+        )
         return cls(name=role.name, description=role.describe(), graph=agent, role=role.name)
 
 

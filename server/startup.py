@@ -9,7 +9,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
-from langgraph.store.base import IndexConfig
+from langgraph.store.base import IndexConfig, TTLConfig
 
 from nodes.embeddings import describe_embeddings, embedding_dims, get_embeddings
 from server.config import LangGraphConfig
@@ -17,7 +17,7 @@ from server.context import DatabaseTarget
 from state.embedded import EmbeddedPostgres
 from state.settings import Settings
 
-__all__ = ["StartupError", "resolve_database", "resolve_store_index"]
+__all__ = ["StartupError", "resolve_database", "resolve_store_index", "resolve_store_ttl"]
 
 
 class StartupError(RuntimeError):
@@ -92,3 +92,24 @@ def resolve_store_index(
         embeddings,
         describe_embeddings(embeddings) | {"source": "settings"},
     )
+
+
+def resolve_store_ttl(config: LangGraphConfig) -> TTLConfig | None:
+    """The store's TTL policy from ``store.ttl`` in langgraph.json, for ``open_persistence``.
+
+    ``default_ttl`` and ``sweep_interval_minutes`` are passed on only when the file sets them,
+    so LangGraph's own defaults apply otherwise (no default expiry; a sweep every 5 minutes).
+
+    Returns:
+        The TTL config, or ``None`` when the file has no ``store.ttl`` (items never expire
+        unless a write gives a TTL, and no sweeper runs).
+    """
+    ttl_cfg = config.store.ttl if config.store else None
+    if ttl_cfg is None:
+        return None
+    ttl: TTLConfig = {"refresh_on_read": ttl_cfg.refresh_on_read}
+    if ttl_cfg.default_ttl is not None:
+        ttl["default_ttl"] = ttl_cfg.default_ttl
+    if ttl_cfg.sweep_interval_minutes is not None:
+        ttl["sweep_interval_minutes"] = ttl_cfg.sweep_interval_minutes
+    return ttl

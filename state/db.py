@@ -2,6 +2,10 @@
 
 One :class:`psycopg_pool.AsyncConnectionPool` serves everything: our own tables, LangGraph's
 ``AsyncPostgresSaver`` (checkpoints) and ``AsyncPostgresStore`` (long-term memory with pgvector).
+
+The store's vector index is HNSW (cosine) built with :data:`HNSW_M` and
+:data:`HNSW_EF_CONSTRUCTION`, searched with :data:`HNSW_EF_SEARCH`, which every pool
+connection sets when it is opened.
 """
 
 from __future__ import annotations
@@ -21,16 +25,21 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import IndexConfig, TTLConfig
 from langgraph.store.postgres import AsyncPostgresStore
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from state.settings import redact_url
 
 __all__ = [
+    "HNSW_EF_CONSTRUCTION",
+    "HNSW_EF_SEARCH",
+    "HNSW_M",
     "DatabaseUnavailable",
     "Persistence",
     "apply_migrations",
     "check_connection",
+    "configure_connection",
     "describe_database",
     "open_persistence",
     "open_pool",
@@ -43,6 +52,21 @@ log = logging.getLogger(__name__)
 _SETUP_LOCK_KEY = 0x5747_4650  # "SGFP"
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+# Chosen with bench/memory_bench.py at 100k items (384-dim vectors; targets: search p95 <= 20
+# ms, recall@10 >= 0.95 against exact search). pgvector's defaults (m=16, ef_construction=64)
+# missed the recall target at ef_search 40, 100 and 200 (0.76-0.92). m=32, ef_construction=128
+# reaches it from ef_search=100 (0.95, p95 about 11 ms on 2 cores), with room under 20 ms that
+# ef_search=200 does not leave (p95 at the limit); 40 misses recall (0.88). The index is built
+# with m and ef_construction; ef_search is a session setting, so every pool connection sets it.
+HNSW_M = 32
+"""HNSW links per node (pgvector default 16)."""
+HNSW_EF_CONSTRUCTION = 128
+"""HNSW candidate list while building (pgvector default 64)."""
+HNSW_EF_SEARCH = 100
+"""HNSW candidate list while searching (pgvector default 40); also bounds the top-k a search
+can return from the index."""
+_VECTOR_INDEX = "store_vectors_embedding_idx"  # the name LangGraph's store gives its index
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -116,10 +140,26 @@ async def check_connection(url: str, *, timeout: float) -> None:
     await conn.close()
 
 
+async def configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Session settings of every pool connection: ``hnsw.ef_search`` = :data:`HNSW_EF_SEARCH`.
+
+    Postgres accepts the setting before pgvector is loaded in the session (as a placeholder
+    that pgvector checks when it loads), so it works on a database still being set up.
+    """
+    await conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(HNSW_EF_SEARCH)))
+    if not conn.autocommit:
+        # The pool only takes back idle connections; a SET outside autocommit opened a
+        # transaction, and committing it keeps the setting for the session.
+        await conn.commit()
+
+
 async def open_pool(
     url: str, *, min_size: int, max_size: int, timeout: float
 ) -> AsyncConnectionPool:
-    """Open the shared pool (autocommit, dict rows: what LangGraph's saver and store need)."""
+    """Open the shared pool (autocommit, dict rows: what LangGraph's saver and store need).
+
+    Each new connection is configured by :func:`configure_connection`.
+    """
     await check_connection(url, timeout=timeout)
     pool: AsyncConnectionPool = AsyncConnectionPool(
         url,
@@ -127,6 +167,7 @@ async def open_pool(
         max_size=max_size,
         open=False,
         kwargs={"autocommit": True, "row_factory": dict_row},
+        configure=configure_connection,
         name="staffgraph",
     )
     await pool.open(wait=True, timeout=timeout)
@@ -201,6 +242,45 @@ def strict_serializer() -> JsonPlusSerializer:
     return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
 
 
+async def _check_vector_index(conn: psycopg.AsyncConnection[Any], index: Any) -> None:
+    """Warn when the existing HNSW index was built with other settings than configured.
+
+    LangGraph's store creates the index once (a versioned migration), so a database set up
+    before the settings changed keeps its old index until an operator rebuilds it.
+    """
+    wanted = index.get("ann_index_config") or {}
+    if wanted.get("kind", "hnsw") != "hnsw":
+        return
+    cur = await conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = %s AND schemaname = current_schema()",
+        (_VECTOR_INDEX,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return
+    indexdef = row["indexdef"] if isinstance(row, dict) else row[0]
+    built: dict[str, int] = {}
+    for name, default in (("m", 16), ("ef_construction", 64)):  # pgvector's defaults
+        match = re.search(rf"\b{name}\s*=\s*'?(\d+)", indexdef)
+        built[name] = int(match.group(1)) if match else default
+    expected = {name: int(wanted.get(name, built[name])) for name in built}
+    if built != expected:
+        log.warning(
+            "the store's vector index %s was built with m=%d, ef_construction=%d but "
+            "m=%d, ef_construction=%d are configured; search recall stays lower until it is "
+            "rebuilt: DROP INDEX %s; then CREATE INDEX CONCURRENTLY with WITH (m = %d, "
+            "ef_construction = %d) as before",
+            _VECTOR_INDEX,
+            built["m"],
+            built["ef_construction"],
+            expected["m"],
+            expected["ef_construction"],
+            _VECTOR_INDEX,
+            expected["m"],
+            expected["ef_construction"],
+        )
+
+
 @dataclass(frozen=True)
 class Persistence:
     """What the lifespan opens once and hands to every request and worker."""
@@ -230,7 +310,9 @@ async def open_persistence(
         max_size: most connections open.
         timeout: seconds to wait for Postgres.
         index: the store's vector index (dims, embed, fields); ``None`` disables vector search.
-        ttl: the store's TTL policy.
+            It is an HNSW index with :data:`HNSW_M` and :data:`HNSW_EF_CONSTRUCTION` unless
+            ``index`` carries its own ``ann_index_config``.
+        ttl: the store's TTL policy (e.g. from ``store.ttl`` in langgraph.json).
 
     Raises:
         DatabaseUnavailable: Postgres cannot be reached.
@@ -241,7 +323,12 @@ async def open_persistence(
         store_kwargs: dict[str, Any] = {}
         if index is not None:
             store_kwargs["index"] = {
-                "ann_index_config": {"kind": "hnsw", "vector_type": "vector"},
+                "ann_index_config": {
+                    "kind": "hnsw",
+                    "vector_type": "vector",
+                    "m": HNSW_M,
+                    "ef_construction": HNSW_EF_CONSTRUCTION,
+                },
                 "distance_type": "cosine",
                 **index,
             }
@@ -255,6 +342,8 @@ async def open_persistence(
                 await apply_migrations(conn)
                 await checkpointer.setup()
                 await store.setup()
+                if index is not None:
+                    await _check_vector_index(conn, store_kwargs["index"])
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
         if ttl is not None:

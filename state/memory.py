@@ -848,6 +848,7 @@ class MemoryStore:
         reason: str = "",
         owner: Literal["user", "org"] | None = None,
         area: str | None = None,
+        change_id: str | None = None,
     ) -> Memory:
         """Store a new version of a role's instruction as ``pending``.
 
@@ -865,21 +866,29 @@ class MemoryStore:
             owner: Organisation-wide (default when the scope has an organisation) or the
                 user's own.
             area: The role (default) or one of its domains.
+            change_id: Id of the proposal (e.g. a governance run's change). A second call
+                with the same id returns the version the first one stored instead of adding
+                another, so a node that runs again after a crash or a resume is harmless.
 
         Returns:
-            The pending version.
+            The pending version (or, for a repeated ``change_id``, the version stored then).
 
         Raises:
-            MemoryInputError: Bad rule name or text.
+            MemoryInputError: Bad rule name, text or change id.
             MemoryScopeError: The scope lacks the owner, or ``area`` is outside it.
         """
         if not isinstance(rule, str) or not _RULE_RE.fullmatch(rule):
             raise MemoryInputError(f"rule {rule!r} must be lower_snake_case (a-z, 0-9, _)")
         text = _clean_text(instructions, what="instructions")
+        _check_id(change_id, what="change_id")
         why = _clip(reason, MAX_TEXT) if reason else ""
         chosen: Literal["user", "org"] = owner or ("org" if scope.org_id is not None else "user")
         namespace = scope.namespace(MemoryKind.PROCEDURAL, owner=chosen, area=area)
         versions = await self._versions(namespace, rule)
+        if change_id is not None:
+            for earlier in versions:
+                if earlier.value.get("change_id") == change_id:
+                    return earlier
         version = (int(versions[-1].value.get("version", 0)) + 1) if versions else 1
         key = f"{rule}-v{version}"
         value: dict[str, Any] = {
@@ -891,6 +900,7 @@ class MemoryStore:
             "reason": why,
             "decision": None,
             "active": False,
+            "change_id": change_id,
             "provenance": provenance.to_json(),
         }
         await self._put(namespace, key, value, ttl=None)

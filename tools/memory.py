@@ -1,13 +1,16 @@
 """Memory tools for agents: ``remember`` (write), ``recall`` (read) and ``forget`` (write).
 
-The tools act for the role of the agent that calls them (the ``create_agent`` name, which
-:func:`nodes.agent.build_role_agent` sets to the role's name) and for the run's user (see
+The tools act for the role of the agent that calls them (set by the agent's
+:class:`nodes.memory.ActingRoleMiddleware`, which :func:`nodes.agent.build_role_agent` adds;
+outside a role agent, the ``lc_agent_name`` of the run's metadata) and for the run's user (see
 :func:`nodes.memory.resolve_scope`), so an agent can only touch its own user's memories in its
 own area and its domains' areas. ``remember`` stores facts (merged with similar facts) or
-proposes instructions for the role, which stay pending until governance approves them.
+proposes instructions for the role, which stay pending until governance approves them (the
+governance graph reviews one given its ref as ``instruction_ref``).
 
 Register them with :func:`register_memory_tools`; a role granted ``remember`` or ``forget``
 needs ``write`` (or the tool name) in ``policies.approval_required``, as for any write tool.
+The ``chat`` graph grants its role ``recall`` only, by default (see ``graphs.chat``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from langchain.tools import ToolRuntime
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import Field
 
-from nodes.memory import format_memories, provenance_for, resolve_scope
+from nodes.memory import acting_role, format_memories, provenance_for, resolve_scope
 from state.memory import (
     MemoryInputError,
     MemoryNotFound,
@@ -82,8 +85,12 @@ _Ref = Annotated[
 
 
 def _role_of(runtime: ToolRuntime[Any, Any]) -> str:
-    metadata = (runtime.config or {}).get("metadata") or {}
-    name = metadata.get("lc_agent_name")
+    # Inside a role agent its own middleware names the role; run metadata (which a client can
+    # send) only counts for tools run outside one, e.g. in a plain ToolNode.
+    name = acting_role()
+    if name is None:
+        metadata = (runtime.config or {}).get("metadata") or {}
+        name = metadata.get("lc_agent_name")
     if not isinstance(name, str) or not name:
         context = runtime.context
         name = (

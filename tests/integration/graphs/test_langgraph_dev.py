@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -36,25 +37,47 @@ async def dev_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     port = free_port()
     log_path = workdir / "server.log"
     cli = Path(sys.executable).with_name("langgraph")
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [cli, "dev", "--no-browser", "--no-reload", "--port", str(port), "--config", config],
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    # The dev server keeps threads and its store in .langgraph_api/ of its working directory
+    # across restarts: each test session starts from an empty one (a role version stored by
+    # an earlier session's governance run would change this one's outcome), and a developer's
+    # own dev state is put back afterwards.
+    state_dir = REPO / ".langgraph_api"
+    saved = workdir / "saved-langgraph-api"
+    if state_dir.exists():
+        shutil.move(state_dir, saved)
     try:
-        await _wait_until_ok(url, process, log_path)
-        yield url
-    finally:
-        process.terminate()
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    cli,
+                    "dev",
+                    "--no-browser",
+                    "--no-reload",
+                    "--port",
+                    str(port),
+                    "--config",
+                    config,
+                ],
+                cwd=REPO,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            await _wait_until_ok(url, process, log_path)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        if saved.exists():
+            shutil.move(saved, state_dir)
 
 
 async def _wait_until_ok(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -95,11 +118,18 @@ async def test_dev_server_lists_every_graph(dev_server: str) -> None:
     assert found == set(GRAPHS)
 
 
+# Graphs with long-term memory take the user whose memory to use from the run's context.
+CONTEXTS = {"chat": {"user_id": "alice"}, "staff": {"user_id": "alice", "max_rounds": 2}}
+
+
 @pytest.mark.parametrize("graph", sorted(REQUESTS))
 async def test_dev_server_completes_a_run(dev_server: str, graph: str) -> None:
     client = get_client(url=dev_server)
     message = {"role": "user", "content": REQUESTS[graph]}
-    thread_id, result = await run(client, graph, input={"messages": [message]})
+    body: dict[str, Any] = {"input": {"messages": [message]}}
+    if graph in CONTEXTS:
+        body["context"] = CONTEXTS[graph]
+    thread_id, result = await run(client, graph, **body)
     assert isinstance(result, dict), result
     last = result["messages"][-1]
     assert last["type"] == "ai" and last["content"]

@@ -147,14 +147,16 @@ async def test_a_call_outside_the_grant_is_refused_not_run(
     result = await graph.ainvoke({"messages": [HumanMessage("Fetch it")]}, thread(), context=MODEL)
     refusal = next(m for m in result["messages"] if isinstance(m, ToolMessage))
     assert refusal.status == "error"
+    # The chat grants the read-only memory tool `recall` on top of the role's own tools.
     assert refusal.content == (
         "Refused: role 'writer' is not granted the tool 'http_get', so it was not run. Tools "
-        "this role may use: document_stats, extract_keywords, split_document."
+        "this role may use: document_stats, extract_keywords, recall, split_document."
     )
     # The model was only ever offered the granted tools.
     assert tool_names(stub.chat_requests()[0]) == [
         "document_stats",
         "split_document",
         "extract_keywords",
+        "recall",
     ]
     assert result["messages"][-1].content.startswith("stub reply: Refused: role 'writer'")

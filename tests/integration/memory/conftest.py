@@ -7,7 +7,8 @@ from typing import Any, NotRequired
 from uuid import uuid4
 
 import pytest
-from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
@@ -111,3 +112,39 @@ def any_store(request: pytest.FixtureRequest) -> BaseStore:
         return InMemoryStore(index={"dims": 384, "embed": embeddings, "fields": ["$"]})
     persistence: Persistence = request.getfixturevalue("persistence")
     return persistence.store
+
+
+class SeenPrompts(BaseCallbackHandler):
+    """Every chat model call's input, by agent: LangChain calls it before each model call.
+
+    Passed in a run's ``callbacks``, it observes the real graph without replacing any part of
+    it; ``lc_agent_name`` in the call's metadata names the role agent making the call.
+    """
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str | None, list[BaseMessage]]] = []
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.calls.append(((metadata or {}).get("lc_agent_name"), list(messages[0])))
+
+    def prompts(self, agent: str) -> list[str]:
+        """The system prompt of each model call ``agent`` made, in order."""
+        return [
+            "\n".join(m.text for m in messages if isinstance(m, SystemMessage))
+            for name, messages in self.calls
+            if name == agent
+        ]
+
+    def everything(self) -> str:
+        """All the text every model received, system prompts, requests and tool results."""
+        return "\n".join(m.text for _, messages in self.calls for m in messages)

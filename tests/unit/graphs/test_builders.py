@@ -276,6 +276,6 @@ def test_default_graphs_compile_without_persistence() -> None:
         "parallel": 5,
         "reflective": 4,
         "staff": 9,
-        "governance": 6,
+        "governance": 7,
         "chat": 2,
     }
