@@ -15,7 +15,8 @@ from server.context import AppContext, DatabaseTarget
 from server.errors import install_error_handlers
 from server.graphs import GraphRegistry
 from server.middleware import install_middleware
-from server.routes import meta, store
+from server.routes import assistants, meta, runs, store, threads
+from server.runtime import Runtime
 from server.startup import resolve_store_index
 from state.db import describe_database, open_persistence
 from state.settings import Settings, redact_url
@@ -60,6 +61,14 @@ def create_app(
                 )
             )
             model = get_chat_model(settings=settings.model)
+            runtime = Runtime(
+                settings=settings,
+                graphs=graphs,
+                persistence=persistence,
+                database_url=database.url,
+            )
+            await runtime.start()
+            stack.push_async_callback(runtime.stop)
             app.state.ctx = AppContext(
                 settings=settings,
                 config=config,
@@ -73,6 +82,7 @@ def create_app(
                     "database": describe_database(database.url, embedded=database.embedded),
                     "broker": _describe_broker(settings),
                 },
+                runtime=runtime,
             )
             log.info(
                 "staffgraph ready: %d graphs, database %s",
@@ -89,6 +99,6 @@ def create_app(
     )
     install_error_handlers(app)
     install_middleware(app, settings, config)
-    for module in (meta, store):
+    for module in (meta, assistants, threads, runs, store):
         app.include_router(module.router)
     return app

@@ -9,6 +9,7 @@ from langchain_core.embeddings import Embeddings
 
 from server.config import LangGraphConfig
 from server.graphs import GraphRegistry
+from server.runtime import Runtime
 from state.db import Persistence
 from state.settings import Settings
 
@@ -34,3 +35,5 @@ class AppContext:
     persistence: Persistence
     embeddings: Embeddings | None
     info: dict[str, Any] = field(default_factory=dict)
+    runtime: Runtime | None = None
+    """Run queue, workers and event broker (``None`` only in apps built without them)."""

@@ -33,7 +33,9 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, BaseModel):
         return obj.model_dump()
     if isinstance(obj, Interrupt):
-        return {"value": obj.value, "id": obj.id}
+        # The stream and runs/wait show interrupts with their response schema (null when the
+        # node gave none); thread state uses interrupt_to_dict's narrower {"id", "value"}.
+        return {"value": obj.value, "id": obj.id, "response_schema": _schema(obj.response_schema)}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple) and hasattr(obj, "_asdict"):
@@ -55,6 +57,14 @@ def _default(obj: Any) -> Any:
     # Anything else (a Send, a compiled graph in state…) still gets a readable string rather
     # than failing the whole response.
     return repr(obj)
+
+
+def _schema(schema: Any) -> Any:
+    if schema is None or isinstance(schema, dict):
+        return schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    return repr(schema)
 
 
 def dumps(obj: Any) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import select
@@ -33,7 +34,7 @@ from tests.support.server import (
     start_server,
 )
 
-TEST_GRAPHS = {"simple", "chat", "hitl", "failing", "parent"}
+TEST_GRAPHS = set(json.loads(TEST_CONFIG.read_text())["graphs"])
 SECRET = "Zq9-cli-secret"
 
 

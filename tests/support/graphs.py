@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import operator
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage
-from langgraph.config import get_stream_writer
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config, get_stream_writer
 from langgraph.graph import END, START, StateGraph, add_messages
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from typing_extensions import TypedDict
 
@@ -151,3 +155,65 @@ parent_builder.add_edge(START, "first")
 parent_builder.add_edge("first", "child")
 parent_builder.add_edge("child", END)
 parent = parent_builder.compile(name="parent")
+
+
+class NapState(TypedDict, total=False):
+    """How long the node works, and what it did."""
+
+    seconds: float
+    log: Annotated[list[str], operator.add]
+
+
+async def nap(state: NapState) -> dict[str, Any]:
+    """Work for ``seconds`` (capped at a minute): long enough to be cancelled or queued behind."""
+    await asyncio.sleep(min(float(state.get("seconds", 0.0)), 60.0))
+    return {"log": [f"slept {state.get('seconds', 0.0)}"]}
+
+
+async def after_nap(state: NapState) -> dict[str, Any]:
+    """A second step, so a cancelled run leaves a checkpoint behind the first."""
+    return {"log": ["done"]}
+
+
+slow_builder = StateGraph(NapState)
+slow_builder.add_node("nap", nap)
+slow_builder.add_node("after_nap", after_nap)
+slow_builder.add_edge(START, "nap")
+slow_builder.add_edge("nap", "after_nap")
+slow_builder.add_edge("after_nap", END)
+slow = slow_builder.compile(name="slow")
+
+
+@dataclass(kw_only=True)
+class GreetContext:
+    """Per-run settings of the greeter."""
+
+    greeting: str = field(default="hello", metadata={"description": "Word to greet with."})
+
+
+class GreetState(TypedDict, total=False):
+    """Who to greet and what was said."""
+
+    name: str
+    said: str
+    tagged: str
+
+
+async def greet(state: GreetState, runtime: Runtime[GreetContext]) -> dict[str, Any]:
+    """Greet with the run's context, and report the run's config metadata and tags."""
+    config = get_config()
+    return {
+        "said": f"{runtime.context.greeting} {state.get('name', 'world')}",
+        "tagged": ",".join(sorted(config.get("tags", [])))
+        + "|"
+        + str(config.get("metadata", {}).get("purpose", "")),
+    }
+
+
+def make_greeter(config: RunnableConfig) -> Any:
+    """A graph factory: the server builds this graph per run from the run's config."""
+    builder = StateGraph(GreetState, context_schema=GreetContext)
+    builder.add_node("greet", greet)
+    builder.add_edge(START, "greet")
+    builder.add_edge("greet", END)
+    return builder.compile(name="greeter")

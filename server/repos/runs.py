@@ -1,0 +1,375 @@
+"""Runs in Postgres: the run queue (create, claim, heartbeat, finish, sweep) and run queries.
+
+The queue decisions are SQL functions (``state/migrations/0003_run_queue.sql``) so each one is
+a single round trip holding the thread's row lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool
+
+from server.repos._db import jsonb
+
+__all__ = ["CancelResult", "CreateResult", "FinishResult", "RunsRepo", "run_to_api"]
+
+_API_KEYS = (
+    "run_id",
+    "thread_id",
+    "assistant_id",
+    "metadata",
+    "status",
+    "kwargs",
+    "multitask_strategy",
+    "created_at",
+    "updated_at",
+)
+
+
+def run_to_api(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``runs`` row (or its ``to_jsonb``) as the API's Run object."""
+    out = {key: row.get(key) for key in _API_KEYS}
+    out["langsmith_session_name"] = None
+    return out
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """What ``staffgraph_create_run`` decided."""
+
+    outcome: str
+    """``created``, ``conflict``, ``no_thread`` or ``no_assistant``."""
+    graph_id: str | None
+    run: dict[str, Any] | None
+    cancel_ids: list[str]
+    """Running runs the strategy stops (signal them)."""
+    settled_ids: list[str]
+    """Queued runs the strategy ended before they started (close their streams)."""
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    """What ``staffgraph_finish_run`` did."""
+
+    outcome: str
+    """``finished``, ``stale`` (another worker owns the run now) or ``no_thread``."""
+    thread_deleted: bool
+    next_run: dict[str, Any] | None
+    """The thread's next queued run, already claimed for the caller."""
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """Runs a cancel request touched."""
+
+    running: list[tuple[str, str]]
+    """``(thread_id, run_id)`` of running runs now flagged to stop."""
+    settled: list[str]
+    """Queued runs ended (or deleted, for rollback) at once."""
+
+
+def _ids(values: Sequence[Any] | None) -> list[str]:
+    return [str(v) for v in values or ()]
+
+
+class RunsRepo:
+    """SQL for ``runs``."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] = pool
+
+    async def create(
+        self,
+        *,
+        run_id: str,
+        thread_id: str,
+        assistant_id: str,
+        metadata: dict[str, Any],
+        kwargs: dict[str, Any],
+        config: dict[str, Any],
+        context: dict[str, Any],
+        strategy: str,
+        if_not_exists: str,
+        temporary: bool,
+        on_completion: str | None,
+        after_seconds: float,
+        owner: str | None,
+        lease_seconds: float,
+    ) -> CreateResult:
+        """Create a run (claimed for ``owner`` straight away when nothing is ahead of it)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM staffgraph_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s)",
+                (
+                    run_id,
+                    thread_id,
+                    assistant_id,
+                    jsonb(metadata),
+                    jsonb(kwargs),
+                    jsonb(config),
+                    jsonb(context),
+                    strategy,
+                    if_not_exists,
+                    temporary,
+                    on_completion,
+                    after_seconds,
+                    owner,
+                    lease_seconds,
+                ),
+            )
+            row: Any = await cur.fetchone()
+        return CreateResult(
+            outcome=row["outcome"],
+            graph_id=row["graph_id"],
+            run=row["run"],
+            cancel_ids=_ids(row["cancel_ids"]),
+            settled_ids=_ids(row["settled_ids"]),
+        )
+
+    async def claim(self, owner: str, *, lease_seconds: float, limit: int) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` runnable runs for ``owner``."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM staffgraph_claim_runs(%s, %s, %s)", (owner, lease_seconds, limit)
+            )
+            return await cur.fetchall()
+
+    async def finish(
+        self,
+        *,
+        run_id: str,
+        thread_id: str,
+        token: int,
+        status: str,
+        thread_status: str,
+        values: Any,
+        interrupts: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        delete_run: bool,
+        owner: str | None,
+        lease_seconds: float,
+    ) -> FinishResult:
+        """Record the end of a run and move its thread on (see the SQL function)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM staffgraph_finish_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    run_id,
+                    thread_id,
+                    token,
+                    status,
+                    thread_status,
+                    jsonb(values),
+                    jsonb(interrupts),
+                    jsonb(error),
+                    delete_run,
+                    owner,
+                    lease_seconds,
+                ),
+            )
+            row: Any = await cur.fetchone()
+        return FinishResult(row["outcome"], bool(row["thread_deleted"]), row["next_run"])
+
+    async def heartbeat(
+        self, owner: str, run_ids: Sequence[str], *, lease_seconds: float
+    ) -> dict[str, str | None]:
+        """Extend ``owner``'s leases. Returns ``{run_id: cancel_action}`` for leases still held."""
+        if not run_ids:
+            return {}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE runs SET lease_expires_at = now() + make_interval(secs => %s) "
+                "WHERE run_id = ANY(%s::uuid[]) AND lease_owner = %s AND status = 'running' "
+                "RETURNING run_id::text AS run_id, cancel_action",
+                (lease_seconds, list(run_ids), owner),
+            )
+            return {row["run_id"]: row["cancel_action"] for row in await cur.fetchall()}
+
+    async def release(self, run_id: str, token: int) -> None:
+        """Put a run this worker holds back in the queue (graceful shutdown) and wake others."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE runs SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, "
+                "available_at = now(), updated_at = now() "
+                "WHERE run_id = %s AND fencing_token = %s AND status = 'running'",
+                (run_id, token),
+            )
+            await conn.execute("SELECT pg_notify('staffgraph_runs', '')")
+
+    async def notify_cancel(self, run_id: str, action: str) -> None:
+        """Tell every worker process (``LISTEN staffgraph_cancel``) to stop ``run_id``."""
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT pg_notify('staffgraph_cancel', %s)", (f"{run_id}:{action}",))
+
+    async def sweep(self, *, max_attempts: int) -> list[dict[str, Any]]:
+        """Requeue (or fail) runs whose lease lapsed."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT run_id::text AS run_id, thread_id::text AS thread_id, outcome "
+                "FROM staffgraph_sweep_runs(%s)",
+                (max_attempts,),
+            )
+            return await cur.fetchall()
+
+    async def get(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
+        """The run, or ``None``."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM runs WHERE run_id = %s AND thread_id = %s", (run_id, thread_id)
+            )
+            return await cur.fetchone()
+
+    async def get_any(self, run_id: str) -> dict[str, Any] | None:
+        """The run whatever its thread, or ``None``."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM runs WHERE run_id = %s", (run_id,))
+            return await cur.fetchone()
+
+    async def for_thread(
+        self, thread_id: str, *, limit: int, offset: int, status: str | None
+    ) -> list[dict[str, Any]]:
+        """The thread's runs, newest first."""
+        params: list[Any] = [thread_id]
+        extra = ""
+        if status is not None:
+            extra = " AND status = %s"
+            params.append(status)
+        params += [limit, offset]
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT * FROM runs WHERE thread_id = %s{extra} "
+                "ORDER BY created_at DESC, run_id DESC LIMIT %s OFFSET %s",
+                params,
+            )
+            return await cur.fetchall()
+
+    async def delete(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
+        """Delete the run; returns the deleted row (``None`` if there was none)."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,)
+            )
+            cur = await conn.execute(
+                "DELETE FROM runs WHERE run_id = %s AND thread_id = %s RETURNING *",
+                (run_id, thread_id),
+            )
+            row = await cur.fetchone()
+            if row is not None and row["status"] == "pending":
+                await _settle_thread(conn, thread_id)
+            return row
+
+    async def inflight(self, thread_id: str) -> list[str]:
+        """Runs of the thread that are queued or running."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT run_id::text AS run_id FROM runs WHERE thread_id = %s "
+                "AND status IN ('pending', 'running')",
+                (thread_id,),
+            )
+            return [row["run_id"] for row in await cur.fetchall()]
+
+    async def cancel(
+        self,
+        *,
+        action: str,
+        thread_id: str | None = None,
+        run_ids: Sequence[str] | None = None,
+        status: str | None = None,
+    ) -> CancelResult:
+        """Stop runs: queued ones are ended here, running ones flagged for their worker.
+
+        Select by ``run_ids`` (optionally on ``thread_id``), by ``thread_id`` alone, or by
+        ``status`` (``pending``, ``running`` or ``all``).
+        """
+        clauses = ["status IN ('pending', 'running')"]
+        params: list[Any] = []
+        if run_ids is not None:
+            clauses.append("run_id = ANY(%s::uuid[])")
+            params.append(list(run_ids))
+        if thread_id is not None:
+            clauses.append("thread_id = %s")
+            params.append(thread_id)
+        if status in ("pending", "running"):
+            clauses.append("status = %s")
+            params.append(status)
+        where = " AND ".join(clauses)
+        running: list[tuple[str, str]] = []
+        settled: list[str] = []
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT DISTINCT thread_id::text AS thread_id FROM runs WHERE " + where,
+                params,
+            )
+            threads = sorted(row["thread_id"] for row in await cur.fetchall())
+            for tid in threads:  # lock in a fixed order: no deadlock between cancellers
+                await conn.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (tid,))
+            cur = await conn.execute(
+                "UPDATE runs SET cancel_action = %s, updated_at = now() WHERE "
+                + where
+                + " AND status = 'running' RETURNING thread_id::text AS t, run_id::text AS r",
+                [action, *params],
+            )
+            running = [(row["t"], row["r"]) for row in await cur.fetchall()]
+            if action == "rollback":
+                cur = await conn.execute(
+                    "DELETE FROM runs WHERE " + where + " AND status = 'pending' "
+                    "RETURNING run_id::text AS r",
+                    params,
+                )
+            else:
+                cur = await conn.execute(
+                    "UPDATE runs SET status = 'interrupted', ended_at = now(), updated_at = now() "
+                    "WHERE " + where + " AND status = 'pending' RETURNING run_id::text AS r",
+                    params,
+                )
+            settled = [row["r"] for row in await cur.fetchall()]
+            if settled:
+                for tid in threads:
+                    await _settle_thread(conn, tid)
+        return CancelResult(running=running, settled=settled)
+
+    async def delete_checkpoints_of_run(self, thread_id: str, run_id: str) -> None:
+        """Remove the checkpoints a run wrote (rollback), with their pending writes."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "DELETE FROM checkpoints WHERE thread_id = %s AND metadata ->> 'run_id' = %s "
+                "RETURNING checkpoint_ns, checkpoint_id",
+                (thread_id, run_id),
+            )
+            gone = await cur.fetchall()
+            if gone:
+                await conn.execute(
+                    "DELETE FROM checkpoint_writes WHERE thread_id = %s "
+                    "AND checkpoint_id = ANY(%s)",
+                    (thread_id, [row["checkpoint_id"] for row in gone]),
+                )
+
+    async def latest_checkpoint_run(self, thread_id: str) -> str | None:
+        """``run_id`` in the metadata of the thread's newest root checkpoint."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT metadata ->> 'run_id' AS run_id FROM checkpoints WHERE thread_id = %s "
+                "AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
+                (thread_id,),
+            )
+            row = await cur.fetchone()
+            return row["run_id"] if row else None
+
+
+async def _settle_thread(conn: Any, thread_id: str) -> None:
+    # A thread whose queue emptied without a run finishing (queued runs cancelled or deleted)
+    # is no longer busy.
+    await conn.execute(
+        "UPDATE threads SET status = CASE WHEN status = 'busy' THEN "
+        "(CASE WHEN error IS NOT NULL THEN 'error' WHEN interrupts <> '{}'::jsonb "
+        "THEN 'interrupted' ELSE 'idle' END) ELSE status END, updated_at = now() "
+        "WHERE thread_id = %s AND NOT EXISTS (SELECT 1 FROM runs WHERE thread_id = %s "
+        "AND status IN ('pending', 'running'))",
+        (thread_id, thread_id),
+    )

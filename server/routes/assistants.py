@@ -1,0 +1,270 @@
+"""Assistants endpoints of the LangGraph Server API."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from fastapi import APIRouter, Query
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.pregel import Pregel
+from pydantic import TypeAdapter
+from starlette.responses import Response
+
+from server.graphs import assistant_id_for
+from server.ids import new_id
+from server.repos import page_headers
+from server.routes._common import fail, json_response, no_content, valid_uuid
+from server.runtime import RuntimeDep
+from server.schemas import (
+    AssistantCount,
+    AssistantCreate,
+    AssistantLatest,
+    AssistantPatch,
+    AssistantSearch,
+    AssistantVersionsSearch,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Assistants"])
+
+
+def _graph_or_404(runtime: RuntimeDep, graph_id: str) -> None:
+    if graph_id not in runtime.registry:
+        fail(
+            404, f"Graph '{graph_id}' not found. Expected one of: {sorted(runtime.registry.ids())}"
+        )
+
+
+def _config_and_context(
+    config: dict[str, Any] | None, context: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    config = dict(config or {})
+    if context and config.get("configurable"):
+        fail(
+            400,
+            "Cannot specify both configurable and context. Prefer setting context alone. "
+            "Context was introduced in LangGraph 0.6.0 and is the long term planned "
+            "replacement for configurable.",
+        )
+    if context:
+        # Graphs written before context existed read these values from configurable.
+        config["configurable"] = dict(context)
+    return config, dict(context or {})
+
+
+async def _resolve(runtime: RuntimeDep, assistant_id: str) -> dict[str, Any]:
+    """The assistant by UUID, or by graph id (its default assistant)."""
+    if assistant_id in runtime.registry:
+        assistant_id = assistant_id_for(assistant_id)
+    row = await runtime.assistants.get(valid_uuid(assistant_id, "assistant"))
+    if row is None:
+        fail(404, f"Assistant with ID {assistant_id} not found")
+    return row
+
+
+@router.post("/assistants")
+async def create_assistant(body: AssistantCreate, runtime: RuntimeDep) -> Response:
+    """Create an assistant (``if_exists``: ``raise`` → 409, ``do_nothing`` → the existing one)."""
+    _graph_or_404(runtime, body.graph_id)
+    assistant_id = valid_uuid(body.assistant_id, "assistant") if body.assistant_id else new_id()
+    config, context = _config_and_context(body.config, body.context)
+    row = await runtime.assistants.create(
+        assistant_id,
+        graph_id=body.graph_id,
+        name=body.name or "Untitled",
+        description=body.description,
+        config=config,
+        context=context,
+        metadata=body.metadata or {},
+    )
+    if row is None:
+        if body.if_exists == "do_nothing":
+            existing = await runtime.assistants.get(assistant_id)
+            if existing is not None:
+                return json_response(existing)
+        fail(409, f"Assistant {assistant_id} already exists")
+    return json_response(row)
+
+
+@router.post("/assistants/search")
+async def search_assistants(runtime: RuntimeDep, body: AssistantSearch | None = None) -> Response:
+    """List assistants matching graph id, name and metadata; paging headers included."""
+    body = body or AssistantSearch()
+    rows, total = await runtime.assistants.search(
+        graph_id=body.graph_id,
+        name=body.name,
+        metadata=body.metadata,
+        limit=body.limit,
+        offset=body.offset,
+        sort_by=body.sort_by,
+        sort_order=body.sort_order,
+    )
+    if body.select:
+        rows = [{k: row[k] for k in body.select if k in row} for row in rows]
+    return json_response(rows, headers=page_headers(total, offset=body.offset, limit=body.limit))
+
+
+@router.post("/assistants/count")
+async def count_assistants(runtime: RuntimeDep, body: AssistantCount | None = None) -> Response:
+    """How many assistants match."""
+    body = body or AssistantCount()
+    total = await runtime.assistants.count(
+        graph_id=body.graph_id, name=body.name, metadata=body.metadata
+    )
+    return json_response(total)
+
+
+@router.get("/assistants/{assistant_id}")
+async def get_assistant(assistant_id: str, runtime: RuntimeDep) -> Response:
+    """One assistant."""
+    return json_response(await _resolve(runtime, assistant_id))
+
+
+@router.patch("/assistants/{assistant_id}")
+async def patch_assistant(assistant_id: str, body: AssistantPatch, runtime: RuntimeDep) -> Response:
+    """Record a new version with the given fields changed (metadata is merged)."""
+    assistant_id = valid_uuid(assistant_id, "assistant")
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "graph_id" in changes:
+        _graph_or_404(runtime, changes["graph_id"])
+    if "config" in changes or "context" in changes:
+        config, context = _config_and_context(changes.get("config"), changes.get("context"))
+        if "config" in changes or context:
+            changes["config"] = config
+    row = await runtime.assistants.patch(assistant_id, changes)
+    if row is None:
+        fail(404, f"Assistant with ID {assistant_id} not found")
+    return json_response(row)
+
+
+@router.delete("/assistants/{assistant_id}")
+async def delete_assistant(
+    assistant_id: str, runtime: RuntimeDep, delete_threads: bool = False
+) -> Response:
+    """Delete an assistant (and, with ``delete_threads``, the threads it ran on)."""
+    assistant_id = valid_uuid(assistant_id, "assistant")
+    if not await runtime.assistants.delete(assistant_id, delete_threads=delete_threads):
+        fail(404, f"Assistant with ID {assistant_id} not found")
+    return no_content()
+
+
+@router.post("/assistants/{assistant_id}/versions")
+async def list_versions(
+    assistant_id: str, runtime: RuntimeDep, body: AssistantVersionsSearch | None = None
+) -> Response:
+    """Stored versions of the assistant, newest first."""
+    body = body or AssistantVersionsSearch()
+    row = await _resolve(runtime, assistant_id)
+    versions = await runtime.assistants.versions(
+        str(row["assistant_id"]), metadata=body.metadata, limit=body.limit, offset=body.offset
+    )
+    return json_response(versions)
+
+
+@router.post("/assistants/{assistant_id}/latest")
+async def set_latest(assistant_id: str, body: AssistantLatest, runtime: RuntimeDep) -> Response:
+    """Make a stored version the current one."""
+    assistant_id = valid_uuid(assistant_id, "assistant")
+    row = await runtime.assistants.set_latest(assistant_id, body.version)
+    if row is None:
+        fail(404, f"Assistant {assistant_id} has no version {body.version}")
+    return json_response(row)
+
+
+def _xray(value: str | None) -> bool | int:
+    if value is None or value.lower() in ("false", "0", ""):
+        return False
+    if value.lower() == "true":
+        return True
+    if value.isdigit() and int(value) <= 100:
+        return int(value)
+    fail(422, "Invalid xray value")
+
+
+@router.get("/assistants/{assistant_id}/graph")
+async def get_graph(
+    assistant_id: str, runtime: RuntimeDep, xray: str | None = Query(default=None, max_length=10)
+) -> Response:
+    """Nodes and edges of the assistant's graph (``xray``: draw subgraphs, bool or depth)."""
+    depth = _xray(xray)
+    row = await _resolve(runtime, assistant_id)
+    graph = await _plain_graph(runtime, row["graph_id"])
+    drawable = (await graph.aget_graph(xray=depth)).to_json()
+    nodes = []
+    for node in drawable.get("nodes", []):
+        data = node.get("data")
+        if isinstance(data, dict):
+            node = {**node, "data": {k: v for k, v in data.items() if k != "id"}}
+        nodes.append(node)
+    return json_response({"nodes": nodes, "edges": drawable.get("edges", [])})
+
+
+@router.get("/assistants/{assistant_id}/schemas")
+async def get_schemas(assistant_id: str, runtime: RuntimeDep) -> Response:
+    """Input, output, state, config and context JSON schemas of the assistant's graph."""
+    row = await _resolve(runtime, assistant_id)
+    graph = await _plain_graph(runtime, row["graph_id"])
+    return json_response({"graph_id": row["graph_id"], **_schemas(graph)})
+
+
+@router.get("/assistants/{assistant_id}/subgraphs")
+@router.get("/assistants/{assistant_id}/subgraphs/{namespace}")
+async def get_subgraphs(
+    assistant_id: str, runtime: RuntimeDep, namespace: str | None = None, recurse: bool = False
+) -> Response:
+    """Schemas of the graph's subgraphs (optionally under ``namespace``, recursively)."""
+    row = await _resolve(runtime, assistant_id)
+    graph = await _plain_graph(runtime, row["graph_id"])
+    found: dict[str, Any] = {}
+    async for name, subgraph in graph.aget_subgraphs(namespace=namespace, recurse=recurse):
+        found[name] = _schemas(subgraph)
+    return json_response(found)
+
+
+async def _plain_graph(runtime: RuntimeDep, graph_id: str) -> Pregel:
+    if graph_id not in runtime.registry:
+        fail(
+            404, f"Graph '{graph_id}' not found. Expected one of: {sorted(runtime.registry.ids())}"
+        )
+    return await runtime.graphs.plain(graph_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _schemas(graph: Pregel) -> dict[str, Any]:
+    # Pregel objects are immutable once compiled and hashable by identity: cache per graph.
+    config = _safe(graph.get_config_jsonschema)
+    return {
+        "input_schema": _safe(graph.get_input_jsonschema),
+        "output_schema": _safe(graph.get_output_jsonschema),
+        "state_schema": _state_schema(graph),
+        "config_schema": config if config and config.get("properties") else {},
+        "context_schema": _safe(graph.get_context_jsonschema),
+    }
+
+
+def _safe(fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception:  # a schema pydantic cannot express is shown as absent, not a 500
+        return None
+
+
+def _state_schema(graph: Pregel) -> dict[str, Any] | None:
+    """The full state (every channel, each optional) as the reference shows it."""
+    if not isinstance(graph, CompiledStateGraph):
+        return _safe(graph.get_input_jsonschema)
+    try:
+        schema = TypeAdapter(graph.builder.state_schema).json_schema()
+    except Exception:
+        return None
+    properties = {
+        key: {"default": None, **{k: v for k, v in prop.items() if k != "default"}}
+        for key, prop in schema.get("properties", {}).items()
+    }
+    out: dict[str, Any] = {"properties": properties, "title": f"{graph.name}_state"}
+    if "$defs" in schema:
+        out = {"$defs": schema["$defs"], **out}
+    out["type"] = "object"
+    return out

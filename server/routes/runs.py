@@ -1,0 +1,195 @@
+"""Runs endpoints of the LangGraph Server API: runs on a thread, joins, cancels, streams."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from server.repos import run_to_api
+from server.routes import _runs, stateless_runs
+from server.routes._common import fail, json_response, no_content, raise_run_error, valid_uuid
+from server.runtime import RunError, Runtime, RuntimeDep
+from server.runtime.sse import run_events, sse_response, thread_events
+from server.schemas import STREAM_MODES, RunCreate
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Runs"])
+
+# -- runs on a thread -------------------------------------------------------------------------
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(thread_id: str, body: RunCreate, runtime: RuntimeDep) -> Response:
+    """Create a background run on the thread."""
+    created = await _runs.create(runtime, body, valid_uuid(thread_id, "thread"))
+    return json_response(
+        created.run, headers={"Content-Location": _runs.paths(created, stateless=False)}
+    )
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_run(thread_id: str, body: RunCreate, runtime: RuntimeDep) -> Response:
+    """Create a run on the thread and stream its events (SSE)."""
+    return await _runs.stream(runtime, body, valid_uuid(thread_id, "thread"))
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(
+    thread_id: str, body: RunCreate, request: Request, runtime: RuntimeDep
+) -> Response:
+    """Create a run on the thread and answer with its final values (errors as ``__error__``)."""
+    return await _runs.wait(request, runtime, body, valid_uuid(thread_id, "thread"))
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: str,
+    runtime: RuntimeDep,
+    limit: int = Query(default=10, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0, le=1_000_000),
+    status: str | None = Query(default=None, max_length=20),
+    select: Annotated[list[str] | None, Query(max_length=20)] = None,
+) -> Response:
+    """The thread's runs, newest first."""
+    thread_id = valid_uuid(thread_id, "thread")
+    if await runtime.threads.get(thread_id) is None:
+        fail(404, f"Thread with ID {thread_id} not found")
+    rows = [
+        run_to_api(row)
+        for row in await runtime.runs.for_thread(
+            thread_id, limit=limit, offset=offset, status=status
+        )
+    ]
+    if select:
+        rows = [{k: row[k] for k in select if k in row} for row in rows]
+    return json_response(rows)
+
+
+async def _run_row(runtime: Runtime, thread_id: str, run_id: str) -> dict[str, Any]:
+    thread_id = valid_uuid(thread_id, "thread")
+    run_id = valid_uuid(run_id, "run")
+    row = await runtime.runs.get(thread_id, run_id)
+    if row is None:
+        fail(404, f"Run {run_id} not found")
+    return row
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(thread_id: str, run_id: str, runtime: RuntimeDep) -> Response:
+    """One run."""
+    return json_response(run_to_api(await _run_row(runtime, thread_id, run_id)))
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}")
+async def delete_run(thread_id: str, run_id: str, runtime: RuntimeDep) -> Response:
+    """Delete a run (stopping it first if it is still going)."""
+    row = await _run_row(runtime, thread_id, run_id)
+    tid, rid = str(row["thread_id"]), str(row["run_id"])
+    if row["status"] in ("pending", "running"):
+        await runtime.cancel(action="interrupt", thread_id=tid, run_ids=[rid])
+    await runtime.runs.delete(tid, rid)
+    return no_content()
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(
+    thread_id: str, run_id: str, runtime: RuntimeDep, cancel_on_disconnect: bool = False
+) -> Response:
+    """Wait for the run and answer with the thread's values (or the run's error)."""
+    row = await _run_row(runtime, thread_id, run_id)
+    try:
+        output = await runtime.join(str(row["thread_id"]), str(row["run_id"]))
+    except RunError as exc:
+        raise_run_error(exc)
+    return json_response(output)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_run_stream(
+    thread_id: str,
+    run_id: str,
+    runtime: RuntimeDep,
+    last_event_id: Annotated[str | None, Header(max_length=100)] = None,
+    stream_mode: Annotated[list[str] | None, Query(max_length=20)] = None,
+    cancel_on_disconnect: bool = False,
+) -> Response:
+    """Stream a run's events from now on, or replay after ``Last-Event-ID`` (resumable runs)."""
+    row = await _run_row(runtime, thread_id, run_id)
+    modes = None
+    if stream_mode:
+        unknown = [m for m in stream_mode if m not in STREAM_MODES]
+        if unknown:
+            fail(422, f"Invalid stream_mode {unknown[0]!r}: expected one of {list(STREAM_MODES)}")
+        modes = frozenset(stream_mode)
+    tid, rid = str(row["thread_id"]), str(row["run_id"])
+    base = f"/threads/{tid}/runs/{rid}"
+    headers = {"Content-Location": base, "Location": f"{base}/stream"}
+    resumable = bool((row["kwargs"] or {}).get("resumable"))
+    finished = row["status"] not in ("pending", "running")
+    if finished and not (resumable and last_event_id):
+        return sse_response(_nothing(), headers=headers)
+    events = run_events(
+        runtime,
+        rid,
+        thread_id=tid,
+        after=last_event_id if resumable else None,
+        live=True,
+        with_ids=resumable,
+        modes=modes,
+        cancel_on_disconnect=cancel_on_disconnect,
+    )
+    return sse_response(events, headers=headers)
+
+
+async def _nothing() -> Any:
+    return
+    yield  # an async generator with no items: the body is empty
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(
+    thread_id: str,
+    run_id: str,
+    runtime: RuntimeDep,
+    wait: bool = False,
+    action: str = Query(default="interrupt", pattern="^(interrupt|rollback)$"),
+) -> Response:
+    """Cancel a queued or running run (``action``: keep its checkpoints or roll them back)."""
+    thread_id = valid_uuid(thread_id, "thread")
+    run_id = valid_uuid(run_id, "run")
+    result = await runtime.cancel(action=action, thread_id=thread_id, run_ids=[run_id], wait=wait)
+    if not result.running and not result.settled:
+        fail(404, _runs.NO_MATCH)
+    if wait:
+        return json_response({})
+    return Response(status_code=202)
+
+
+@router.get("/threads/{thread_id}/stream")
+async def join_thread_stream(
+    thread_id: str,
+    runtime: RuntimeDep,
+    stream_modes: Annotated[list[str] | None, Query(max_length=10)] = None,
+    stream_mode: Annotated[list[str] | None, Query(max_length=10)] = None,
+) -> Response:
+    """Stream the events of the thread's current and future runs.
+
+    ``stream_modes`` is the documented parameter; the SDK sends ``stream_mode``.
+    """
+    thread_id = valid_uuid(thread_id, "thread")
+    if await runtime.threads.get(thread_id) is None:
+        fail(404, f"Thread with ID {thread_id} not found")
+    modes = set(stream_modes or stream_mode or ["run_modes"])
+    unknown = modes - {"run_modes", "lifecycle", "state_update"}
+    if unknown:
+        fail(422, f"Invalid stream_modes {sorted(unknown)}")
+    first = await runtime.runs.inflight(thread_id)
+    events = thread_events(runtime, thread_id, first=first, run_modes="run_modes" in modes)
+    return sse_response(events)
+
+
+# Stateless runs and bulk cancel are in their own module to keep each router small.
+router.include_router(stateless_runs.router)

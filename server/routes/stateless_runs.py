@@ -1,0 +1,64 @@
+"""Stateless runs (on a temporary thread) and bulk cancellation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Request
+from starlette.responses import Response
+
+from server.routes._common import fail, json_response, no_content, valid_uuid
+from server.routes._runs import NO_MATCH, create, paths, stream, wait
+from server.runtime import RuntimeDep
+from server.schemas import RunCreate, RunsCancel
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Stateless Runs"])
+
+
+@router.post("/runs")
+async def create_stateless_run(body: RunCreate, runtime: RuntimeDep) -> Response:
+    """Create a background run on a temporary thread."""
+    created = await create(runtime, body, None)
+    return json_response(created.run, headers={"Content-Location": paths(created, stateless=True)})
+
+
+@router.post("/runs/stream")
+async def stream_stateless_run(body: RunCreate, runtime: RuntimeDep) -> Response:
+    """Create a run on a temporary thread and stream its events (SSE)."""
+    return await stream(runtime, body, None)
+
+
+@router.post("/runs/wait")
+async def wait_stateless_run(body: RunCreate, request: Request, runtime: RuntimeDep) -> Response:
+    """Create a run on a temporary thread and answer with its final values."""
+    return await wait(request, runtime, body, None)
+
+
+@router.post("/runs/batch")
+async def create_batch(
+    runtime: RuntimeDep, body: Annotated[list[RunCreate], Body(min_length=1, max_length=100)]
+) -> Response:
+    """Create several background stateless runs."""
+    runs = [(await create(runtime, item, None)).run for item in body]
+    return json_response(runs)
+
+
+@router.post("/runs/cancel")
+async def cancel_runs(
+    body: RunsCancel,
+    runtime: RuntimeDep,
+    action: str = Query(default="interrupt", pattern="^(interrupt|rollback)$"),
+) -> Response:
+    """Cancel runs by id (on a thread) or every run in a status."""
+    if body.run_ids is None and body.status is None and body.thread_id is None:
+        fail(422, "Give run_ids (with thread_id), thread_id, or status")
+    run_ids = [valid_uuid(r, "run") for r in body.run_ids] if body.run_ids is not None else None
+    thread_id = valid_uuid(body.thread_id, "thread") if body.thread_id else None
+    result = await runtime.cancel(
+        action=action, thread_id=thread_id, run_ids=run_ids, status=body.status
+    )
+    if run_ids and not result.running and not result.settled:
+        fail(404, NO_MATCH)
+    return no_content()

@@ -1,0 +1,163 @@
+"""Threads endpoints of the LangGraph Server API: CRUD, search, count, prune, copy, storage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from langgraph.errors import InvalidUpdateError
+from langgraph.pregel import Pregel
+from langgraph.types import StateUpdate
+from starlette.responses import Response
+
+from server.ids import new_id
+from server.repos import page_headers
+from server.routes import thread_state
+from server.routes._common import fail, json_response, no_content, valid_uuid
+from server.routes._threads import load_graph, load_thread, record_state, state_config
+from server.runtime import RuntimeDep
+from server.runtime.executor import command_from
+from server.schemas import ThreadCount, ThreadCreate, ThreadPatch, ThreadPrune, ThreadSearch
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Threads"])
+
+
+def _update_values(values: Any, command: dict[str, Any] | None) -> Any:
+    return values if command is None else command_from(command)
+
+
+@router.post("/threads")
+async def create_thread(runtime: RuntimeDep, body: ThreadCreate | None = None) -> Response:
+    """Create a thread (``if_exists``), optionally pre-seeded with ``supersteps``."""
+    body = body or ThreadCreate()
+    thread_id = valid_uuid(body.thread_id, "thread") if body.thread_id else new_id()
+    metadata = body.metadata or {}
+    graph: Pregel | None = None
+    if body.supersteps:
+        graph = await load_graph(
+            runtime, {"thread_id": thread_id, "metadata": metadata}, required=True
+        )
+    row, created = await runtime.threads.create(
+        thread_id, metadata=metadata, if_exists=body.if_exists or "raise"
+    )
+    if row is None:
+        fail(409, f"Thread with ID {thread_id} already exists")
+    if created and graph is not None and body.supersteps:
+        steps = [
+            [
+                StateUpdate(
+                    _update_values(update.values, update.command),
+                    update.as_node,
+                    None,
+                )
+                for update in step.updates
+            ]
+            for step in body.supersteps
+        ]
+        try:
+            await graph.abulk_update_state(state_config(thread_id), steps)
+        except (InvalidUpdateError, ValueError, KeyError) as exc:
+            await runtime.threads.delete(thread_id)
+            fail(400, f"Invalid supersteps: {exc}")
+        await record_state(runtime, graph, thread_id)
+        row = await runtime.threads.get(thread_id)
+    return json_response(row)
+
+
+@router.post("/threads/search")
+async def search_threads(runtime: RuntimeDep, body: ThreadSearch | None = None) -> Response:
+    """Threads matching ids, metadata, values and status; paging headers included."""
+    body = body or ThreadSearch()
+    ids = [valid_uuid(i, "thread") for i in body.ids] if body.ids is not None else None
+    rows, total = await runtime.threads.search(
+        ids=ids,
+        metadata=body.metadata,
+        values=body.values,
+        status=body.status,
+        limit=body.limit,
+        offset=body.offset,
+        sort_by=body.sort_by,
+        sort_order=body.sort_order,
+    )
+    if body.select:
+        rows = [{k: row[k] for k in body.select if k in row} for row in rows]
+    if body.extract:
+        for row in rows:
+            values = row.get("values") or {}
+            row["extracted"] = {
+                name: values.get(path) if isinstance(values, dict) else None
+                for name, path in body.extract.items()
+            }
+    return json_response(rows, headers=page_headers(total, offset=body.offset, limit=body.limit))
+
+
+@router.post("/threads/count")
+async def count_threads(runtime: RuntimeDep, body: ThreadCount | None = None) -> Response:
+    """How many threads match."""
+    body = body or ThreadCount()
+    total = await runtime.threads.count(
+        metadata=body.metadata, values=body.values, status=body.status
+    )
+    return json_response(total)
+
+
+@router.post("/threads/prune")
+async def prune_threads(body: ThreadPrune, runtime: RuntimeDep) -> Response:
+    """Delete threads, or keep only their latest checkpoint (``keep_latest``)."""
+    ids = [valid_uuid(i, "thread") for i in body.thread_ids]
+    if body.strategy == "delete":
+        for thread_id in ids:
+            await runtime.cancel(action="interrupt", thread_id=thread_id)
+    pruned = await runtime.threads.prune(ids, strategy=body.strategy)
+    return json_response({"pruned_count": pruned})
+
+
+@router.get("/threads/{thread_id}")
+async def get_thread(
+    thread_id: str, runtime: RuntimeDep, include: str | None = Query(default=None, max_length=200)
+) -> Response:
+    """One thread with its status, values, interrupts and error."""
+    return json_response(await load_thread(runtime, thread_id))
+
+
+@router.patch("/threads/{thread_id}")
+async def patch_thread(thread_id: str, body: ThreadPatch, runtime: RuntimeDep) -> Response:
+    """Merge metadata into the thread's."""
+    thread_id = valid_uuid(thread_id, "thread")
+    row = await runtime.threads.patch(thread_id, metadata=body.metadata or {})
+    if row is None:
+        fail(404, f"Thread with ID {thread_id} not found")
+    return json_response(row)
+
+
+@router.delete("/threads/{thread_id}")
+async def delete_thread(thread_id: str, runtime: RuntimeDep) -> Response:
+    """Delete the thread, its runs (stopping any that run) and its checkpoints."""
+    thread_id = valid_uuid(thread_id, "thread")
+    await runtime.cancel(action="interrupt", thread_id=thread_id)
+    if not await runtime.threads.delete(thread_id):
+        fail(404, f"Thread with ID {thread_id} not found")
+    return no_content()
+
+
+@router.post("/threads/{thread_id}/copy")
+async def copy_thread(thread_id: str, runtime: RuntimeDep) -> Response:
+    """A new thread with the same metadata, state and checkpoint history."""
+    thread_id = valid_uuid(thread_id, "thread")
+    row = await runtime.threads.copy(thread_id, new_id())
+    if row is None:
+        fail(404, f"Thread with ID {thread_id} not found")
+    return json_response(row)
+
+
+@router.get("/threads/{thread_id}/storage")
+async def thread_storage(thread_id: str, runtime: RuntimeDep) -> Response:
+    """Bytes used by the thread's checkpoints."""
+    thread = await load_thread(runtime, thread_id)
+    return json_response(await runtime.threads.storage(str(thread["thread_id"])))
+
+
+# State, history and update_state live in their own module to keep each router small.
+router.include_router(thread_state.router)

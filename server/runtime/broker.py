@@ -1,0 +1,256 @@
+"""Where run events go between the worker that produces them and the clients that read them.
+
+A run's events form an append-only log with ids ``<epoch_ms>-<seq>`` (the Redis stream id
+format, so both brokers look the same to clients). The log ends with a *done* marker carrying
+the run's final status and output, which is what ``runs/wait`` and ``join`` return.
+
+:class:`InProcessBroker` keeps logs in memory (one process). ``RedisBroker`` (in
+``server.runtime.redis_broker``) keeps them in Redis Streams so any process can serve, join or
+replay a run, and carries cancellation between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DONE_EVENT",
+    "HEARTBEAT_SECONDS",
+    "Broker",
+    "InProcessBroker",
+    "StreamEvent",
+    "parse_event_id",
+]
+
+DONE_EVENT = "__done__"
+"""Name of the final marker of a run's log; never sent to clients (see ``encode_done``)."""
+
+HEARTBEAT_SECONDS = 5.0
+"""Idle time after which subscribers get ``None`` (the SSE layer sends ``: heartbeat``)."""
+
+MAX_EVENTS_PER_RUN = 10_000
+"""Oldest events beyond this many are dropped from a run's log (memory bound)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One event of a run's log."""
+
+    id: str
+    event: str
+    data: bytes
+
+
+CancelHandler = Callable[[str, str], None]
+"""Called with ``(run_id, action)`` when another process asks to cancel a run."""
+
+
+def parse_event_id(value: str | None) -> tuple[int, int] | None:
+    """``"<ms>-<seq>"`` as a sortable pair; ``None`` for missing, ``-1`` or malformed ids."""
+    if not value:
+        return None
+    ms, _, seq = value.strip().partition("-")
+    if not ms.isdigit() or not (seq or "0").isdigit():
+        return None
+    return int(ms), int(seq or 0)
+
+
+class Broker(ABC):
+    """Run event logs, thread announcements and (optionally) cancel signals."""
+
+    kind: str = "abstract"
+    carries_cancel = False
+    """Whether :meth:`send_cancel` reaches other processes (else the caller uses Postgres)."""
+
+    async def start(self, on_cancel: CancelHandler | None = None) -> None:  # noqa: B027
+        """Open connections; ``on_cancel`` receives cancel signals from other processes."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Release connections."""
+
+    @abstractmethod
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        """Append an event to the run's log."""
+
+    @abstractmethod
+    async def finish(self, run_id: str, data: bytes, *, resumable: bool) -> None:
+        """Append the done marker and start the log's replay TTL."""
+
+    @abstractmethod
+    def subscribe(
+        self, run_id: str, *, after: str | None = None, live: bool = False
+    ) -> AsyncGenerator[StreamEvent | None, None]:
+        """Events of the run, ending after the done marker (which is yielded too).
+
+        Args:
+            run_id: the run.
+            after: yield only events after this id (``-1``: everything).
+            live: start at the end of the log (events from now on). Ignored with ``after``.
+
+        Yields ``None`` after :data:`HEARTBEAT_SECONDS` without an event.
+        """
+
+    @abstractmethod
+    async def announce(self, thread_id: str, run_id: str) -> None:
+        """Tell thread watchers that ``run_id`` started on ``thread_id``."""
+
+    @abstractmethod
+    def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
+        """Ids of runs that start on the thread from now on; ``None`` on idle ticks."""
+
+    async def send_cancel(self, run_id: str, action: str) -> None:  # noqa: B027
+        """Ask whichever process runs ``run_id`` to stop it (only if :attr:`carries_cancel`)."""
+
+
+@dataclass
+class _Log:
+    events: list[StreamEvent] = field(default_factory=list)
+    dropped: int = 0
+    done: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    expires_at: float = 0.0
+
+    def notify(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+
+class InProcessBroker(Broker):
+    """Logs in this process's memory: the default, for one server process."""
+
+    kind = "in-process"
+
+    def __init__(self, *, replay_ttl: float = 600.0, finished_ttl: float = 60.0) -> None:
+        """Create the broker.
+
+        Args:
+            replay_ttl: seconds a finished resumable run's log stays replayable.
+            finished_ttl: seconds any other finished log is kept (late joiners, runs/wait).
+        """
+        self._logs: dict[str, _Log] = {}
+        self._threads: dict[str, _Log] = {}
+        self._replay_ttl = replay_ttl
+        self._finished_ttl = finished_ttl
+        self._last_ms = 0
+        self._seq = 0
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, on_cancel: CancelHandler | None = None) -> None:
+        """Start dropping expired logs in the background."""
+        self._sweeper = asyncio.create_task(self._sweep(), name="broker-sweeper")
+
+    async def close(self) -> None:
+        """Stop the background sweeper and wake every subscriber."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for log in self._logs.values():
+            log.done = True
+            log.notify()
+
+    def _next_id(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        if ms <= self._last_ms:
+            ms = self._last_ms
+            self._seq += 1
+        else:
+            self._last_ms, self._seq = ms, 0
+        return f"{ms}-{self._seq}"
+
+    def _log(self, run_id: str) -> _Log:
+        log = self._logs.get(run_id)
+        if log is None:
+            # A log nobody finishes (the run is executed elsewhere) still goes away eventually.
+            log = self._logs[run_id] = _Log(expires_at=time.monotonic() + 86_400)
+        return log
+
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        """Append an event."""
+        log = self._log(run_id)
+        log.events.append(StreamEvent(self._next_id(), event, data))
+        if len(log.events) > MAX_EVENTS_PER_RUN:
+            excess = len(log.events) - MAX_EVENTS_PER_RUN
+            del log.events[:excess]
+            log.dropped += excess
+        log.notify()
+
+    async def finish(self, run_id: str, data: bytes, *, resumable: bool) -> None:
+        """Append the done marker."""
+        log = self._log(run_id)
+        log.events.append(StreamEvent(self._next_id(), DONE_EVENT, data))
+        log.done = True
+        log.expires_at = time.monotonic() + (self._replay_ttl if resumable else self._finished_ttl)
+        log.notify()
+
+    async def subscribe(
+        self, run_id: str, *, after: str | None = None, live: bool = False
+    ) -> AsyncGenerator[StreamEvent | None, None]:
+        """Events of the run from the chosen position until the done marker."""
+        log = self._log(run_id)
+        position = parse_event_id(after)
+        if position is not None:
+            cursor = log.dropped + next(
+                (i for i, ev in enumerate(log.events) if parse_event_id(ev.id) > position),  # type: ignore[operator]
+                len(log.events),
+            )
+        elif live and after is None and not log.done:
+            cursor = log.dropped + len(log.events)
+        else:
+            cursor = log.dropped
+        while True:
+            changed = log.changed
+            start = max(cursor - log.dropped, 0)
+            batch = log.events[start:]
+            cursor = log.dropped + len(log.events)
+            for ev in batch:
+                yield ev
+                if ev.event == DONE_EVENT:
+                    return
+            if log.done:
+                return
+            try:
+                async with asyncio.timeout(HEARTBEAT_SECONDS):
+                    await changed.wait()
+            except TimeoutError:
+                yield None
+
+    async def announce(self, thread_id: str, run_id: str) -> None:
+        """Record that a run started on the thread."""
+        log = self._threads.get(thread_id)
+        if log is None:
+            log = self._threads[thread_id] = _Log()
+        log.events.append(StreamEvent(self._next_id(), "run", run_id.encode()))
+        if len(log.events) > 100:
+            del log.events[:-100]
+        log.expires_at = time.monotonic() + 86_400
+        log.notify()
+
+    async def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
+        """Run ids as they start on the thread."""
+        log = self._threads.get(thread_id)
+        if log is None:
+            log = self._threads[thread_id] = _Log(expires_at=time.monotonic() + 86_400)
+        last = parse_event_id(log.events[-1].id) if log.events else (0, 0)
+        while True:
+            changed = log.changed
+            for ev in list(log.events):
+                position = parse_event_id(ev.id)
+                if position is not None and last is not None and position > last:
+                    last = position
+                    yield ev.data.decode()
+            try:
+                async with asyncio.timeout(HEARTBEAT_SECONDS):
+                    await changed.wait()
+            except TimeoutError:
+                yield None
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            now = time.monotonic()
+            for logs in (self._logs, self._threads):
+                for key in [k for k, log in logs.items() if log.expires_at < now]:
+                    logs.pop(key, None)

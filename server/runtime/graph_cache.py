@@ -1,0 +1,78 @@
+"""Graphs with our checkpointer and store attached, built once per graph and reused.
+
+Compiled graphs from langgraph.json carry no persistence. ``graph.copy(update=...)`` attaches
+ours; the copy is cached per graph id because graph objects are immutable once compiled.
+Factory graphs are built per run (their output may depend on the run's config), then copied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.pregel import Pregel
+
+from server.graphs import GraphRegistry
+from state.db import Persistence
+
+__all__ = ["GraphCache", "UnknownGraph"]
+
+
+class UnknownGraph(LookupError):
+    """The graph id is not served by this server's langgraph.json."""
+
+
+class GraphCache:
+    """Hands out graphs wired to Postgres (or to a scratch in-memory saver)."""
+
+    def __init__(self, graphs: GraphRegistry, persistence: Persistence) -> None:
+        """Wrap ``graphs`` with ``persistence``."""
+        self._graphs = graphs
+        self._persistence = persistence
+        self.scratch = InMemorySaver()
+        """Checkpointer of throw-away (stateless, deleted-on-completion) runs."""
+        self._cache: dict[tuple[str, bool], Pregel] = {}
+
+    def __contains__(self, graph_id: object) -> bool:
+        return graph_id in self._graphs
+
+    async def get(
+        self, graph_id: str, config: RunnableConfig | None = None, *, scratch: bool = False
+    ) -> Pregel:
+        """The graph with a checkpointer and the store attached.
+
+        Args:
+            graph_id: id from langgraph.json.
+            config: the run's config (factories receive it).
+            scratch: use the in-memory checkpointer instead of Postgres.
+
+        Raises:
+            UnknownGraph: no such graph here.
+        """
+        if graph_id not in self._graphs:
+            raise UnknownGraph(graph_id)
+        key = (graph_id, scratch)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        loaded = self._graphs.get(graph_id)
+        graph = await loaded.build(config)
+        checkpointer: BaseCheckpointSaver[Any] = (
+            self.scratch if scratch else self._persistence.checkpointer
+        )
+        wired = graph.copy(update={"checkpointer": checkpointer, "store": self._persistence.store})
+        if not loaded.is_factory:
+            self._cache[key] = wired
+        return wired
+
+    async def plain(self, graph_id: str) -> Pregel:
+        """The graph as loaded (no persistence): for drawing and schemas.
+
+        Raises:
+            UnknownGraph: no such graph here.
+        """
+        if graph_id not in self._graphs:
+            raise UnknownGraph(graph_id)
+        return await self._graphs.get(graph_id).build({})

@@ -1,0 +1,195 @@
+"""Run event logs in Redis Streams, shared by every server process (``REDIS_URL``).
+
+One stream per run (``XADD`` with ``MAXLEN``; ids ``<ms>-<seq>`` are what clients resume
+from), one small stream per thread announcing runs as they start, and a pub/sub channel for
+cancel signals. A finished run's stream expires after the replay TTL; a running one after a
+day, so a crashed worker leaves nothing behind for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import redis.asyncio as redis
+
+from server.runtime.broker import (
+    DONE_EVENT,
+    HEARTBEAT_SECONDS,
+    MAX_EVENTS_PER_RUN,
+    Broker,
+    CancelHandler,
+    StreamEvent,
+    parse_event_id,
+)
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger(__name__)
+
+_RUNNING_TTL = 86_400
+_BLOCK_MS = int(HEARTBEAT_SECONDS * 1000)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisBroker(Broker):
+    """Broker on Redis: streams survive the process and are readable from any process."""
+
+    kind = "redis"
+    carries_cancel = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        replay_ttl: int = 600,
+        finished_ttl: int = 60,
+        prefix: str = "staffgraph:",
+    ) -> None:
+        """Create the broker (connections open lazily, in :meth:`start`).
+
+        Args:
+            url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+            replay_ttl: seconds a finished resumable run stays replayable.
+            finished_ttl: seconds any other finished run's stream is kept.
+            prefix: key prefix (lets several deployments share one Redis).
+        """
+        self._url = url
+        self._replay_ttl = replay_ttl
+        self._finished_ttl = finished_ttl
+        self._prefix = prefix
+        self._client: redis.Redis | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> redis.Redis:
+        """The connection pool (after :meth:`start`)."""
+        if self._client is None:
+            raise RuntimeError("RedisBroker.start() was not called")
+        return self._client
+
+    def _run_key(self, run_id: str) -> str:
+        return f"{self._prefix}run:{run_id}"
+
+    def _thread_key(self, thread_id: str) -> str:
+        return f"{self._prefix}thread:{thread_id}"
+
+    @property
+    def _cancel_channel(self) -> str:
+        return f"{self._prefix}cancel"
+
+    async def start(self, on_cancel: CancelHandler | None = None) -> None:
+        """Connect, check Redis answers, and listen for cancel signals."""
+        self._client = redis.from_url(self._url, decode_responses=False)
+        await self._client.ping()
+        if on_cancel is not None:
+            self._listener = asyncio.create_task(self._listen(on_cancel), name="redis-cancel")
+
+    async def close(self) -> None:
+        """Stop listening and close the pool."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _listen(self, on_cancel: CancelHandler) -> None:
+        delay = 0.1
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(self._cancel_channel)
+                delay = 0.1
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    run_id, _, action = _text(message["data"]).partition(":")
+                    on_cancel(run_id, action or "interrupt")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the Redis cancel channel; reconnecting", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        """``XADD`` the event (and keep the running-run expiry)."""
+        key = self._run_key(run_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"e": event, "d": data}, maxlen=MAX_EVENTS_PER_RUN, approximate=True)
+            pipe.expire(key, _RUNNING_TTL)
+            await pipe.execute()
+
+    async def finish(self, run_id: str, data: bytes, *, resumable: bool) -> None:
+        """``XADD`` the done marker and start the replay TTL."""
+        key = self._run_key(run_id)
+        ttl = self._replay_ttl if resumable else self._finished_ttl
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xadd(
+                key, {"e": DONE_EVENT, "d": data}, maxlen=MAX_EVENTS_PER_RUN, approximate=True
+            )
+            pipe.expire(key, ttl)
+            await pipe.execute()
+
+    async def _tail_id(self, key: str) -> str:
+        last = await self.client.xrevrange(key, count=1)
+        return _text(last[0][0]) if last else "0-0"
+
+    async def subscribe(
+        self, run_id: str, *, after: str | None = None, live: bool = False
+    ) -> AsyncGenerator[StreamEvent | None, None]:
+        """``XREAD`` the run's stream from the chosen position until the done marker."""
+        key = self._run_key(run_id)
+        position = parse_event_id(after)
+        if position is not None:
+            cursor = f"{position[0]}-{position[1]}"
+        elif live and after is None:
+            cursor = await self._tail_id(key)
+        else:
+            cursor = "0-0"
+        while True:
+            reply: Any = await self.client.xread({key: cursor}, count=500, block=_BLOCK_MS)
+            if not reply:
+                yield None
+                continue
+            for entry_id, fields in reply[0][1]:
+                cursor = _text(entry_id)
+                event = _text(fields[b"e"])
+                yield StreamEvent(cursor, event, fields[b"d"])
+                if event == DONE_EVENT:
+                    return
+
+    async def announce(self, thread_id: str, run_id: str) -> None:
+        """Add the run to the thread's announcement stream."""
+        key = self._thread_key(thread_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"r": run_id}, maxlen=100, approximate=True)
+            pipe.expire(key, _RUNNING_TTL)
+            await pipe.execute()
+
+    async def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
+        """Run ids as they start on the thread, from now on."""
+        key = self._thread_key(thread_id)
+        cursor = await self._tail_id(key)
+        while True:
+            reply: Any = await self.client.xread({key: cursor}, count=100, block=_BLOCK_MS)
+            if not reply:
+                yield None
+                continue
+            for entry_id, fields in reply[0][1]:
+                cursor = _text(entry_id)
+                yield _text(fields[b"r"])
+
+    async def send_cancel(self, run_id: str, action: str) -> None:
+        """Publish a cancel signal to every process."""
+        await self.client.publish(self._cancel_channel, f"{run_id}:{action}")

@@ -1,0 +1,127 @@
+"""Server-sent events exactly as the LangGraph Server API frames them.
+
+``event: <name>\\r\\ndata: <compact JSON>\\r\\n[id: <id>\\r\\n]\\r\\n``, the ``id`` line only for
+resumable streams, ``: heartbeat`` comments while idle, and no ``end`` event: the body ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from starlette.responses import StreamingResponse
+
+from server.runtime.broker import DONE_EVENT
+from server.runtime.events import mode_of_event
+from server.serde import dumps
+
+if TYPE_CHECKING:
+    from server.runtime.runtime import Runtime
+
+__all__ = ["HEARTBEAT", "frame", "run_events", "sse_response", "thread_events"]
+
+HEARTBEAT = b": heartbeat\r\n\r\n"
+
+_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
+    """One SSE frame (``data`` is compact JSON, so it never contains a newline)."""
+    head = b"event: " + event.encode() + b"\r\ndata: " + data + b"\r\n"
+    if event_id is not None:
+        head += b"id: " + event_id.encode() + b"\r\n"
+    return head + b"\r\n"
+
+
+def sse_response(
+    body: AsyncIterator[bytes], *, headers: dict[str, str] | None = None
+) -> StreamingResponse:
+    """A ``text/event-stream`` response streaming ``body``."""
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream; charset=utf-8",
+        headers={**_HEADERS, **(headers or {})},
+    )
+
+
+async def run_events(
+    runtime: Runtime,
+    run_id: str,
+    *,
+    thread_id: str,
+    after: str | None = None,
+    live: bool = False,
+    with_ids: bool = False,
+    modes: frozenset[str] | None = None,
+    cancel_on_disconnect: bool = False,
+) -> AsyncIterator[bytes]:
+    """SSE frames of one run until it ends (heartbeats while idle).
+
+    Args:
+        runtime: the process runtime.
+        run_id: the run to follow.
+        thread_id: its thread (for cancelling on disconnect).
+        after: replay after this event id (``Last-Event-ID``; ``-1`` for everything).
+        live: join from now on instead of from the run's first event.
+        with_ids: send ``id:`` lines (resumable runs).
+        modes: only events of these stream modes (``metadata`` and ``error`` always pass).
+        cancel_on_disconnect: cancel the run if the client goes away before it ends.
+    """
+    finished = False
+    try:
+        async for event in runtime.follow(run_id, after=after, live=live):
+            if event is None:
+                yield HEARTBEAT
+                continue
+            if event.event == DONE_EVENT:
+                finished = True
+                return
+            if modes is not None and event.event not in ("metadata", "error"):
+                if mode_of_event(event.event) not in modes:
+                    continue
+            yield frame(event.event, event.data, event.id if with_ids else None)
+        finished = True
+    finally:
+        if not finished and cancel_on_disconnect:
+            runtime.spawn(runtime.cancel_on_disconnect(thread_id, run_id))
+
+
+async def thread_events(
+    runtime: Runtime, thread_id: str, *, first: list[str], run_modes: bool
+) -> AsyncIterator[bytes]:
+    """SSE frames of every run on a thread, current and future, each ending in ``run_done``.
+
+    The stream stays open (with heartbeats) until the client leaves.
+    """
+    queue = list(first)
+    followed: set[str] = set()
+    watcher = runtime.broker.watch_thread(thread_id)
+    try:
+        while True:
+            while queue:
+                run_id = queue.pop(0)
+                if run_id in followed:
+                    continue
+                followed.add(run_id)
+                last_id = "0-0"
+                async for event in runtime.follow(run_id):
+                    if event is None:
+                        yield HEARTBEAT
+                        continue
+                    last_id = event.id
+                    if event.event == DONE_EVENT:
+                        break
+                    if run_modes:
+                        yield frame(event.event, event.data, event.id)
+                done = dumps({"status": "run_done", "run_id": run_id})
+                yield frame("metadata", done, last_id)
+                # Runs queued while we followed this one may have been announced before the
+                # watcher started listening: ask Postgres.
+                queue.extend(r for r in await runtime.runs.inflight(thread_id) if r not in followed)
+            announced = await anext(watcher)
+            if announced is None:
+                yield HEARTBEAT
+            else:
+                queue.append(announced)
+    finally:
+        await watcher.aclose()

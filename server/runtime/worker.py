@@ -1,0 +1,285 @@
+"""Run workers inside a server process: claim, execute, heartbeat, sweep.
+
+Runs are claimed from Postgres (``SELECT … FOR UPDATE SKIP LOCKED`` inside
+``staffgraph_claim_runs``) with a lease. Each worker renews its leases by heartbeat; a lease
+that lapses (the process died) is put back in the queue by the sweeper of any process, and the
+fencing token makes the old owner's late writes count for nothing.
+
+Workers wake up at once when a run is created: in this process through :meth:`WorkerPool.wake`,
+from other processes through Postgres ``NOTIFY staffgraph_runs``; a slow poll is the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import psycopg
+
+from server.repos import FinishResult, RunsRepo
+from server.runtime.broker import Broker
+from server.runtime.executor import ActiveRun, Executor, encode_done
+from server.serde import dumps
+
+__all__ = ["PgNotifier", "WorkerPool"]
+
+log = logging.getLogger(__name__)
+
+
+class PgNotifier:
+    """One ``LISTEN`` connection delivering ``staffgraph_runs`` / ``staffgraph_cancel`` signals."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_wake: Callable[[], None],
+        on_cancel: Callable[[str, str], None],
+    ) -> None:
+        """Listen on ``url`` (a libpq URL) and call the handlers from the event loop."""
+        self._url = url
+        self._on_wake = on_wake
+        self._on_cancel = on_cancel
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start listening in the background (reconnects on its own)."""
+        self._task = asyncio.create_task(self._run(), name="pg-notifier")
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                try:
+                    await conn.execute("LISTEN staffgraph_runs")
+                    await conn.execute("LISTEN staffgraph_cancel")
+                    delay = 0.1
+                    self._on_wake()  # anything queued while we were not listening
+                    async for note in conn.notifies():
+                        if note.channel == "staffgraph_cancel":
+                            run_id, _, action = note.payload.partition(":")
+                            self._on_cancel(run_id, action or "interrupt")
+                        else:
+                            self._on_wake()
+                finally:
+                    await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the Postgres LISTEN connection; reconnecting", exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class WorkerPool:
+    """Executes up to ``capacity`` runs at a time in this process."""
+
+    def __init__(
+        self,
+        *,
+        runs: RunsRepo,
+        executor: Executor,
+        broker: Broker,
+        owner: str,
+        capacity: int,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+        poll_seconds: float = 2.0,
+        max_attempts: int = 3,
+    ) -> None:
+        """Create the pool (call :meth:`start` to begin claiming)."""
+        self._runs = runs
+        self._executor = executor
+        self._broker = broker
+        self.owner = owner
+        self.capacity = capacity
+        self.lease_seconds = lease_seconds
+        self._heartbeat_seconds = heartbeat_seconds
+        self._poll_seconds = poll_seconds
+        self._max_attempts = max_attempts
+        self.active: dict[str, ActiveRun] = {}
+        self._reserved = 0
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.on_finished: Callable[[str], Awaitable[None]] | None = None
+
+    # -- capacity ---------------------------------------------------------------------------
+
+    def reserve(self) -> bool:
+        """Hold a slot for a run about to be created already claimed by this process."""
+        if self._stopping or len(self.active) + self._reserved >= self.capacity:
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        """Give back a slot from :meth:`reserve` (the run was not claimed after all)."""
+        self._reserved = max(0, self._reserved - 1)
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the claim loop look for runs now."""
+        self._wake.set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start claiming, heart-beating and sweeping."""
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="worker-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
+            asyncio.create_task(self._sweep_loop(), name="worker-sweep"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming; put runs still executing back in the queue for another worker."""
+        self._stopping = True
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        running = list(self.active.values())
+        for active in running:
+            if active.task is not None:
+                active.task.cancel()
+        for active in running:
+            if active.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await active.task
+        if running:
+            await self._requeue([a for a in running if not a.lost])
+
+    async def _requeue(self, runs: list[ActiveRun]) -> None:
+        for active in runs:
+            try:
+                await self._runs.release(active.run_id, active.token)
+            except Exception:
+                log.warning("could not requeue run %s at shutdown", active.run_id, exc_info=True)
+
+    # -- execution --------------------------------------------------------------------------
+
+    def start_claimed(self, row: Mapping[str, Any], *, reserved: bool = False) -> ActiveRun:
+        """Execute a run this process holds the lease of."""
+        if reserved:
+            self._reserved = max(0, self._reserved - 1)
+        active = ActiveRun(
+            run_id=str(row["run_id"]),
+            thread_id=str(row["thread_id"]),
+            token=int(row["fencing_token"]),
+            # Cancelled while queued for a retry (e.g. released at a shutdown): the executor
+            # records the cancellation without running the graph.
+            cancel_action=row.get("cancel_action"),
+        )
+        self.active[active.run_id] = active
+        active.task = asyncio.create_task(self._execute(row, active), name=f"run-{active.run_id}")
+        return active
+
+    async def _execute(self, row: Mapping[str, Any], active: ActiveRun) -> None:
+        result: FinishResult | None = None
+        try:
+            result = await self._executor.execute(row, active, owner=self.owner)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("run %s could not be recorded", active.run_id)
+        finally:
+            self.active.pop(active.run_id, None)
+            active.done.set()
+        if result is not None and result.next_run is not None:
+            # The thread's next queued run was claimed for us in the same transaction.
+            self.start_claimed(result.next_run)
+        self.wake()
+
+    def cancel_local(self, run_id: str, action: str) -> bool:
+        """Stop a run executing here. Returns whether it was here."""
+        active = self.active.get(run_id)
+        if active is None or active.task is None:
+            return False
+        if active.cancel_action is None:
+            active.cancel_action = action
+            active.task.cancel()
+        return True
+
+    # -- background loops -------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                while True:
+                    free = self.capacity - len(self.active) - self._reserved
+                    if free <= 0:
+                        break
+                    rows = await self._runs.claim(
+                        self.owner, lease_seconds=self.lease_seconds, limit=free
+                    )
+                    for row in rows:
+                        self.start_claimed(row)
+                    if len(rows) < free:
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("claiming runs failed; retrying", exc_info=True)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_seconds)
+            ids = list(self.active)
+            if not ids:
+                continue
+            try:
+                held = await self._runs.heartbeat(self.owner, ids, lease_seconds=self.lease_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("heartbeat failed", exc_info=True)
+                continue
+            for run_id in ids:
+                active = self.active.get(run_id)
+                if active is None or active.task is None:
+                    continue
+                if run_id not in held:
+                    log.warning("lost the lease of run %s; stopping it here", run_id)
+                    active.lost = True
+                    active.task.cancel()
+                elif held[run_id] is not None:
+                    self.cancel_local(run_id, str(held[run_id]))
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.lease_seconds / 2, 0.5))
+            try:
+                swept = await self._runs.sweep(max_attempts=self._max_attempts)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("sweeping lapsed runs failed", exc_info=True)
+                continue
+            for item in swept:
+                log.warning("run %s lost its worker: %s", item["run_id"], item["outcome"])
+                if item["outcome"] == "failed":
+                    body = {"error": "WorkerLost", "message": "the run's worker stopped"}
+                    await self._broker.finish(
+                        item["run_id"],
+                        encode_done("error", dumps({"__error__": body})),
+                        resumable=True,
+                    )
+            if swept:
+                self.wake()

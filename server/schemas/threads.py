@@ -1,0 +1,125 @@
+"""Request bodies of the threads endpoints."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from server.schemas.common import CheckpointConfig, JsonObject, Limit, Offset, Request, SortOrder
+
+__all__ = [
+    "ThreadCount",
+    "ThreadCreate",
+    "ThreadHistory",
+    "ThreadPatch",
+    "ThreadPrune",
+    "ThreadSearch",
+    "ThreadSelectField",
+    "ThreadStateAtCheckpoint",
+    "ThreadStateUpdate",
+    "ThreadStatus",
+    "SuperstepUpdate",
+    "Superstep",
+]
+
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+ThreadSelectField = Literal[
+    "thread_id",
+    "created_at",
+    "updated_at",
+    "state_updated_at",
+    "metadata",
+    "config",
+    "status",
+    "values",
+    "interrupts",
+]
+
+
+class SuperstepUpdate(Request):
+    """One write of a pre-seeded superstep."""
+
+    values: JsonObject | list[Any] | None = None
+    command: JsonObject | None = None
+    as_node: str = Field(min_length=1, max_length=200)
+
+
+class Superstep(Request):
+    """Updates applied together as one step."""
+
+    updates: list[SuperstepUpdate] = Field(max_length=100)
+
+
+class ThreadCreate(Request):
+    """``POST /threads``."""
+
+    thread_id: str | None = Field(default=None, max_length=100)
+    metadata: JsonObject | None = None
+    if_exists: Literal["raise", "do_nothing"] | None = None
+    ttl: JsonObject | None = None
+    supersteps: list[Superstep] | None = Field(default=None, max_length=100)
+
+
+class ThreadPatch(Request):
+    """``PATCH /threads/{id}``: metadata is merged into the stored metadata."""
+
+    metadata: JsonObject | None = None
+    ttl: JsonObject | None = None
+
+
+class ThreadSearch(Request):
+    """``POST /threads/search``."""
+
+    ids: list[str] | None = Field(default=None, max_length=1000)
+    metadata: JsonObject | None = None
+    values: JsonObject | None = None
+    status: ThreadStatus | None = None
+    limit: Limit = 10
+    offset: Offset = 0
+    sort_by: (
+        Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] | None
+    ) = None
+    sort_order: SortOrder | None = None
+    select: list[ThreadSelectField] | None = Field(default=None, max_length=20)
+    extract: dict[str, str] | None = Field(default=None, max_length=10)
+
+
+class ThreadCount(Request):
+    """``POST /threads/count``."""
+
+    metadata: JsonObject | None = None
+    values: JsonObject | None = None
+    status: ThreadStatus | None = None
+
+
+class ThreadPrune(Request):
+    """``POST /threads/prune``."""
+
+    thread_ids: list[str] = Field(max_length=1000)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+class ThreadStateUpdate(Request):
+    """``POST /threads/{id}/state``."""
+
+    values: JsonObject | list[Any] | None = None
+    checkpoint: CheckpointConfig | None = None
+    checkpoint_id: str | None = Field(default=None, max_length=100)
+    as_node: str | None = Field(default=None, max_length=200)
+
+
+class ThreadStateAtCheckpoint(Request):
+    """``POST /threads/{id}/state/checkpoint``."""
+
+    checkpoint: CheckpointConfig
+    subgraphs: bool = False
+
+
+class ThreadHistory(Request):
+    """``POST /threads/{id}/history``."""
+
+    limit: Limit = 10
+    before: CheckpointConfig | str | None = None
+    metadata: JsonObject | None = None
+    checkpoint: CheckpointConfig | None = None

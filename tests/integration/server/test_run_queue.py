@@ -1,0 +1,213 @@
+"""The run queue's SQL (create, claim, heartbeat, finish, sweep) on a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from server.config import load_config
+from server.graphs import GraphRegistry, assistant_id_for
+from server.ids import new_id
+from server.repos import AssistantsRepo, RunsRepo, ThreadsRepo
+from server.runtime import Runtime
+from state.db import Persistence
+from state.settings import Settings
+from tests.support.server import TEST_CONFIG
+
+ASSISTANT = str(uuid.uuid4())
+
+
+async def _setup(persistence: Persistence) -> tuple[RunsRepo, ThreadsRepo]:
+    await AssistantsRepo(persistence.pool).sync_defaults([(ASSISTANT, "simple")])
+    return RunsRepo(persistence.pool), ThreadsRepo(persistence.pool)
+
+
+async def _create(
+    runs: RunsRepo, thread_id: str, *, strategy: str = "enqueue", owner: str | None = None
+) -> tuple[str, str | None]:
+    result = await runs.create(
+        run_id=new_id(),
+        thread_id=thread_id,
+        assistant_id=ASSISTANT,
+        metadata={},
+        kwargs={"input": None},
+        config={},
+        context={},
+        strategy=strategy,
+        if_not_exists="create",
+        temporary=False,
+        on_completion=None,
+        after_seconds=0,
+        owner=owner,
+        lease_seconds=30,
+    )
+    return result.outcome, (str(result.run["run_id"]) if result.run else None)
+
+
+async def _finish(runs: RunsRepo, row: dict, *, owner: str | None = None):  # type: ignore[no-untyped-def, type-arg]
+    return await runs.finish(
+        run_id=str(row["run_id"]),
+        thread_id=str(row["thread_id"]),
+        token=int(row["fencing_token"]),
+        status="success",
+        thread_status="idle",
+        values={"done": True},
+        interrupts={},
+        error=None,
+        delete_run=False,
+        owner=owner,
+        lease_seconds=30,
+    )
+
+
+async def test_claim_is_fifo_with_one_running_run_per_thread(persistence: Persistence) -> None:
+    runs, threads = await _setup(persistence)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    first = (await _create(runs, a))[1]
+    second = (await _create(runs, a))[1]
+    other = (await _create(runs, b))[1]
+    claimed = await runs.claim("w1", lease_seconds=30, limit=10)
+    assert [str(r["run_id"]) for r in claimed] == [first, other]
+    assert await runs.claim("w2", lease_seconds=30, limit=10) == []  # a's next waits for first
+    row = next(r for r in claimed if str(r["run_id"]) == first)
+    assert row["attempt"] == 1 and row["fencing_token"] == 1 and row["lease_owner"] == "w1"
+    result = await _finish(runs, row, owner="w1")
+    assert result.outcome == "finished"
+    assert result.next_run is not None and result.next_run["run_id"] == second  # chained
+    assert (await threads.get(a))["status"] == "busy"  # type: ignore[index]
+
+
+async def test_fencing_token_rejects_a_stale_worker(persistence: Persistence) -> None:
+    runs, threads = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    await _create(runs, tid)
+    (row,) = await runs.claim("w1", lease_seconds=30, limit=1)
+    async with persistence.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE run_id = %s",
+            (row["run_id"],),
+        )
+    swept = await runs.sweep(max_attempts=3)
+    assert [(s["run_id"], s["outcome"]) for s in swept] == [(str(row["run_id"]), "requeued")]
+    (again,) = await runs.claim("w2", lease_seconds=30, limit=1)
+    assert again["attempt"] == 2 and again["fencing_token"] == 2
+    assert (await _finish(runs, row)).outcome == "stale"  # w1 comes back too late
+    assert (await threads.get(tid))["status"] == "busy"  # type: ignore[index]
+    assert (await _finish(runs, again)).outcome == "finished"
+    assert (await threads.get(tid))["values"] == {"done": True}  # type: ignore[index]
+
+
+async def test_sweep_fails_a_run_after_max_attempts(persistence: Persistence) -> None:
+    runs, threads = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    await _create(runs, tid)
+    for attempt in (1, 2):
+        (row,) = await runs.claim("w", lease_seconds=30, limit=1)
+        assert row["attempt"] == attempt
+        async with persistence.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE run_id = %s",
+                (row["run_id"],),
+            )
+        outcome = (await runs.sweep(max_attempts=2))[0]["outcome"]
+        assert outcome == ("requeued" if attempt == 1 else "failed")
+    run = await runs.get(tid, str(row["run_id"]))
+    assert run is not None and run["status"] == "error"
+    assert run["error"]["error"] == "WorkerLost"
+    assert (await threads.get(tid))["status"] == "error"  # type: ignore[index]
+
+
+async def test_heartbeat_reports_cancels_and_lost_leases(persistence: Persistence) -> None:
+    runs, _ = await _setup(persistence)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    _, run_a = await _create(runs, a, owner="w1")
+    _, run_b = await _create(runs, b, owner="w1")
+    assert run_a and run_b
+    assert await runs.heartbeat("w1", [run_a, run_b], lease_seconds=30) == {
+        run_a: None,
+        run_b: None,
+    }
+    await runs.cancel(action="rollback", thread_id=a, run_ids=[run_a])
+    assert (await runs.heartbeat("w1", [run_a, run_b], lease_seconds=30))[run_a] == "rollback"
+    assert await runs.heartbeat("w2", [run_a], lease_seconds=30) == {}  # not w2's lease
+
+
+async def test_concurrent_reject_creates_admit_one(persistence: Persistence) -> None:
+    runs, _ = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    outcomes = await asyncio.gather(*(_create(runs, tid, strategy="reject") for _ in range(8)))
+    assert sorted(o for o, _ in outcomes) == ["conflict"] * 7 + ["created"]
+
+
+async def test_interrupt_strategy_flags_running_and_settles_queued(
+    persistence: Persistence,
+) -> None:
+    runs, _ = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    _, running = await _create(runs, tid, owner="w1")
+    _, queued = await _create(runs, tid)
+    result = await runs.create(
+        run_id=new_id(),
+        thread_id=tid,
+        assistant_id=ASSISTANT,
+        metadata={},
+        kwargs={},
+        config={},
+        context={},
+        strategy="interrupt",
+        if_not_exists="reject",
+        temporary=False,
+        on_completion=None,
+        after_seconds=0,
+        owner="w1",
+        lease_seconds=30,
+    )
+    assert result.outcome == "created" and result.run is not None
+    assert result.run["status"] == "pending"  # waits for the interrupted run to stop
+    assert result.cancel_ids == [running] and result.settled_ids == [queued]
+    assert (await runs.get(tid, str(queued)))["status"] == "interrupted"  # type: ignore[index]
+    assert (await runs.get(tid, str(running)))["cancel_action"] == "interrupt"  # type: ignore[index]
+
+
+async def test_a_run_whose_worker_died_is_taken_over(
+    persistence: Persistence, database_url: str
+) -> None:
+    """A run claimed by a worker that stopped heart-beating is requeued and finished by another."""
+    registry = GraphRegistry.from_config(load_config(TEST_CONFIG))
+    runtime = Runtime(
+        settings=Settings(),
+        graphs=registry,
+        persistence=persistence,
+        database_url=database_url,
+        lease_seconds=1.0,
+        heartbeat_seconds=0.3,
+    )
+    tid = str(uuid.uuid4())
+    await runtime.start()  # syncs the default assistants too
+    try:
+        # A worker "dead-worker" claimed the run (created with an owner = claimed at once)
+        # and then vanished without ever renewing its lease.
+        result = await runtime.runs.create(
+            run_id=new_id(),
+            thread_id=tid,
+            assistant_id=assistant_id_for("simple"),
+            metadata={},
+            kwargs={"input": {"messages": [{"role": "user", "content": "hi"}]}, "stream_mode": []},
+            config={},
+            context={},
+            strategy="enqueue",
+            if_not_exists="create",
+            temporary=False,
+            on_completion=None,
+            after_seconds=0,
+            owner="dead-worker",
+            lease_seconds=1.0,
+        )
+        assert result.run is not None and result.run["status"] == "running"
+        run_id = str(result.run["run_id"])
+        status, output = await asyncio.wait_for(runtime.wait(run_id), timeout=20)
+        assert status == "success" and b'"count":1' in output
+        row = await runtime.runs.get(tid, run_id)
+        assert row is not None and row["attempt"] == 2 and row["lease_owner"] is None
+    finally:
+        await runtime.stop()
