@@ -47,11 +47,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _server(name: str, argv: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+def _server(
+    name: str, argv: list[str], env: dict[str, str], port: int, *, cwd: Path = REPO
+) -> Iterator[str]:
     log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         argv,
-        cwd=REPO,
+        cwd=cwd,
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -267,6 +269,8 @@ def main() -> int:
             ],
             {"LANGSMITH_TRACING": "false", "LOG_LEVEL": "WARNING"},
             port,
+            # `langgraph dev` resolves graph paths against its working directory.
+            cwd=BENCH,
         ) as url:
             results.append(asyncio.run(_measure("official", url, args)))
     _report(results, args)

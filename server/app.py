@@ -17,7 +17,7 @@ from server.graphs import GraphRegistry
 from server.middleware import install_middleware
 from server.routes import assistants, meta, runs, store, threads
 from server.runtime import Runtime
-from server.startup import resolve_store_index
+from server.startup import resolve_store_index, resolve_store_ttl, warm_up_embeddings
 from state.db import describe_database, open_persistence
 from state.settings import Settings, redact_url
 
@@ -51,6 +51,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             index, embeddings, embeddings_info = resolve_store_index(settings, config)
+            await warm_up_embeddings(embeddings)
             persistence = await stack.enter_async_context(
                 open_persistence(
                     database.url,
@@ -58,6 +59,7 @@ def create_app(
                     max_size=settings.database.pool_max_size,
                     timeout=settings.database.connect_timeout,
                     index=index,
+                    ttl=resolve_store_ttl(config),
                 )
             )
             model = get_chat_model(settings=settings.model)
@@ -66,6 +68,8 @@ def create_app(
                 graphs=graphs,
                 persistence=persistence,
                 database_url=database.url,
+                lease_seconds=settings.server.lease_seconds,
+                heartbeat_seconds=settings.server.heartbeat_seconds,
             )
             await runtime.start()
             stack.push_async_callback(runtime.stop)

@@ -9,7 +9,6 @@ headers a browser needs to read it), then the body limit, then the content-type 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
@@ -210,5 +209,5 @@ def install_middleware(app: FastAPI, settings: Settings, config: LangGraphConfig
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(
-        CORSMiddleware, **cors_options(cors, env_origins=os.environ.get("CORS_ALLOW_ORIGINS"))
+        CORSMiddleware, **cors_options(cors, env_origins=settings.server.cors_allow_origins)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -11,13 +12,25 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from langgraph.store.base import IndexConfig, TTLConfig
 
-from nodes.embeddings import describe_embeddings, embedding_dims, get_embeddings
+from nodes.embeddings import (
+    LocalEmbeddings,
+    describe_embeddings,
+    embedding_dims,
+    get_embeddings,
+)
 from server.config import LangGraphConfig
 from server.context import DatabaseTarget
 from state.embedded import EmbeddedPostgres
 from state.settings import Settings
 
-__all__ = ["StartupError", "resolve_database", "resolve_store_index", "resolve_store_ttl"]
+__all__ = [
+    "DEFAULT_SWEEP_MINUTES",
+    "StartupError",
+    "resolve_database",
+    "resolve_store_index",
+    "resolve_store_ttl",
+    "warm_up_embeddings",
+]
 
 
 class StartupError(RuntimeError):
@@ -94,6 +107,19 @@ def resolve_store_index(
     )
 
 
+DEFAULT_SWEEP_MINUTES = 1
+
+
+async def warm_up_embeddings(embeddings: Embeddings | None) -> None:
+    """Load a local embedding model now, so the first request that embeds is not slow.
+
+    Only local models are warmed: a provider call at start-up would cost money and fail when
+    the provider is briefly down.
+    """
+    if isinstance(embeddings, LocalEmbeddings):
+        await asyncio.to_thread(embeddings.embed_query, "warm up")
+
+
 def resolve_store_ttl(config: LangGraphConfig) -> TTLConfig | None:
     """The store's TTL policy from ``store.ttl`` in langgraph.json, for ``open_persistence``.
 
@@ -101,12 +127,14 @@ def resolve_store_ttl(config: LangGraphConfig) -> TTLConfig | None:
     so LangGraph's own defaults apply otherwise (no default expiry; a sweep every 5 minutes).
 
     Returns:
-        The TTL config, or ``None`` when the file has no ``store.ttl`` (items never expire
-        unless a write gives a TTL, and no sweeper runs).
+        The TTL config. Without ``store.ttl`` items expire only when a write gives a TTL, and
+        a sweeper removes them every :data:`DEFAULT_SWEEP_MINUTES` minutes.
     """
     ttl_cfg = config.store.ttl if config.store else None
     if ttl_cfg is None:
-        return None
+        # Items written with a ttl (memories, Store API puts) must still disappear: keep a
+        # sweeper running even when the file sets no policy.
+        return {"refresh_on_read": True, "sweep_interval_minutes": DEFAULT_SWEEP_MINUTES}
     ttl: TTLConfig = {"refresh_on_read": ttl_cfg.refresh_on_read}
     if ttl_cfg.default_ttl is not None:
         ttl["default_ttl"] = ttl_cfg.default_ttl

@@ -219,6 +219,33 @@ class ServerSettings(BaseSettings):
     env: Literal["development", "production"] = Field(
         default="development", description="Deployment environment."
     )
+    runs_per_worker: int = Field(
+        default=8, ge=1, le=256, description="Runs one worker executes at a time."
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        ge=2,
+        le=3600,
+        description="How long a claimed run stays a worker's "
+        "without a heartbeat before the sweeper re-queues it.",
+    )
+    heartbeat_seconds: float = Field(
+        default=10.0, ge=0.5, le=1800, description="How often workers renew their leases."
+    )
+    cors_allow_origins: str | None = Field(
+        default=None,
+        validation_alias="CORS_ALLOW_ORIGINS",
+        description="Comma-separated CORS origins when langgraph.json sets no http.cors.",
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> ServerSettings:
+        if self.lease_seconds <= 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "STAFFGRAPH_LEASE_SECONDS must be more than twice STAFFGRAPH_HEARTBEAT_SECONDS, "
+                "or a live worker can lose its run between two heartbeats"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -281,7 +308,12 @@ _ENV_NAMES: dict[str, dict[str, str]] = {
     },
     "EmbeddingsSettings": {"spec": "EMBEDDINGS", "EMBEDDINGS": "EMBEDDINGS"},
     "TracingSettings": {},
-    "ServerSettings": {"config": "STAFFGRAPH_CONFIG", "STAFFGRAPH_CONFIG": "STAFFGRAPH_CONFIG"},
+    "ServerSettings": {
+        "config": "STAFFGRAPH_CONFIG",
+        "STAFFGRAPH_CONFIG": "STAFFGRAPH_CONFIG",
+        "cors_allow_origins": "CORS_ALLOW_ORIGINS",
+        "CORS_ALLOW_ORIGINS": "CORS_ALLOW_ORIGINS",
+    },
 }
 _PREFIXES = {
     "DatabaseSettings": "DATABASE_",

@@ -29,7 +29,7 @@ from server.serde import dumps
 from state.db import Persistence
 from state.settings import Settings
 
-__all__ = ["RUNS_PER_WORKER", "CreatedRun", "Runtime", "RunError", "is_uuid"]
+__all__ = ["CreatedRun", "Runtime", "RunError", "is_uuid"]
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,6 @@ LEASE_SECONDS = 30.0
 
 HEARTBEAT_SECONDS = 10.0
 """Default interval between lease renewals."""
-
-RUNS_PER_WORKER = 8
-"""Runs one worker executes at a time. Runs spend most of their time waiting on I/O (model
-calls, Postgres), so a worker interleaves several on the event loop rather than one."""
-
 
 def is_uuid(value: str) -> bool:
     """Whether ``value`` parses as a UUID."""
@@ -128,7 +123,7 @@ class Runtime:
                 executor=self.executor,
                 broker=self.broker,
                 owner=self.owner,
-                capacity=settings.server.workers * RUNS_PER_WORKER,
+                capacity=settings.server.workers * settings.server.runs_per_worker,
                 lease_seconds=self.lease_seconds,
                 heartbeat_seconds=heartbeat_seconds,
             )

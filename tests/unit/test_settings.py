@@ -176,6 +176,12 @@ def test_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
         ),
         ({"STAFFGRAPH_WORKERS": "-1"}, ["STAFFGRAPH_WORKERS"], None),
         ({"STAFFGRAPH_ENV": "Zq9-staging"}, ["STAFFGRAPH_ENV"], "Zq9-staging"),
+        (
+            {"STAFFGRAPH_LEASE_SECONDS": "15", "STAFFGRAPH_HEARTBEAT_SECONDS": "10"},
+            ["STAFFGRAPH_LEASE_SECONDS", "STAFFGRAPH_HEARTBEAT_SECONDS"],
+            None,
+        ),
+        ({"STAFFGRAPH_RUNS_PER_WORKER": "0"}, ["STAFFGRAPH_RUNS_PER_WORKER"], None),
     ],
 )
 def test_invalid_value_names_the_variable_and_hides_the_value(

@@ -12,7 +12,7 @@ from psycopg.pq import TransactionStatus
 
 from nodes.embeddings import HashingEmbeddings
 from server.config import load_config
-from server.startup import resolve_store_ttl
+from server.startup import DEFAULT_SWEEP_MINUTES, resolve_store_ttl
 from state.db import (
     HNSW_EF_CONSTRUCTION,
     HNSW_EF_SEARCH,
@@ -104,7 +104,11 @@ def write_config(tmp_path: Path, store: dict[str, object] | None) -> Path:
 async def test_store_ttl_from_langgraph_json_reaches_the_store(
     database_url: str, tmp_path: Path
 ) -> None:
-    assert resolve_store_ttl(load_config(write_config(tmp_path, None))) is None
+    # Without a policy a sweeper still runs, so items written with a ttl disappear.
+    assert resolve_store_ttl(load_config(write_config(tmp_path, None))) == {
+        "refresh_on_read": True,
+        "sweep_interval_minutes": DEFAULT_SWEEP_MINUTES,
+    }
     assert resolve_store_ttl(load_config(write_config(tmp_path, {"ttl": {}}))) == {
         "refresh_on_read": True
     }
