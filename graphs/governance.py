@@ -39,7 +39,8 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 from typing_extensions import TypedDict
 
-from nodes._private import chat_model_for, clip, context_of, last_human_text
+from graphs._common import required_request
+from nodes._private import chat_model_for, clip, context_of
 from nodes.agent import role_system_prompt
 from nodes.approval import ALL_DECISIONS, GateDecision, ask_approval
 from nodes.governance import (
@@ -257,10 +258,10 @@ def build_governance(
             )
             tension = f"Review the proposed instruction {ref}: {pending.text}"
             return {**fresh, "tension": clip(tension, 4_000), "proposal": change, "procedure": ref}
-        tension = last_human_text(state["messages"]).strip()
-        if not tension:
-            raise ValueError(f"Governance graph '{name}' needs a tension: send a human message.")
-        return {**fresh, "tension": clip(tension, 4_000)}
+        tension = required_request(
+            state["messages"], owner=f"Governance graph '{name}'", what="tension", limit=4_000
+        )
+        return {**fresh, "tension": tension}
 
     async def propose(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         chat = model or chat_model_for(runtime, fallback=author.model)

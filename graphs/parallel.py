@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.language_models import BaseChatModel
@@ -29,7 +29,8 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer, Overwrite, RetryPolicy, Send
 from typing_extensions import TypedDict
 
-from nodes._private import chat_model_for, clip, last_human_text
+from graphs._common import ModelContext, required_request
+from nodes._private import chat_model_for, clip
 from nodes.agent import role_system_prompt
 from nodes.budget import merge_usage
 from nodes.team import Member, ask_member, check_members
@@ -87,16 +88,8 @@ class State(InputState, total=False):
 
 
 @dataclass(kw_only=True)
-class Context:
+class Context(ModelContext):
     """Per-run settings of the parallel graph."""
-
-    model: str | None = field(
-        default=None,
-        metadata={
-            "description": "Chat model as provider:model, 'offline' or 'auto'; "
-            "None uses each role's model, else the MODEL setting."
-        },
-    )
 
 
 def build_parallel(
@@ -132,10 +125,10 @@ def build_parallel(
     ) + "\nCombine the specialists' findings below into one answer to the request."
 
     async def intake(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        request = last_human_text(state["messages"]).strip()
-        if not request:
-            raise ValueError(f"Parallel graph '{name}' needs a request: send a human message.")
-        return {"request": clip(request), "results": Overwrite([]), "usage": Overwrite({})}
+        request = required_request(
+            state["messages"], owner=f"Parallel graph '{name}'", what="request"
+        )
+        return {"request": request, "results": Overwrite([]), "usage": Overwrite({})}
 
     def fan_out(state: State) -> list[Send]:
         request = state.get("request")

@@ -27,7 +27,8 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer, Overwrite
 from typing_extensions import TypedDict
 
-from nodes._private import chat_model_for, clip, context_of, last_human_text
+from graphs._common import ModelContext, required_request
+from nodes._private import chat_model_for, clip, context_of
 from nodes.approval import GateDecision, ask_approval
 from nodes.budget import merge_usage
 from nodes.critic import Criterion, Review, check_criteria, review
@@ -108,16 +109,9 @@ class State(InputState, total=False):
 
 
 @dataclass(kw_only=True)
-class Context:
+class Context(ModelContext):
     """Per-run settings of a pipeline."""
 
-    model: str | None = field(
-        default=None,
-        metadata={
-            "description": "Chat model as provider:model, 'offline' or 'auto'; "
-            "None uses each role's model, else the MODEL setting."
-        },
-    )
     max_attempts: int = field(
         default=2,
         metadata={"description": "Tries per stage (the first included) before escalating."},
@@ -185,11 +179,9 @@ def build_pipeline(
         }
 
     async def intake(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        request = last_human_text(state["messages"]).strip()
-        if not request:
-            raise ValueError(f"Pipeline '{name}' needs a request: send a human message.")
+        request = required_request(state["messages"], owner=f"Pipeline '{name}'", what="request")
         return {
-            "request": clip(request),
+            "request": request,
             "stage": 0,
             "attempt": 0,
             "extra_attempts": 0,

@@ -28,7 +28,8 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer, Overwrite
 from typing_extensions import TypedDict
 
-from nodes._private import chat_model_for, clip, context_of, last_human_text
+from graphs._common import ModelContext, required_request
+from nodes._private import chat_model_for, context_of
 from nodes.budget import merge_usage
 from nodes.critic import Criterion, CriterionScore, check_criteria, review
 from nodes.team import Member, ask_member
@@ -85,16 +86,9 @@ class State(InputState, total=False):
 
 
 @dataclass(kw_only=True)
-class Context:
+class Context(ModelContext):
     """Per-run settings of the reflective loop."""
 
-    model: str | None = field(
-        default=None,
-        metadata={
-            "description": "Chat model as provider:model, 'offline' or 'auto'; "
-            "None uses each role's model, else the MODEL setting."
-        },
-    )
     max_rounds: int = field(
         default=3, metadata={"description": "Most draft-and-review rounds per run."}
     )
@@ -167,10 +161,8 @@ def build_reflective(
     criteria = check_criteria(criteria, owner=f"Reflective graph '{name}'")
 
     async def intake(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        task = last_human_text(state["messages"]).strip()
-        if not task:
-            raise ValueError(f"Reflective graph '{name}' needs a task: send a human message.")
-        return {"task": clip(task), "draft": "", "rounds": Overwrite([]), "usage": Overwrite({})}
+        task = required_request(state["messages"], owner=f"Reflective graph '{name}'", what="task")
+        return {"task": task, "draft": "", "rounds": Overwrite([]), "usage": Overwrite({})}
 
     async def act(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         text = state.get("task", "")

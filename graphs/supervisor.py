@@ -27,6 +27,7 @@ from langgraph.types import Checkpointer, Overwrite, Send
 from pydantic import ValidationError
 from typing_extensions import TypedDict
 
+from graphs._common import ModelContext
 from nodes._private import chat_model_for, context_of
 from nodes.agent import role_system_prompt
 from nodes.approval import GateDecision
@@ -71,16 +72,9 @@ class State(InputState, total=False):
 
 
 @dataclass(kw_only=True)
-class Context:
+class Context(ModelContext):
     """Per-run settings of a supervisor."""
 
-    model: str | None = field(
-        default=None,
-        metadata={
-            "description": "Chat model as provider:model, 'offline' or 'auto'; "
-            "None uses each role's model, else the MODEL setting."
-        },
-    )
     max_rounds: int = field(
         default=3,
         metadata={"description": "Most delegation rounds before the lead must answer."},

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -419,46 +420,54 @@ def _keywords_tool(text: str, top_k: int = 10) -> str:
         raise ToolException(f"extract_keywords error: {exc}") from None
 
 
+def _read_tool(
+    func: Callable[..., str], *, name: str, description: str, args_schema: type[BaseModel]
+) -> BaseTool:
+    # Errors become tool messages the model can read and correct, not failed runs.
+    return StructuredTool.from_function(
+        func=func,
+        name=name,
+        description=description,
+        args_schema=args_schema,
+        metadata={"risk": ToolRisk.READ.value},
+        handle_tool_error=True,
+    )
+
+
 def make_split_document_tool() -> BaseTool:
     """Return a new ``split_document`` tool (risk ``read``)."""
-    return StructuredTool.from_function(
-        func=_split_tool,
+    return _read_tool(
+        _split_tool,
         name="split_document",
         description=(
             "Split a long text or Markdown document into overlapping chunks that keep paragraphs "
             "and sections together. Returns a JSON list of {index, text, heading}."
         ),
         args_schema=SplitDocumentInput,
-        metadata={"risk": ToolRisk.READ.value},
-        handle_tool_error=True,
     )
 
 
 def make_document_stats_tool() -> BaseTool:
     """Return a new ``document_stats`` tool (risk ``read``)."""
-    return StructuredTool.from_function(
-        func=_stats_tool,
+    return _read_tool(
+        _stats_tool,
         name="document_stats",
         description=(
             "Measure a text or Markdown document: characters, words, sentences, paragraphs, "
             "headings with their levels, and estimated reading time. Returns JSON."
         ),
         args_schema=DocumentStatsInput,
-        metadata={"risk": ToolRisk.READ.value},
-        handle_tool_error=True,
     )
 
 
 def make_extract_keywords_tool() -> BaseTool:
     """Return a new ``extract_keywords`` tool (risk ``read``)."""
-    return StructuredTool.from_function(
-        func=_keywords_tool,
+    return _read_tool(
+        _keywords_tool,
         name="extract_keywords",
         description=(
             "List the most frequent meaningful words of a document (stop words removed), most "
             "frequent first. Returns a JSON list of {keyword, count}."
         ),
         args_schema=ExtractKeywordsInput,
-        metadata={"risk": ToolRisk.READ.value},
-        handle_tool_error=True,
     )

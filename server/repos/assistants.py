@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
@@ -19,6 +19,28 @@ _COLUMNS = (
     "description"
 )
 _SORTABLE = {"assistant_id", "created_at", "updated_at", "name", "graph_id"}
+
+
+async def _record_version(
+    conn: AsyncConnection[DictRow],
+    assistant_id: str,
+    *,
+    stamp: Literal["created_at", "updated_at"],
+) -> None:
+    """Copy the assistant's current row into ``assistant_versions``.
+
+    ``stamp`` names the column that dates the version: a new assistant's ``created_at``, a
+    patched one's ``updated_at``.
+    """
+    await conn.execute(
+        sql.SQL(
+            "INSERT INTO assistant_versions (assistant_id, version, graph_id, name, "
+            "description, config, context, metadata, created_at) "
+            "SELECT assistant_id, version, graph_id, name, description, config, context, "
+            "metadata, {} FROM assistants WHERE assistant_id = %s"
+        ).format(sql.Identifier(stamp)),
+        (assistant_id,),
+    )
 
 
 def _filters(
@@ -96,13 +118,7 @@ class AssistantsRepo:
             row = await cur.fetchone()
             if row is None:
                 return None
-            await conn.execute(
-                "INSERT INTO assistant_versions (assistant_id, version, graph_id, name, "
-                "description, config, context, metadata, created_at) "
-                "SELECT assistant_id, version, graph_id, name, description, config, context, "
-                "metadata, created_at FROM assistants WHERE assistant_id = %s",
-                (assistant_id,),
-            )
+            await _record_version(conn, assistant_id, stamp="created_at")
             return row
 
     async def get(self, assistant_id: str) -> dict[str, Any] | None:
@@ -152,13 +168,7 @@ class AssistantsRepo:
             row = await cur.fetchone()
             if row is None:
                 return None
-            await conn.execute(
-                "INSERT INTO assistant_versions (assistant_id, version, graph_id, name, "
-                "description, config, context, metadata, created_at) "
-                "SELECT assistant_id, version, graph_id, name, description, config, context, "
-                "metadata, updated_at FROM assistants WHERE assistant_id = %s",
-                (assistant_id,),
-            )
+            await _record_version(conn, assistant_id, stamp="updated_at")
             return row
 
     async def set_latest(self, assistant_id: str, version: int) -> dict[str, Any] | None:

@@ -13,8 +13,14 @@ from starlette.responses import Response
 
 from server.graphs import assistant_id_for
 from server.ids import new_id
-from server.repos import page_headers
-from server.routes._common import fail, json_response, no_content, valid_uuid
+from server.routes._common import (
+    fail,
+    json_response,
+    no_content,
+    page_response,
+    select_fields,
+    valid_uuid,
+)
 from server.runtime import RuntimeDep
 from server.schemas import (
     AssistantCount,
@@ -101,9 +107,8 @@ async def search_assistants(runtime: RuntimeDep, body: AssistantSearch | None = 
         sort_by=body.sort_by,
         sort_order=body.sort_order,
     )
-    if body.select:
-        rows = [{k: row[k] for k in body.select if k in row} for row in rows]
-    return json_response(rows, headers=page_headers(total, offset=body.offset, limit=body.limit))
+    rows = select_fields(rows, body.select)
+    return page_response(rows, total, offset=body.offset, limit=body.limit)
 
 
 @router.post("/assistants/count")

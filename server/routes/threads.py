@@ -11,9 +11,15 @@ from langgraph.types import StateUpdate
 from starlette.responses import Response
 
 from server.ids import new_id
-from server.repos import page_headers
 from server.routes import thread_state
-from server.routes._common import fail, json_response, no_content, valid_uuid
+from server.routes._common import (
+    fail,
+    json_response,
+    no_content,
+    page_response,
+    select_fields,
+    valid_uuid,
+)
 from server.routes._threads import load_graph, load_thread, record_state, state_config
 from server.runtime import RuntimeDep
 from server.runtime.executor import command_from
@@ -81,8 +87,7 @@ async def search_threads(runtime: RuntimeDep, body: ThreadSearch | None = None) 
         sort_by=body.sort_by,
         sort_order=body.sort_order,
     )
-    if body.select:
-        rows = [{k: row[k] for k in body.select if k in row} for row in rows]
+    rows = select_fields(rows, body.select)
     if body.extract:
         for row in rows:
             values = row.get("values") or {}
@@ -90,7 +95,7 @@ async def search_threads(runtime: RuntimeDep, body: ThreadSearch | None = None) 
                 name: values.get(path) if isinstance(values, dict) else None
                 for name, path in body.extract.items()
             }
-    return json_response(rows, headers=page_headers(total, offset=body.offset, limit=body.limit))
+    return page_response(rows, total, offset=body.offset, limit=body.limit)
 
 
 @router.post("/threads/count")

@@ -41,6 +41,7 @@ LEASE_SECONDS = 30.0
 HEARTBEAT_SECONDS = 10.0
 """Default interval between lease renewals."""
 
+
 def is_uuid(value: str) -> bool:
     """Whether ``value`` parses as a UUID."""
     try:

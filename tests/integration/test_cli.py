@@ -5,26 +5,27 @@ from __future__ import annotations
 import json
 import operator
 import os
-import select
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
-import pytest
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from state.db import open_pool, strict_serializer
 from state.embedded import EmbeddedPostgres
+from tests.support.fixtures import (
+    assert_postgres_stopped,
+    fresh_home,  # noqa: F401  (fixture `home`)
+    postmaster_pid,
+    process_exits,
+)
 from tests.support.server import (
     REPO,
     TEST_CONFIG,
@@ -118,39 +119,6 @@ def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
     assert str(missing) in _one_line_error(result)
 
 
-def _postmaster_pid(home: Path) -> int:
-    return int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
-
-
-def _exits(pid: int, *, timeout: float = 10.0) -> bool:
-    """Wait for ``pid`` to terminate (a pidfd turns readable then, zombie or reaped)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], timeout)
-        return bool(readable)
-    finally:
-        os.close(fd)
-
-
-@pytest.fixture
-def home() -> Iterator[Path]:
-    """A fresh STAFFGRAPH_HOME; a postmaster a failed test left running in it is stopped.
-
-    Not under pytest's tmp_path: the embedded server runs as the unprivileged `pgserver` user
-    when tests run as root, and a concurrent pytest session resets its base directory to 0700.
-    """
-    path = Path(tempfile.mkdtemp(prefix="staffgraph-test-home-"))
-    yield path
-    if (path / "pgdata" / "postmaster.pid").exists():
-        leftover = EmbeddedPostgres(path)
-        leftover.start()
-        leftover.stop()
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def _serve_embedded(home: Path) -> LiveServer:
     # An empty DATABASE_URL counts as unset, whatever the test environment exports.
     return start_server(env={"DATABASE_URL": "", "STAFFGRAPH_HOME": str(home)})
@@ -159,7 +127,7 @@ def _serve_embedded(home: Path) -> LiveServer:
 def test_serve_on_embedded_postgres(home: Path) -> None:
     server = _serve_embedded(home)
     try:
-        postmaster = _postmaster_pid(home)
+        postmaster = postmaster_pid(home)
         ok = httpx.get(f"{server.url}/ok", timeout=10)
         info_response = httpx.get(f"{server.url}/info", timeout=10)
     finally:
@@ -184,8 +152,7 @@ def test_serve_on_embedded_postgres(home: Path) -> None:
     # SIGTERM: graceful shutdown, exit code 0, and the embedded postmaster stopped with it.
     assert code == 0, server.log()
     assert "Traceback" not in server.log()
-    assert not (home / "pgdata" / "postmaster.pid").exists()
-    assert _exits(postmaster)
+    assert_postgres_stopped(home, postmaster)
 
 
 def _with_password(url: str) -> tuple[str, str]:
@@ -260,16 +227,16 @@ async def test_restart_finds_checkpoint_written_before(home: Path) -> None:
 
     first = _serve_embedded(home)
     try:
-        first_postmaster = _postmaster_pid(home)
+        first_postmaster = postmaster_pid(home)
         written = await _with_saver(home, write)
         assert httpx.get(f"{first.url}/ok", timeout=10).status_code == 200  # still serving
     finally:
         assert first.stop() == 0, first.log()
-    assert _exits(first_postmaster)
+    assert process_exits(first_postmaster)
 
     second = _serve_embedded(home)
     try:
-        assert _postmaster_pid(home) != first_postmaster
+        assert postmaster_pid(home) != first_postmaster
         assert await _with_saver(home, read) == written == {"notes": ["before restart", "note 1"]}
         assert httpx.get(f"{second.url}/ok", timeout=10).status_code == 200
     finally:

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import select
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import psycopg
-import pytest
 from typing_extensions import TypedDict
 
 from state.embedded import EmbeddedPostgres
+from tests.support.fixtures import (
+    assert_postgres_stopped,
+    fresh_home,  # noqa: F401  (fixture `home`)
+    postmaster_pid,
+)
 from tests.support.server import REPO
 
 # A second process taking a handle on the same home. It prints one JSON line, then either
@@ -43,35 +42,11 @@ handle.stop()
 """
 
 
-def _postmaster_pid(home: Path) -> int:
-    pidfile = home / "pgdata" / "postmaster.pid"
-    return int(pidfile.read_text().split()[0])
-
-
 def _running(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def _exits(pid: int, *, timeout: float = 10.0) -> bool:
-    """Wait for ``pid`` to terminate (a pidfd turns readable then, zombie or reaped)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], timeout)
-        return bool(readable)
-    finally:
-        os.close(fd)
-
-
-def _assert_stopped(home: Path, pid: int) -> None:
-    # pg_ctl stop returns once postmaster.pid is gone; the process exits a moment later.
-    assert not (home / "pgdata" / "postmaster.pid").exists()
-    assert _exits(pid)
 
 
 def _query(url: str, statement: str) -> list[tuple[object, ...]]:
@@ -107,35 +82,19 @@ def _report(process: subprocess.Popen[str]) -> HolderReport:
     return report
 
 
-@pytest.fixture
-def home() -> Iterator[Path]:
-    """A fresh STAFFGRAPH_HOME; a postmaster a failed test left running in it is stopped.
-
-    Not under pytest's tmp_path: the embedded server runs as the unprivileged `pgserver` user
-    when tests run as root, and a concurrent pytest session resets its base directory to 0700.
-    """
-    path = Path(tempfile.mkdtemp(prefix="staffgraph-test-home-"))
-    yield path
-    if (path / "pgdata" / "postmaster.pid").exists():
-        leftover = EmbeddedPostgres(path)
-        leftover.start()
-        leftover.stop()
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def test_restart_on_the_same_home_keeps_data(home: Path) -> None:
     first = EmbeddedPostgres(home)
     url = first.start()
     _query(url, "CREATE TABLE notes (body text)")
     _query(url, "INSERT INTO notes (body) VALUES ('written before the restart')")
-    pid = _postmaster_pid(home)
+    pid = postmaster_pid(home)
     first.stop()
-    _assert_stopped(home, pid)
+    assert_postgres_stopped(home, pid)
 
     second = EmbeddedPostgres(home)
     url = second.start()
     try:
-        assert _postmaster_pid(home) != pid  # a new server on the old data
+        assert postmaster_pid(home) != pid  # a new server on the old data
         assert _query(url, "SELECT body FROM notes") == [("written before the restart",)]
     finally:
         second.stop()
@@ -146,7 +105,7 @@ def test_second_process_shares_the_running_server(home: Path) -> None:
     url = first.start()
     _query(url, "CREATE TABLE notes (body text)")
     _query(url, "INSERT INTO notes (body) VALUES ('from the first process')")
-    pid = _postmaster_pid(home)
+    pid = postmaster_pid(home)
 
     holder = _holder(home, "release")
     report = _report(holder)
@@ -163,7 +122,7 @@ def test_second_process_shares_the_running_server(home: Path) -> None:
     ]
 
     first.stop()
-    _assert_stopped(home, pid)
+    assert_postgres_stopped(home, pid)
 
 
 def test_last_handle_stops_the_server_even_after_another_process_died(home: Path) -> None:
@@ -179,20 +138,20 @@ def test_last_handle_stops_the_server_even_after_another_process_died(home: Path
     last = EmbeddedPostgres(home)
     last.start()
     last.stop()
-    _assert_stopped(home, pid)
+    assert_postgres_stopped(home, pid)
 
 
 def test_handles_in_one_process_are_counted(home: Path) -> None:
     one, two = EmbeddedPostgres(home), EmbeddedPostgres(home)
     url = one.start()
     assert two.start() == url
-    pid = _postmaster_pid(home)
+    pid = postmaster_pid(home)
 
     one.stop()
     assert _query(url, "SELECT 1") == [(1,)]
 
     two.stop()
-    _assert_stopped(home, pid)
+    assert_postgres_stopped(home, pid)
 
 
 def test_handle_taken_again_after_release_keeps_the_server(home: Path) -> None:
@@ -210,7 +169,7 @@ def test_handle_taken_again_after_release_keeps_the_server(home: Path) -> None:
     assert holder.wait(timeout=30) == 0, holder.stderr
 
     # The holder was not the last handle: this process took one again after releasing its own.
-    assert _postmaster_pid(home) == pid
+    assert postmaster_pid(home) == pid
     assert _query(url, "SELECT count(*) FROM notes") == [(1,)]
     again.stop()
-    _assert_stopped(home, pid)
+    assert_postgres_stopped(home, pid)

@@ -8,7 +8,18 @@ from typing import Any
 
 import httpx
 
-__all__ = ["Frame", "parse_frames", "post_stream", "get_stream"]
+__all__ = [
+    "TWO_STEPS_VALUES_UPDATES",
+    "Frame",
+    "get_stream",
+    "parse_frames",
+    "post_raw",
+    "post_stream",
+]
+
+TWO_STEPS_VALUES_UPDATES = ["metadata", "values", "updates", "values", "updates", "values"]
+"""Events of a two-step run (``simple``, ``slow``, ``hitl`` up to its interrupt) streamed with
+``["values", "updates"]``."""
 
 
 @dataclass(frozen=True)
@@ -49,12 +60,19 @@ def parse_frames(body: bytes) -> list[Frame]:
     return frames
 
 
+async def post_raw(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> tuple[httpx.Response, bytes]:
+    """POST ``body`` to a streaming endpoint and read the whole body, unparsed."""
+    async with client.stream("POST", path, json=body) as response:
+        return response, await response.aread()
+
+
 async def post_stream(
     client: httpx.AsyncClient, path: str, body: dict[str, Any]
 ) -> tuple[httpx.Response, list[Frame]]:
     """POST ``body`` to a streaming endpoint and read the whole SSE body."""
-    async with client.stream("POST", path, json=body) as response:
-        raw = await response.aread()
+    response, raw = await post_raw(client, path, body)
     return response, parse_frames(raw) if response.status_code == 200 else []
 
 

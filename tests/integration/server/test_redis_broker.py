@@ -11,7 +11,7 @@ from langgraph_sdk import get_client
 
 from tests.support.fixtures import redis_pair  # noqa: F401  (fixture)
 from tests.support.server import LiveServer
-from tests.support.sse import get_stream, post_stream
+from tests.support.sse import TWO_STEPS_VALUES_UPDATES, get_stream, post_stream
 
 Pair = tuple[LiveServer, LiveServer]
 
@@ -58,14 +58,7 @@ async def test_api_only_process_hands_runs_to_workers(
             },
         )
         assert response.status_code == 200
-        assert [f.event for f in frames] == [
-            "metadata",
-            "values",
-            "updates",
-            "values",
-            "updates",
-            "values",
-        ]
+        assert [f.event for f in frames] == TWO_STEPS_VALUES_UPDATES
         waited = await http.post(
             "/runs/wait", json={"assistant_id": "simple", "input": {"messages": []}}
         )

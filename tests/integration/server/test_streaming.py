@@ -18,7 +18,14 @@ from langgraph_sdk import get_client
 from server.graphs import assistant_id_for
 from tests.support.fixtures import redis_pair  # noqa: F401  (fixture)
 from tests.support.server import LiveServer
-from tests.support.sse import Frame, get_stream, parse_frames, post_stream
+from tests.support.sse import (
+    TWO_STEPS_VALUES_UPDATES,
+    Frame,
+    get_stream,
+    parse_frames,
+    post_raw,
+    post_stream,
+)
 
 HUMAN = {"messages": [{"role": "user", "content": "hi"}]}
 CHUNK_KEYS = {
@@ -72,6 +79,15 @@ async def new_thread(http: httpx.AsyncClient) -> str:
     return str((await http.post("/threads", json={})).json()["thread_id"])
 
 
+async def stream_on_new_thread(
+    http: httpx.AsyncClient, body: dict[str, object]
+) -> tuple[str, httpx.Response, list[Frame]]:
+    """Stream a run on a fresh thread: the thread id, the response and its frames."""
+    tid = await new_thread(http)
+    response, frames = await post_stream(http, f"/threads/{tid}/runs/stream", body)
+    return tid, response, frames
+
+
 def names(frames: list[Frame]) -> list[str]:
     """Event names, with runs of ``messages*`` collapsed to one (chunk counts vary)."""
     out: list[str] = []
@@ -92,10 +108,9 @@ def assert_metadata_first(frames: list[Frame], run_id: str | None = None) -> Non
 
 async def test_headers_and_wire_format(http: httpx.AsyncClient) -> None:
     tid = await new_thread(http)
-    async with http.stream(
-        "POST", f"/threads/{tid}/runs/stream", json={"assistant_id": "simple", "input": HUMAN}
-    ) as response:
-        raw = await response.aread()
+    response, raw = await post_raw(
+        http, f"/threads/{tid}/runs/stream", {"assistant_id": "simple", "input": HUMAN}
+    )
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
     assert response.headers["cache-control"] == "no-store"
@@ -112,10 +127,8 @@ async def test_headers_and_wire_format(http: httpx.AsyncClient) -> None:
 
 
 async def test_chat_values_updates_messages_tuple_custom(http: httpx.AsyncClient) -> None:
-    tid = await new_thread(http)
-    response, frames = await post_stream(
+    tid, response, frames = await stream_on_new_thread(
         http,
-        f"/threads/{tid}/runs/stream",
         {
             "assistant_id": "chat",
             "input": HUMAN,
@@ -155,10 +168,8 @@ async def test_chat_values_updates_messages_tuple_custom(http: httpx.AsyncClient
 
 
 async def test_chat_legacy_messages_mode(http: httpx.AsyncClient) -> None:
-    tid = await new_thread(http)
-    _, frames = await post_stream(
+    tid, _, frames = await stream_on_new_thread(
         http,
-        f"/threads/{tid}/runs/stream",
         {"assistant_id": "chat", "input": HUMAN, "stream_mode": ["messages", "values"]},
     )
     assert names(frames) == [
@@ -229,10 +240,8 @@ async def test_debug_tasks_checkpoints_stateless(http: httpx.AsyncClient) -> Non
 
 
 async def test_debug_and_checkpoints_on_a_thread(http: httpx.AsyncClient) -> None:
-    tid = await new_thread(http)
-    _, frames = await post_stream(
+    tid, _, frames = await stream_on_new_thread(
         http,
-        f"/threads/{tid}/runs/stream",
         {
             "assistant_id": "simple",
             "input": HUMAN,
@@ -280,10 +289,8 @@ async def test_events_mode(http: httpx.AsyncClient) -> None:
 
 
 async def test_subgraph_namespaces(http: httpx.AsyncClient) -> None:
-    tid = await new_thread(http)
-    _, frames = await post_stream(
+    tid, _, frames = await stream_on_new_thread(
         http,
-        f"/threads/{tid}/runs/stream",
         {
             "assistant_id": "parent",
             "input": {"log": []},
@@ -317,9 +324,8 @@ async def test_subgraph_namespaces(http: httpx.AsyncClient) -> None:
 
 
 async def test_error_event(http: httpx.AsyncClient) -> None:
-    tid = await new_thread(http)
-    _, frames = await post_stream(
-        http, f"/threads/{tid}/runs/stream", {"assistant_id": "failing", "input": {"x": 1}}
+    tid, _, frames = await stream_on_new_thread(
+        http, {"assistant_id": "failing", "input": {"x": 1}}
     )
     assert [(f.event, f.data) for f in frames[1:]] == [
         ("values", {"x": 1}),
@@ -330,29 +336,18 @@ async def test_error_event(http: httpx.AsyncClient) -> None:
 
 
 async def test_interrupt_frames(http: httpx.AsyncClient) -> None:
-    tid = await new_thread(http)
-    _, frames = await post_stream(
+    tid, _, frames = await stream_on_new_thread(
         http,
-        f"/threads/{tid}/runs/stream",
         {"assistant_id": "hitl", "input": {"proposal": "p"}, "stream_mode": ["values", "updates"]},
     )
-    assert [f.event for f in frames] == [
-        "metadata",
-        "values",
-        "updates",
-        "values",
-        "updates",
-        "values",
-    ]
+    assert [f.event for f in frames] == TWO_STEPS_VALUES_UPDATES
     (interrupt,) = frames[4].data["__interrupt__"]
     assert list(interrupt) == ["value", "id", "response_schema"]
     assert re.fullmatch(r"[0-9a-f]{32}", interrupt["id"]) and interrupt["response_schema"] is None
     assert frames[5].data["__interrupt__"] == [interrupt]
 
-    tid = await new_thread(http)
-    _, static = await post_stream(
+    tid, _, static = await stream_on_new_thread(
         http,
-        f"/threads/{tid}/runs/stream",
         {
             "assistant_id": "simple",
             "input": HUMAN,
@@ -365,10 +360,8 @@ async def test_interrupt_frames(http: httpx.AsyncClient) -> None:
 
 
 async def test_resumable_stream_and_last_event_id(http: httpx.AsyncClient) -> None:
-    tid = await new_thread(http)
-    response, frames = await post_stream(
+    tid, response, frames = await stream_on_new_thread(
         http,
-        f"/threads/{tid}/runs/stream",
         {
             "assistant_id": "simple",
             "input": HUMAN,
@@ -413,14 +406,7 @@ async def test_replay_after_a_dropped_connection(http: httpx.AsyncClient) -> Non
     _, rest = await get_stream(http, location, headers={"Last-Event-ID": seen[-1].id or ""})
     _, full = await get_stream(http, location, headers={"Last-Event-ID": "-1"})
     assert [f.raw for f in seen + rest] == [f.raw for f in full]
-    assert [f.event for f in full] == [
-        "metadata",
-        "values",
-        "updates",
-        "values",
-        "updates",
-        "values",
-    ]
+    assert [f.event for f in full] == TWO_STEPS_VALUES_UPDATES
 
 
 async def test_join_live_run_with_sdk_and_thread_stream(server: LiveServer) -> None:
@@ -484,14 +470,7 @@ async def test_sdk_stream_parts(server: LiveServer) -> None:
             on_run_created=lambda meta: created.append(meta["run_id"]),
         )
     ]
-    assert [p.event for p in parts] == [
-        "metadata",
-        "values",
-        "updates",
-        "values",
-        "updates",
-        "values",
-    ]
+    assert [p.event for p in parts] == TWO_STEPS_VALUES_UPDATES
     assert created == [parts[0].data["run_id"]]
     stateless = [p.event async for p in client.runs.stream(None, "simple", input=HUMAN)]
     assert stateless == ["metadata", "values", "values", "values"]
@@ -499,18 +478,11 @@ async def test_sdk_stream_parts(server: LiveServer) -> None:
 
 async def test_heartbeat_while_idle(live_server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
-        _, frames_raw = await _raw_stream(
+        _, frames_raw = await post_raw(
             http, "/runs/stream", {"assistant_id": "slow", "input": {"seconds": 5.6}}
         )
     assert b": heartbeat\r\n\r\n" in frames_raw
     assert [f.event for f in parse_frames(frames_raw)] == ["metadata", "values", "values", "values"]
-
-
-async def _raw_stream(
-    http: httpx.AsyncClient, path: str, body: dict[str, object]
-) -> tuple[httpx.Response, bytes]:
-    async with http.stream("POST", path, json=body) as response:
-        return response, await response.aread()
 
 
 async def test_stream_joined_and_replayed_from_another_process(
@@ -537,14 +509,7 @@ async def test_stream_joined_and_replayed_from_another_process(
         join = f"/threads/{tid}/runs/{run['run_id']}/stream"
         # Joined on the OTHER process while it runs, from the very first event.
         _, live = await get_stream(two, join, headers={"Last-Event-ID": "-1"})
-        assert [f.event for f in live] == [
-            "metadata",
-            "values",
-            "updates",
-            "values",
-            "updates",
-            "values",
-        ]
+        assert [f.event for f in live] == TWO_STEPS_VALUES_UPDATES
         # Replayed on both processes after it ended: identical frames and ids.
         _, replay_one = await get_stream(one, join, headers={"Last-Event-ID": "-1"})
         _, replay_two = await get_stream(two, join, headers={"Last-Event-ID": live[1].id or ""})
