@@ -39,6 +39,7 @@ from nodes.middleware import (
     TokenBudgetMiddleware,
 )
 from nodes.offline import OfflineChatModel
+from server.observability.usage import ROLE_METADATA_KEY
 from state.errors import GraphSetupError
 from state.memory import MAX_K
 from state.roles import Role
@@ -198,7 +199,9 @@ def build_role_agent(
         store: Long-term store, likewise.
 
     Returns:
-        The compiled agent graph (state: ``messages``).
+        The compiled agent graph (state: ``messages``). Its config metadata names the role
+        (``ROLE_METADATA_KEY``), so every model call and tool span inside it is attributed to
+        the role in token accounting and traces, whatever graph it is nested in.
 
     Raises:
         GraphSetupError: The grant names an unknown tool, or a risky tool has no approval
@@ -222,7 +225,7 @@ def build_role_agent(
         stack.append(ActingRoleMiddleware(role.name))
     stack.extend(_policy_middleware(role, registry))
     stack.extend(middleware)
-    return create_agent(
+    agent = create_agent(
         # The placeholder never answers: RuntimeModelMiddleware swaps in the run's model.
         model if model is not None else OfflineChatModel(),
         tools,
@@ -233,3 +236,5 @@ def build_role_agent(
         store=store,
         name=name or role.name,
     )
+    # The role, not the agent's name: a renamed agent's tokens still count for its role.
+    return agent.with_config(metadata={ROLE_METADATA_KEY: role.name})

@@ -1,9 +1,11 @@
 """Budget guard: token usage summed per role and per run, checked against budgets.
 
 Usage comes from ``usage_metadata`` on AI messages (every LangChain chat model reports it; the
-offline model estimates it). Graphs keep a ``usage`` channel (role -> tokens) reduced with
-:func:`merge_usage`; the guard node compares it with each role's ``policies.token_budget`` and
-the run's budget, then either stops the run or asks a human to approve going over.
+offline model estimates it), counted by ``server.observability.usage_from_messages``: the same
+numbers the server stores with each run and exports as metrics. Graphs keep a ``usage``
+channel (role -> tokens) reduced with :func:`merge_usage`; the guard node compares it with
+each role's ``policies.token_budget`` and the run's budget, then either stops the run or asks
+a human to approve going over.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import BaseMessage
 from typing_extensions import TypedDict
 
 from nodes.approval import GateDecision, ask_approval
+from server.observability.usage import UNATTRIBUTED, usage_from_messages
 
 __all__ = [
     "BudgetStatus",
@@ -37,16 +40,14 @@ def merge_usage(left: Mapping[str, int] | None, right: Mapping[str, int] | None)
 
 
 def usage_by_role(
-    messages: Iterable[BaseMessage], *, default: str = "unattributed"
+    messages: Iterable[BaseMessage], *, default: str = UNATTRIBUTED
 ) -> dict[str, int]:
-    """Sum ``usage_metadata.total_tokens`` of AI messages per ``message.name``."""
-    usage: dict[str, int] = {}
-    for message in messages:
-        meta = getattr(message, "usage_metadata", None)
-        if isinstance(message, AIMessage) and meta:
-            role = message.name or default
-            usage[role] = usage.get(role, 0) + int(meta.get("total_tokens", 0))
-    return usage
+    """Total tokens of AI messages per role (``message.name``, else ``default``).
+
+    The numbers of ``server.observability.usage_from_messages``: a message seen twice (same
+    id) counts once, and a reply without ``total_tokens`` counts input plus output.
+    """
+    return usage_from_messages(messages, default_role=default).tokens_by_role()
 
 
 class BudgetStatus(TypedDict):

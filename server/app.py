@@ -1,4 +1,10 @@
-"""The FastAPI application: lifespan (persistence opened once, closed in reverse) and routers."""
+"""The FastAPI application: lifespan (persistence opened once, closed in reverse) and routers.
+
+Observability is wired here: one :class:`~server.observability.Metrics` per app (``/metrics``,
+HTTP timings, the run executor's numbers), request ids on every request and its logs, and
+LangSmith tracing of runs when ``LANGSMITH_TRACING=true``, flushed (within
+``STAFFGRAPH_TRACE_FLUSH_TIMEOUT``) after the workers stop.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,14 @@ from server.context import AppContext, DatabaseTarget
 from server.errors import install_error_handlers
 from server.graphs import GraphRegistry
 from server.middleware import install_middleware
-from server.routes import assistants, meta, runs, store, threads
+from server.observability import (
+    LangSmithTracing,
+    Metrics,
+    PriceTable,
+    RequestIdMiddleware,
+    aclose_traces,
+)
+from server.routes import assistants, health, meta, runs, store, threads
 from server.runtime import Runtime
 from server.startup import resolve_store_index, resolve_store_ttl, warm_up_embeddings
 from state.db import describe_database, open_persistence
@@ -37,6 +50,8 @@ def create_app(
     config: LangGraphConfig,
     graphs: GraphRegistry,
     database: DatabaseTarget,
+    *,
+    pricing: PriceTable | None = None,
 ) -> FastAPI:
     """Build the app. The database must already be reachable (see ``server.startup``).
 
@@ -45,11 +60,25 @@ def create_app(
         config: the parsed langgraph.json.
         graphs: the graphs it names, imported.
         database: where Postgres is.
+        pricing: model prices for run costs; loaded from ``STAFFGRAPH_PRICE_TABLE`` (or the
+            built-in table) when omitted.
+
+    Raises:
+        PriceTableError: ``STAFFGRAPH_PRICE_TABLE`` names a file that cannot be used.
     """
+    metrics = Metrics(
+        pricing=pricing if pricing is not None else PriceTable.from_settings(settings)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            tracing = LangSmithTracing.from_settings(settings)
+            if tracing is not None:
+                # Registered first so it runs last: after the workers stopped making spans.
+                stack.push_async_callback(
+                    aclose_traces, settings.observability.trace_flush_timeout, tracing=tracing
+                )
             index, embeddings, embeddings_info = resolve_store_index(settings, config)
             await warm_up_embeddings(embeddings)
             persistence = await stack.enter_async_context(
@@ -70,6 +99,8 @@ def create_app(
                 database_url=database.url,
                 lease_seconds=settings.server.lease_seconds,
                 heartbeat_seconds=settings.server.heartbeat_seconds,
+                metrics=metrics,
+                tracing=tracing,
             )
             await runtime.start()
             stack.push_async_callback(runtime.stop)
@@ -87,6 +118,8 @@ def create_app(
                     "broker": _describe_broker(settings),
                 },
                 runtime=runtime,
+                metrics=metrics,
+                tracing=tracing,
             )
             log.info(
                 "staffgraph ready: %d graphs, database %s",
@@ -103,6 +136,10 @@ def create_app(
     )
     install_error_handlers(app)
     install_middleware(app, settings, config)
-    for module in (meta, assistants, threads, runs, store):
+    # Added last, so outermost: every response (CORS preflights and 413s included) is timed
+    # and carries X-Request-Id, and every log line of the request carries its id.
+    health.install_metrics(app, metrics)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (meta, health, assistants, threads, runs, store):
         app.include_router(module.router)
     return app

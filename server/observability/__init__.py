@@ -19,8 +19,9 @@ Wiring:
   ``server.routes.health.install_metrics(app, metrics)``;
   ``app.add_middleware(RequestIdMiddleware)``; ``app.include_router(health.router)``.
 * lifespan: ``tracing = LangSmithTracing.from_settings(settings)`` (None when off), kept
-  with the app's context; on the way out
-  ``await aflush_traces(settings.observability.trace_flush_timeout, tracing=tracing)``.
+  with the app's context; on the way out, after the workers stopped,
+  ``await aclose_traces(settings.observability.trace_flush_timeout, tracing=tracing)``
+  (a bounded flush, then what is left is dropped so the process can exit).
 * executor, per run: ``usage = UsageCallbackHandler()``;
   ``config = merge_configs(run_config, run_tracing_config(tracing, graph_id=...,
   run_id=..., thread_id=..., assistant_id=..., assistant_name=..., user_id=...,
@@ -56,6 +57,7 @@ from server.observability.pricing import (
 from server.observability.tracing import (
     PROJECT_KEY,
     LangSmithTracing,
+    aclose_traces,
     aflush_traces,
     flush_traces,
     resolve_project,
@@ -93,6 +95,7 @@ __all__ = [
     "TokenCount",
     "UsageCallbackHandler",
     "UsageKey",
+    "aclose_traces",
     "aflush_traces",
     "configure_logging",
     "cost_of",

@@ -333,7 +333,8 @@ def configure_logging(
         settings: level from ``STAFFGRAPH_LOG_LEVEL``, format from ``STAFFGRAPH_LOG_FORMAT``,
             secrets from every settings group.
         log_format: overrides the settings' format.
-        apply: install it now with ``logging.config.dictConfig``.
+        apply: install it now with ``logging.config.dictConfig``, and route Python warnings
+            (``py.warnings``) through it.
 
     Returns:
         The ``dictConfig`` dict; pass it to ``uvicorn.run(log_config=...)`` so uvicorn keeps
@@ -371,6 +372,9 @@ def configure_logging(
     }
     if apply:
         logging.config.dictConfig(config)
+        # Python warnings would otherwise go to stderr as bare text, past redaction and
+        # between the JSON lines.
+        logging.captureWarnings(True)
     return config
 
 

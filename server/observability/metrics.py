@@ -193,6 +193,13 @@ class Metrics:
         if (wait := _seconds(queue_wait)) is not None:
             self.queue_wait.labels(label).observe(wait)
 
+    def run_stopped(self, graph: str) -> None:
+        """A run of ``graph`` left this worker without an outcome (shutdown, lost lease).
+
+        It is no longer active here; whichever worker finishes it counts its outcome.
+        """
+        self.active_runs.labels(self._graph(graph)).dec()
+
     # -- streams ---------------------------------------------------------------------------
 
     def subscriber_added(self) -> None:

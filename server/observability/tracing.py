@@ -17,7 +17,9 @@ Why tracing cannot hurt a run, as the installed ``langsmith`` client (0.14) work
 * our client's HTTP session caps every request's connect and read timeouts, and retries at
   most once, so a dead or hanging collector ties up only that background thread, briefly;
 * :func:`flush_traces` waits for pending spans in a daemon thread and gives up after its
-  timeout, so shutdown never hangs on LangSmith.
+  timeout; at shutdown :func:`aclose_traces` then drops what is still pending and stops the
+  client's threads, so the process exits at most one capped request after the timeout
+  instead of sending every queued batch to a LangSmith that does not answer.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from state.settings import Settings, TracingSettings
 __all__ = [
     "PROJECT_KEY",
     "LangSmithTracing",
+    "aclose_traces",
     "aflush_traces",
     "flush_traces",
     "resolve_project",
@@ -67,14 +70,23 @@ class _BoundedSession(requests.Session):
     """A session whose requests never wait longer than the caps, whatever the caller asks.
 
     The langsmith client passes its own fixed (3 s, 10 s) timeout for background sends; this
-    is where we lower it.
+    is where we lower it. Once :meth:`refuse` is called (shutdown, after the bounded flush)
+    every new request fails at once: the client retries a failed send up to three times on
+    its own, which against a hanging LangSmith would hold the exit that much longer.
     """
 
     def __init__(self, *, connect: float, read: float) -> None:
         super().__init__()
         self._caps = (connect, read)
+        self._refusing = False
+
+    def refuse(self) -> None:
+        """Fail every request from now on without touching the network."""
+        self._refusing = True
 
     def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        if self._refusing:
+            raise requests.ConnectionError("the LangSmith client is shut down")
         kwargs["timeout"] = _cap(kwargs.get("timeout"), self._caps)
         return super().request(method, url, *args, **kwargs)
 
@@ -93,9 +105,12 @@ def _cap(timeout: Any, caps: tuple[float, float]) -> tuple[float, float]:
 
 
 def _retry() -> Retry:
-    # One retry with a short backoff, and never a server-chosen Retry-After sleep.
+    # One retry with a short backoff, and never a server-chosen Retry-After sleep. A read
+    # timeout is not retried: the body was sent (LangSmith may well have it), and a retry
+    # would double the time a hanging LangSmith holds a send, and so a shutdown.
     return Retry(
         total=1,
+        read=0,
         backoff_factor=0.2,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=None,
@@ -164,6 +179,10 @@ class LangSmithTracing:
     async def aflush(self, timeout: float) -> bool:
         """:meth:`flush` without blocking the event loop."""
         return await aflush_traces(timeout, tracing=self)
+
+    async def aclose(self, timeout: float) -> bool:
+        """At shutdown: :func:`aclose_traces` for this client."""
+        return await aclose_traces(timeout, tracing=self)
 
 
 def resolve_project(
@@ -299,3 +318,69 @@ async def aflush_traces(timeout: float, *, tracing: LangSmithTracing | None = No
     """:func:`flush_traces` for async code: the event loop keeps running while it waits."""
     done = _start_flush(tracing)
     return await asyncio.to_thread(done.wait, max(0.0, timeout))
+
+
+def _drop_pending(client: Client) -> int:
+    """Forget the spans ``client`` has not sent and cancel sends not yet started.
+
+    Uses the installed client's internals (its queue, compressed buffer and tracked sends)
+    with care: each is looked up, never assumed, so a different client version loses the
+    drop, not the shutdown.
+    """
+    dropped = 0
+    queue = getattr(client, "tracing_queue", None)
+    if queue is not None:
+        while True:
+            try:
+                queue.get_nowait()
+            except Exception:  # queue.Empty: nothing left
+                break
+            queue.task_done()
+            dropped += 1
+    compressed = getattr(client, "compressed_traces", None)
+    lock = getattr(compressed, "lock", None)
+    if compressed is not None and lock is not None:
+        with lock:
+            dropped += int(getattr(compressed, "trace_count", 0) or 0)
+            compressed.reset()
+    futures_lock = getattr(client, "_futures_lock", None)
+    if futures_lock is not None:
+        with futures_lock:
+            pending = list(getattr(client, "_futures", ()))
+        for future in pending:
+            future.cancel()  # only sends still waiting for a thread; running ones finish
+    return dropped
+
+
+def _close_clients(clients: Sequence[Client]) -> None:
+    for client in clients:
+        session = getattr(client, "session", None)
+        if isinstance(session, _BoundedSession):
+            session.refuse()  # a send in flight ends at its read cap; no new ones start
+        try:
+            dropped = _drop_pending(client)
+            # Stops the client's background threads; timeout=0: no second wait for a flush.
+            client.cleanup(timeout=0)
+        except Exception as exc:  # losing traces must not fail shutdown
+            log.warning("stopping the LangSmith client failed: %s", type(exc).__name__)
+            continue
+        if dropped:
+            log.warning("dropped %d LangSmith spans that could not be sent in time", dropped)
+
+
+async def aclose_traces(timeout: float, *, tracing: LangSmithTracing | None = None) -> bool:
+    """At shutdown: send pending spans for at most ``timeout`` seconds, then let go.
+
+    After the bounded flush, spans still pending are dropped, our client refuses new
+    requests and the clients' background threads are stopped: otherwise the interpreter
+    would wait at exit for them to send every queued batch, three attempts each, to a
+    LangSmith that may hang. A send already in flight still ends within the read cap, so the
+    exit comes at most ``timeout`` plus one read cap (5 s) after this is called.
+
+    Returns:
+        True when everything was sent in time.
+    """
+    clients = _flush_clients(tracing)
+    done = await aflush_traces(timeout, tracing=tracing)
+    await asyncio.to_thread(_close_clients, clients)
+    return done

@@ -1,8 +1,12 @@
-"""Runs endpoints of the LangGraph Server API: runs on a thread, joins, cancels, streams."""
+"""Runs endpoints of the LangGraph Server API: runs on a thread, joins, cancels, streams.
+
+Plus ``GET /usage``, staffgraph's own: token usage and cost summed over finished runs.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
@@ -58,7 +62,7 @@ async def list_runs(
     if await runtime.threads.get(thread_id) is None:
         fail(404, f"Thread with ID {thread_id} not found")
     rows = [
-        run_to_api(row)
+        run_to_api(row, with_usage=True)
         for row in await runtime.runs.for_thread(
             thread_id, limit=limit, offset=offset, status=status
         )
@@ -79,8 +83,9 @@ async def _run_row(runtime: Runtime, thread_id: str, run_id: str) -> dict[str, A
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
 async def get_run(thread_id: str, run_id: str, runtime: RuntimeDep) -> Response:
-    """One run."""
-    return json_response(run_to_api(await _run_row(runtime, thread_id, run_id)))
+    """One run, with its token usage and cost under ``usage`` (``{}`` until it ends)."""
+    row = await _run_row(runtime, thread_id, run_id)
+    return json_response(run_to_api(row, with_usage=True))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}")
@@ -189,6 +194,46 @@ async def join_thread_stream(
     first = await runtime.runs.inflight(thread_id)
     events = thread_events(runtime, thread_id, first=first, run_modes="run_modes" in modes)
     return sse_response(events)
+
+
+@router.get("/usage", tags=["Usage"])
+async def usage_totals(
+    runtime: RuntimeDep,
+    assistant_id: Annotated[str | None, Query(max_length=100)] = None,
+    user_id: Annotated[str | None, Query(max_length=256)] = None,
+    graph_id: Annotated[str | None, Query(max_length=256)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    group_by: Literal["assistant", "user", "graph"] | None = None,
+) -> Response:
+    """Tokens, calls and cost summed over finished runs, in total and per role.
+
+    Filters: ``assistant_id`` (a UUID or a graph id: its default assistant), ``user_id`` (the
+    run's user: auth identity, else ``context.user_id``, ``configurable.user_id`` or
+    ``metadata.user_id``), ``graph_id``, and ``since`` / ``until`` on the run's end time.
+    ``group_by`` adds ``groups``: the same sums per assistant, user or graph. Costs are the
+    ones stored with each run, priced when it ended; ``estimated`` / ``cost_estimated`` say
+    whether any of it comes from the offline model's token estimates.
+    """
+    assistant = None
+    if assistant_id is not None:
+        try:
+            assistant = runtime.resolve_assistant(assistant_id)
+        except RunError as exc:
+            raise_run_error(exc)
+    found = await runtime.runs.usage_totals(
+        assistant_id=assistant,
+        user_id=user_id,
+        graph_id=graph_id,
+        since=since,
+        until=until,
+        group_by=group_by,
+    )
+    body: dict[str, Any] = {**found.totals, "by_role": found.by_role}
+    if group_by is not None:
+        body["group_by"] = group_by
+        body["groups"] = found.groups
+    return json_response(body)
 
 
 # Stateless runs and bulk cancel are in their own module to keep each router small.

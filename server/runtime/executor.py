@@ -1,24 +1,39 @@
 """Executing one claimed run: stream the graph, publish its events, record how it ended.
 
-The order at the end matters: the run row and the thread are updated in Postgres *before* the
-done marker goes to the broker, so a client that sees its stream end and then reads the run
-(the SDK does exactly that) finds the final status.
+The order at the end matters: the run row (with its token usage) and the thread are updated in
+Postgres, and the run's metrics recorded, *before* the done marker goes to the broker, so a
+client that sees its stream end and then reads the run (the SDK does exactly that) or scrapes
+``/metrics`` finds the final status and numbers.
+
+Every run is observed: a :class:`~server.observability.UsageCallbackHandler` in its callbacks
+counts tokens per node, role and model; with LangSmith on, a tracer makes it one trace named
+after the assistant; everything logged while it executes carries ``run_id`` and ``thread_id``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.metadata import version
 from typing import Any
 
+from langchain_core.runnables.config import merge_configs
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Send
 
-from server.repos import FinishResult, RunsRepo, storable
+from server.observability import (
+    LangSmithTracing,
+    Metrics,
+    UsageCallbackHandler,
+    log_context,
+    run_tracing_config,
+)
+from server.repos import AssistantsRepo, FinishResult, RunsRepo, storable
 from server.runtime.broker import Broker
 from server.runtime.events import StreamConverter, graph_stream_modes
 from server.runtime.graph_cache import GraphCache, UnknownGraph
@@ -31,6 +46,8 @@ __all__ = [
     "decode_done",
     "encode_done",
     "error_body",
+    "queue_wait",
+    "run_user",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,6 +66,58 @@ def decode_done(data: bytes) -> tuple[str, bytes]:
     """``(status, output JSON)`` from a done marker's data."""
     status, _, output = data.partition(b"\n")
     return status.decode(), output
+
+
+def run_user(
+    stored_config: Mapping[str, Any], context: Mapping[str, Any] | None = None
+) -> str | None:
+    """The user a run belongs to, for traces and usage totals; None when nobody is named.
+
+    First non-empty string of: ``configurable.langgraph_auth_user_id`` (set by auth),
+    ``context.user_id`` (what memory scopes by), ``configurable.user_id``,
+    ``metadata.user_id``. ``server.repos.runs.USER_SQL`` is the same rule in SQL.
+    """
+    configurable = stored_config.get("configurable")
+    metadata = stored_config.get("metadata")
+    sources: tuple[tuple[Any, str], ...] = (
+        (configurable, "langgraph_auth_user_id"),
+        (context, "user_id"),
+        (configurable, "user_id"),
+        (metadata, "user_id"),
+    )
+    for source, key in sources:
+        if isinstance(source, Mapping):
+            value = source.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _moment(value: Any) -> datetime | None:
+    # Rows come as psycopg rows (datetimes) or as to_jsonb output (ISO strings).
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def queue_wait(row: Mapping[str, Any]) -> float | None:
+    """Seconds a run waited between becoming due and a worker taking it (first attempt only).
+
+    Due is the later of ``created_at`` and ``available_at`` (``after_seconds`` delays it).
+    A retried run's ``started_at`` is its first start, so retries report None.
+    """
+    if row.get("attempt") != 1:
+        return None
+    started = _moment(row.get("started_at"))
+    due = [m for m in (_moment(row.get("created_at")), _moment(row.get("available_at"))) if m]
+    if started is None or not due:
+        return None
+    return max(0.0, (started - max(due)).total_seconds())
 
 
 def error_body(exc: BaseException) -> dict[str, str]:
@@ -82,6 +151,15 @@ class _Outcome:
     thread_status: str | None = None
 
 
+@dataclass
+class _Watch:
+    """What the metrics need about one execution."""
+
+    graph_id: str
+    started: float
+    recorded: bool = False
+
+
 class Executor:
     """Runs graphs for claimed runs."""
 
@@ -93,6 +171,9 @@ class Executor:
         broker: Broker,
         api_url: str,
         lease_seconds: float,
+        metrics: Metrics | None = None,
+        tracing: LangSmithTracing | None = None,
+        assistants: AssistantsRepo | None = None,
     ) -> None:
         """Create the executor.
 
@@ -102,12 +183,19 @@ class Executor:
             broker: where events go.
             api_url: this server's base URL (put in run metadata, as the reference does).
             lease_seconds: lease given to a follow-up run claimed when this one finishes.
+            metrics: the app's metrics (a private set when omitted); its price table prices
+                each run's usage.
+            tracing: LangSmith tracing, or None when off.
+            assistants: where a traced run's assistant name is looked up.
         """
         self._graphs = graphs
         self._runs = runs
         self._broker = broker
         self._api_url = api_url
         self._lease_seconds = lease_seconds
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._tracing = tracing
+        self._assistants = assistants
 
     async def execute(
         self, row: Mapping[str, Any], active: ActiveRun, *, owner: str | None
@@ -118,6 +206,27 @@ class Executor:
         Returns ``None`` when the lease was lost (nothing recorded).
         """
         kwargs: dict[str, Any] = row["kwargs"]
+        config = self._config(row, kwargs)
+        watch = _Watch(graph_id=str(config["configurable"].get("graph_id")), started=0.0)
+        with log_context(run_id=str(row["run_id"]), thread_id=str(row["thread_id"])):
+            self._metrics.run_started(watch.graph_id)
+            watch.started = time.perf_counter()
+            try:
+                return await self._execute(row, active, kwargs, config, watch, owner=owner)
+            finally:
+                if not watch.recorded:  # shutdown, lost lease, or recording failed
+                    self._metrics.run_stopped(watch.graph_id)
+
+    async def _execute(
+        self,
+        row: Mapping[str, Any],
+        active: ActiveRun,
+        kwargs: dict[str, Any],
+        config: Any,
+        watch: _Watch,
+        *,
+        owner: str | None,
+    ) -> FinishResult | None:
         run_id = str(row["run_id"])
         thread_id = str(row["thread_id"])
         requested: list[str] = list(kwargs.get("stream_mode") or ["values"])
@@ -125,14 +234,14 @@ class Executor:
         converter = StreamConverter(requested, emit_checkpoints=not scratch)
         resumable = bool(kwargs.get("resumable"))
         graph: Pregel | None = None
-        config = self._config(row, kwargs)
+        usage = UsageCallbackHandler()
         try:
             await self._broker.publish(
                 run_id, "metadata", dumps({"run_id": run_id, "attempt": row["attempt"]})
             )
             await self._broker.announce(thread_id, run_id)
-            graph_id = config["configurable"]["graph_id"]
-            graph = await self._graphs.get(graph_id, config, scratch=scratch)
+            config = await self._observed(config, kwargs, usage)
+            graph = await self._graphs.get(watch.graph_id, config, scratch=scratch)
             if active.cancel_action is not None:
                 raise asyncio.CancelledError  # cancelled before it could start
             async for event, data in self._stream(graph, row, kwargs, config, converter):
@@ -164,6 +273,7 @@ class Executor:
             outcome.values, outcome.interrupts = None, {}
             if outcome.error is not None and not storable(outcome.error):
                 outcome.error = {"error": outcome.error["error"], "message": "(unprintable)"}
+        usage_json = usage.usage.to_dict(pricing=self._metrics.pricing)
         result = await self._runs.finish(
             run_id=run_id,
             thread_id=thread_id,
@@ -176,13 +286,72 @@ class Executor:
             delete_run=outcome.delete_run,
             owner=owner,
             lease_seconds=self._lease_seconds,
+            usage=usage_json,
         )
         if result.outcome == "stale":
             return None
+        self._record(row, watch, "rollback" if outcome.delete_run else outcome.status, usage)
         await self._broker.finish(
             run_id, encode_done(outcome.status, outcome.output), resumable=resumable
         )
         return result
+
+    def _record(
+        self, row: Mapping[str, Any], watch: _Watch, status: str, usage: UsageCallbackHandler
+    ) -> None:
+        duration = time.perf_counter() - watch.started
+        self._metrics.record_usage(usage.usage)
+        self._metrics.run_finished(watch.graph_id, status, duration, queue_wait=queue_wait(row))
+        watch.recorded = True
+        if log.isEnabledFor(logging.INFO):
+            total = usage.usage.total
+            log.info(
+                "run %s finished: %s in %.1f ms, %d tokens",
+                row["run_id"],
+                status,
+                duration * 1000,
+                total.total_tokens,
+                extra={
+                    "status": status,
+                    "graph_id": watch.graph_id,
+                    "duration_ms": round(duration * 1000, 2),
+                    "total_tokens": total.total_tokens,
+                    "llm_calls": total.calls,
+                },
+            )
+
+    async def _observed(
+        self, config: Any, kwargs: Mapping[str, Any], usage: UsageCallbackHandler
+    ) -> Any:
+        """The run's config with usage counting and, when tracing is on, its tracer."""
+        if self._tracing is None:
+            # Stored configs are JSON and hold no callbacks: nothing to merge with.
+            config["callbacks"] = [usage]
+            return config
+        stored: Mapping[str, Any] = kwargs.get("config") or {}
+        configurable = config["configurable"]
+        assistant_id = configurable.get("assistant_id")
+        pieces = run_tracing_config(
+            self._tracing,
+            graph_id=str(configurable.get("graph_id")),
+            run_id=str(configurable["run_id"]),
+            thread_id=str(configurable["thread_id"]),
+            assistant_id=str(assistant_id) if assistant_id else None,
+            assistant_name=await self._assistant_name(assistant_id),
+            user_id=config["metadata"].get("user_id") or None,
+            config=stored,
+        )
+        return merge_configs(config, pieces, {"callbacks": [usage]})
+
+    async def _assistant_name(self, assistant_id: Any) -> str | None:
+        if self._assistants is None or not assistant_id:
+            return None
+        try:
+            assistant = await self._assistants.get(str(assistant_id))
+        except Exception:  # a trace named after the graph beats a failed run
+            log.warning("could not read assistant %s to name the trace", assistant_id)
+            return None
+        return str(assistant["name"]) if assistant and assistant.get("name") else None
 
     def _config(self, row: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Any:
         run_id = str(row["run_id"])
@@ -196,7 +365,9 @@ class Executor:
         }
         metadata = {
             **(stored.get("metadata") or {}),
-            "user_id": "",
+            # The reference writes the authenticated user here ("" without auth); a user the
+            # client named is kept, so traces and usage can be attributed to them.
+            "user_id": run_user(stored, kwargs.get("context")) or "",
             "run_attempt": row["attempt"],
             "langgraph_version": _LANGGRAPH_VERSION,
             "langgraph_api_version": _API_VERSION,

@@ -19,6 +19,7 @@ from typing import Any
 
 from server.graphs import GraphRegistry, assistant_id_for
 from server.ids import new_id
+from server.observability import LangSmithTracing, Metrics
 from server.repos import AssistantsRepo, CancelResult, RunsRepo, ThreadsRepo, run_to_api
 from server.runtime.broker import DONE_EVENT, Broker, InProcessBroker, StreamEvent
 from server.runtime.executor import Executor, decode_done, encode_done
@@ -84,6 +85,8 @@ class Runtime:
         broker: Broker | None = None,
         lease_seconds: float = LEASE_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        metrics: Metrics | None = None,
+        tracing: LangSmithTracing | None = None,
     ) -> None:
         """Wire the runtime (nothing starts until :meth:`start`).
 
@@ -95,6 +98,9 @@ class Runtime:
             broker: override the broker (default: Redis when configured, else in-process).
             lease_seconds: how long a claimed run stays ours without a heartbeat.
             heartbeat_seconds: how often leases are renewed (well under ``lease_seconds``).
+            metrics: the app's metrics (runs, stream subscribers, tokens); a private set
+                when omitted.
+            tracing: LangSmith tracing of runs, or None when off.
         """
         if heartbeat_seconds * 2 >= lease_seconds:
             raise ValueError("the lease must last more than two heartbeats")
@@ -105,6 +111,7 @@ class Runtime:
         self.runs = RunsRepo(persistence.pool)
         self.graphs = GraphCache(graphs, persistence)
         self.broker = broker or _default_broker(settings)
+        self.metrics = metrics if metrics is not None else Metrics()
         self.lease_seconds = lease_seconds
         host = (
             settings.server.host if settings.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
@@ -115,6 +122,9 @@ class Runtime:
             broker=self.broker,
             api_url=f"http://{host}:{settings.server.port}",
             lease_seconds=self.lease_seconds,
+            metrics=self.metrics,
+            tracing=tracing,
+            assistants=self.assistants,
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.workers: WorkerPool | None = None
@@ -287,18 +297,34 @@ class Runtime:
 
         On idle ticks the run row is checked too, so a run that ended without a marker (deleted
         while queued, its stream expired) still ends the iteration with a synthetic marker.
+
+        Each follower (SSE stream, join, ``runs/wait``) counts in the stream subscribers
+        gauge until it stops, whether the run ended or the client went away.
         """
-        async for event in self.broker.subscribe(run_id, after=after, live=live):
-            if event is not None:
-                yield event
-                if event.event == DONE_EVENT:
+        self.metrics.subscriber_added()
+        subscribed = True
+
+        def unsubscribe() -> None:
+            nonlocal subscribed
+            if subscribed:
+                subscribed = False
+                self.metrics.subscriber_removed()
+
+        try:
+            async for event in self.broker.subscribe(run_id, after=after, live=live):
+                if event is None:
+                    row = await self.runs.get_any(run_id)
+                    if row is None or row["status"] in _FINISHED:
+                        event = StreamEvent("0-0", DONE_EVENT, await self._stored_output(row))
+                if event is not None and event.event == DONE_EVENT:
+                    # Callers stop at the marker without closing this generator, so the
+                    # gauge drops before it is handed over rather than when it is collected.
+                    unsubscribe()
+                    yield event
                     return
-                continue
-            row = await self.runs.get_any(run_id)
-            if row is None or row["status"] in _FINISHED:
-                yield StreamEvent("0-0", DONE_EVENT, await self._stored_output(row))
-                return
-            yield None
+                yield event
+        finally:
+            unsubscribe()
 
     async def _stored_output(self, row: dict[str, Any] | None) -> bytes:
         """Done-marker data built from Postgres, for a run whose own marker is gone."""

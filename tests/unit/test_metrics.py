@@ -1,24 +1,18 @@
-"""Prometheus metrics after simulated runs, the HTTP middleware, /metrics and /ready."""
+"""Prometheus metrics after simulated runs, the HTTP middleware and /metrics.
+
+``/ready`` needs Postgres, so its tests are in ``tests/integration/server/test_health.py``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
-import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.config import LangGraphConfig
-from server.context import AppContext, DatabaseTarget
-from server.graphs import GraphRegistry
 from server.observability.metrics import Metrics
 from server.observability.pricing import ModelPrice, PriceTable
 from server.observability.usage import RunUsage
 from server.routes import health
-from state.db import Persistence
-from state.settings import RedisSettings, Settings
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -188,61 +182,10 @@ async def test_metrics_endpoint_without_metrics_is_404() -> None:
     assert response.json() == {"detail": "Metrics are not enabled on this server"}
 
 
-# -- readiness ---------------------------------------------------------------------------
-
-
-def ready_app(persistence: Persistence, database_url: str, redis_url: str | None) -> FastAPI:
-    app = FastAPI()
-    app.include_router(health.router)
-    app.state.ctx = AppContext(
-        settings=Settings(redis=RedisSettings(url=redis_url)),
-        config=LangGraphConfig(graphs={}),
-        graphs=GraphRegistry({}),
-        database=DatabaseTarget(url=database_url, embedded=False),
-        persistence=persistence,
-        embeddings=None,
-    )
-    return app
-
-
-@pytest.fixture
-async def ready_client(
-    persistence: Persistence, database_url: str, redis_url: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=ready_app(persistence, database_url, redis_url))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
-
-
-async def test_ready_when_postgres_and_redis_answer(ready_client: httpx.AsyncClient) -> None:
-    response = await ready_client.get("/ready")
-    assert response.status_code == 200
-    body = response.json()
-    assert body["status"] == "ready"
-    assert set(body["checks"]) == {"postgres", "redis"}
-    assert all(check["ok"] for check in body["checks"].values())
-
-
-async def test_not_ready_when_redis_is_down(
-    persistence: Persistence, database_url: str, tmp_path: Path
-) -> None:
-    dead = f"unix://{tmp_path / 'nobody-listens.sock'}"
-    transport = httpx.ASGITransport(app=ready_app(persistence, database_url, dead))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        response = await client.get("/ready")
-    assert response.status_code == 503
-    body = response.json()
-    assert body["status"] == "unavailable"
-    assert body["checks"]["postgres"]["ok"] is True
-    assert body["checks"]["redis"] == {"ok": False, "error": "unavailable"}
-    assert "nobody-listens" not in response.text  # no internals in an unauthenticated body
-
-
-async def test_ready_without_redis_checks_only_postgres(
-    persistence: Persistence, database_url: str
-) -> None:
-    transport = httpx.ASGITransport(app=ready_app(persistence, database_url, None))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        response = await client.get("/ready")
-    assert response.status_code == 200
-    assert list(response.json()["checks"]) == ["postgres"]
+def test_run_stopped_without_outcome_is_no_longer_active() -> None:
+    metrics = Metrics()
+    metrics.run_started("g")
+    metrics.run_stopped("g")  # released at shutdown: another worker will count its outcome
+    parsed = samples(metrics)
+    assert value(parsed, "staffgraph_active_runs", graph="g") == 0
+    assert not any(name == "staffgraph_runs_total" for name, _ in parsed)
