@@ -43,6 +43,7 @@ from nodes.team import (
     handoff_tool,
     run_member,
 )
+from server.observability.usage import ROLE_METADATA_KEY
 from state.roles import Organization, Role, default_roles_dir, load_organization
 from tools.registry import ToolRegistry, default_registry
 
@@ -229,7 +230,8 @@ def build_supervisor(
 
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
     builder.add_node("intake", intake)
-    builder.add_node("lead", lead_node)
+    # The lead's own model calls count against its role in usage and traces.
+    builder.add_node("lead", lead_node, metadata={ROLE_METADATA_KEY: lead_name})
     builder.add_node("budget_guard", budget_guard)
     for member in members:
         builder.add_node(member.name, _member_node(member), input_schema=Delegation)

