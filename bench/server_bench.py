@@ -174,11 +174,16 @@ async def _measure(name: str, url: str, args: argparse.Namespace) -> Result:
     result = Result(name)
     print(f"[{name}] sequential runs.wait x{args.sequential} …", flush=True)
     result.sequential_ms = await _sequential(url, args.sequential)
+    seq50, seq95 = _pct(result.sequential_ms, 0.5), _pct(result.sequential_ms, 0.95)
+    print(f"[{name}]   p50 {seq50:.2f} ms, p95 {seq95:.2f} ms", flush=True)
     print(f"[{name}] first stream event x{args.first_event} …", flush=True)
     result.first_event_ms = await _first_event(url, args.first_event)
+    first50, first95 = _pct(result.first_event_ms, 0.5), _pct(result.first_event_ms, 0.95)
+    print(f"[{name}]   p50 {first50:.2f} ms, p95 {first95:.2f} ms", flush=True)
     print(f"[{name}] {args.clients} clients for {args.duration:.0f} s …", flush=True)
     result.completed, result.errors = await _throughput(url, args.clients, args.duration)
     result.throughput = result.completed / args.duration
+    print(f"[{name}]   {result.throughput:.1f} runs/s, {result.errors} errors", flush=True)
     return result
 
 
