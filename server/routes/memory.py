@@ -1,0 +1,30 @@
+"""Operator endpoints for long-term memory beyond the Store API (a staffgraph extension)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+
+from server.deps import Ctx
+from state.memory import MemoryInputError, MemoryStore
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Memory"])
+
+
+@router.delete("/memories/users/{user_id}")
+async def delete_user_memories(
+    ctx: Ctx, user_id: Annotated[str, Path(min_length=1, max_length=256)]
+) -> dict[str, int]:
+    """Delete every memory of one user — episodic, semantic and procedural, in every area.
+
+    For data-protection requests: afterwards no recall, search or agent sees anything that was
+    stored for the user. Returns how many items were deleted.
+    """
+    try:
+        deleted = await MemoryStore(ctx.persistence.store).delete_user(user_id)
+    except MemoryInputError as exc:
+        raise HTTPException(422, detail=f"path.user_id: {exc}") from None
+    return {"deleted": deleted}
