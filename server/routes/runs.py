@@ -179,10 +179,12 @@ async def join_thread_stream(
     runtime: RuntimeDep,
     stream_modes: Annotated[list[str] | None, Query(max_length=10)] = None,
     stream_mode: Annotated[list[str] | None, Query(max_length=10)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
     """Stream the events of the thread's current and future runs.
 
-    ``stream_modes`` is the documented parameter; the SDK sends ``stream_mode``.
+    ``stream_modes`` is the documented parameter; the SDK sends ``stream_mode``. A client that
+    reconnects with ``Last-Event-ID`` gets the in-flight runs' frames after that id, then live.
     """
     thread_id = valid_uuid(thread_id, "thread")
     if await runtime.threads.get(thread_id) is None:
@@ -192,7 +194,9 @@ async def join_thread_stream(
     if unknown:
         fail(422, f"Invalid stream_modes {sorted(unknown)}")
     first = await runtime.runs.inflight(thread_id)
-    events = thread_events(runtime, thread_id, first=first, run_modes="run_modes" in modes)
+    events = thread_events(
+        runtime, thread_id, first=first, run_modes="run_modes" in modes, after=last_event_id
+    )
     return sse_response(events)
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from starlette.responses import StreamingResponse
 
-from server.runtime.broker import DONE_EVENT
+from server.runtime.broker import DONE_EVENT, parse_event_id
 from server.runtime.events import mode_of_event
 from server.serde import dumps
 
@@ -87,12 +87,28 @@ async def run_events(
 
 
 async def thread_events(
-    runtime: Runtime, thread_id: str, *, first: list[str], run_modes: bool
+    runtime: Runtime,
+    thread_id: str,
+    *,
+    first: list[str],
+    run_modes: bool,
+    after: str | None = None,
 ) -> AsyncIterator[bytes]:
     """SSE frames of every run on a thread, current and future, each ending in ``run_done``.
 
     The stream stays open (with heartbeats) until the client leaves.
+
+    Args:
+        runtime: the process runtime.
+        thread_id: the thread.
+        first: runs in flight when the client connected, followed before any new one.
+        run_modes: send the runs' own frames (else only the ``run_done`` markers).
+        after: ``Last-Event-ID`` of a reconnecting client: the runs in ``first`` are replayed
+            after it. Broker ids grow across runs, so a run whose first event is newer than
+            ``after`` replays from its start and one the client was inside resumes behind it.
     """
+    # Only runs already in flight at connect time can hold frames the client has seen.
+    replay = {run_id: after for run_id in first} if parse_event_id(after) is not None else {}
     queue = list(first)
     followed: set[str] = set()
     watcher = runtime.broker.watch_thread(thread_id)
@@ -104,17 +120,21 @@ async def thread_events(
                     continue
                 followed.add(run_id)
                 last_id = "0-0"
-                async for event in runtime.follow(run_id):
+                ended = False
+                async for event in runtime.follow(run_id, after=replay.get(run_id)):
                     if event is None:
                         yield HEARTBEAT
                         continue
                     last_id = event.id
                     if event.event == DONE_EVENT:
+                        ended = True
                         break
                     if run_modes:
                         yield frame(event.event, event.data, event.id)
-                done = dumps({"status": "run_done", "run_id": run_id})
-                yield frame("metadata", done, last_id)
+                # Without the marker the replay began past it: the client saw ``run_done``.
+                if ended or run_id not in replay:
+                    done = dumps({"status": "run_done", "run_id": run_id})
+                    yield frame("metadata", done, last_id)
                 # Runs queued while we followed this one may have been announced before the
                 # watcher started listening: ask Postgres.
                 queue.extend(r for r in await runtime.runs.inflight(thread_id) if r not in followed)
