@@ -25,7 +25,13 @@ from langgraph.pregel import Pregel
 
 from server.config import LangGraphConfig
 
-__all__ = ["GraphLoadError", "GraphRegistry", "LoadedGraph", "assistant_id_for"]
+__all__ = [
+    "GraphLoadError",
+    "GraphRegistry",
+    "LoadedGraph",
+    "assistant_id_for",
+    "import_object",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +89,31 @@ async def _call_factory(factory: Callable[..., Any], config: RunnableConfig) -> 
     return result
 
 
-def _import_target(config: LangGraphConfig, graph_id: str, spec: str) -> Any:
+def import_object(config: LangGraphConfig, spec: str, *, what: str) -> Any:
+    """Import ``path/to/file.py:attr`` (resolved against the config) or ``package.module:attr``.
+
+    A file is imported once per process under a name derived from its path.
+
+    Args:
+        config: the langgraph.json the spec comes from.
+        spec: where the object lives.
+        what: how error messages name the entry, e.g. ``graph 'chat'``.
+
+    Raises:
+        GraphLoadError: the file or module is missing, fails to import, or lacks ``attr``.
+    """
     location, _, attr = spec.rpartition(":")
     if location.endswith(".py") or "/" in location or location.startswith("."):
         path = config.resolve(location)
         if not path.is_file():
-            raise GraphLoadError(f"graph {graph_id!r}: file {path} does not exist")
+            raise GraphLoadError(f"{what}: file {path} does not exist")
         digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
         module_name = f"_staffgraph_user_{path.stem}_{digest}"
         module = sys.modules.get(module_name)
         if module is None:
             module_spec = importlib.util.spec_from_file_location(module_name, path)
             if module_spec is None or module_spec.loader is None:
-                raise GraphLoadError(f"graph {graph_id!r}: cannot import {path}")
+                raise GraphLoadError(f"{what}: cannot import {path}")
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[module_name] = module
             try:
@@ -103,20 +121,19 @@ def _import_target(config: LangGraphConfig, graph_id: str, spec: str) -> Any:
             except Exception as exc:
                 del sys.modules[module_name]
                 raise GraphLoadError(
-                    f"graph {graph_id!r}: importing {path} failed: {type(exc).__name__}: {exc}"
+                    f"{what}: importing {path} failed: {type(exc).__name__}: {exc}"
                 ) from exc
     else:
         try:
             module = importlib.import_module(location)
         except Exception as exc:
             raise GraphLoadError(
-                f"graph {graph_id!r}: importing module {location!r} failed: "
-                f"{type(exc).__name__}: {exc}"
+                f"{what}: importing module {location!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise GraphLoadError(f"graph {graph_id!r}: {location} has no attribute {attr!r}") from None
+        raise GraphLoadError(f"{what}: {location} has no attribute {attr!r}") from None
 
 
 class GraphRegistry:
@@ -135,7 +152,7 @@ class GraphRegistry:
         config.apply_dependencies()
         graphs: dict[str, LoadedGraph] = {}
         for graph_id, spec in config.graphs.items():
-            target = _import_target(config, graph_id, spec.path)
+            target = import_object(config, spec.path, what=f"graph {graph_id!r}")
             if not isinstance(target, Pregel | StateGraph) and not callable(target):
                 raise GraphLoadError(
                     f"graph {graph_id!r} ({spec.path}) is a {type(target).__name__}; expected a "

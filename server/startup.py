@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
@@ -20,6 +18,7 @@ from nodes.embeddings import (
 )
 from server.config import LangGraphConfig
 from server.context import DatabaseTarget
+from server.graphs import GraphLoadError, import_object
 from state.embedded import EmbeddedPostgres
 from state.settings import Settings
 
@@ -51,17 +50,12 @@ def resolve_database(settings: Settings, stack: ExitStack) -> DatabaseTarget:
 
 
 def _load_function(config: LangGraphConfig, spec: str) -> Callable[..., Any]:
-    location, _, attr = spec.rpartition(":")
-    path = config.resolve(location)
-    module_spec = importlib.util.spec_from_file_location(f"_staffgraph_embed_{path.stem}", path)
-    if module_spec is None or module_spec.loader is None or not path.is_file():
-        raise StartupError(f"store.index.embed: cannot import {path}")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_spec.name] = module
-    module_spec.loader.exec_module(module)
-    fn = getattr(module, attr, None)
+    try:
+        fn = import_object(config, spec, what="store.index.embed")
+    except GraphLoadError as exc:
+        raise StartupError(str(exc)) from None
     if not callable(fn):
-        raise StartupError(f"store.index.embed: {path} has no function {attr!r}")
+        raise StartupError(f"store.index.embed: {spec} is not a function")
     return fn
 
 
