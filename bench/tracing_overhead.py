@@ -2,7 +2,7 @@
 
 Starts ``staffgraph serve`` on ``bench/graphs.py:graph`` twice, the same way
 ``bench/server_bench.py`` does: once with ``LANGSMITH_TRACING=false``, once tracing to a local
-LangSmith collector (``tests/support/langsmith_collector.py``, which ingests what the
+LangSmith collector (``bench/langsmith_collector.py``, which ingests what the
 ``langsmith`` client sends: zstd multipart, the same path as LangSmith itself). Measures each
 with the server bench's own loops (sequential ``runs.wait`` latency, time to the first stream
 event, throughput of concurrent clients) and prints both and the differences. ``--rounds N``
@@ -27,7 +27,7 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
 from server_bench import CONFIG, Result, _free_port, _measure, _pct, _server  # noqa: E402
 
-from tests.support.langsmith_collector import LangSmithCollector  # noqa: E402
+from bench.langsmith_collector import LangSmithCollector  # noqa: E402
 
 
 def _serve_and_measure(name: str, env: dict[str, str], args: argparse.Namespace) -> Result:

@@ -35,13 +35,17 @@ from typing_extensions import TypedDict
 
 from nodes._private import last_ai_text
 from nodes.agent import build_role_agent
-from nodes.memory import MemoryContext, RememberEpisodeMiddleware, StoreRecall
+from nodes.memory import (
+    MEMORY_TOOL_RISKS,
+    MemoryContext,
+    RememberEpisodeMiddleware,
+    StoreRecall,
+)
+from nodes.memory import memory_tools as make_memory_tools
 from nodes.middleware import MemoryRecall
 from nodes.policy import ContentPolicy, PolicyVerdict, check_policy
 from state.errors import GraphSetupError
 from state.roles import Organization, Role, default_roles_dir, load_organization
-from tools.memory import MEMORY_TOOL_RISKS
-from tools.memory import memory_tools as make_memory_tools
 from tools.registry import ToolRegistry, default_registry
 
 __all__ = ["DEFAULT_MEMORY_TOOLS", "Context", "InputState", "State", "build_chat", "graph"]

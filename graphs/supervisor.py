@@ -43,8 +43,8 @@ from nodes.team import (
     handoff_tool,
     run_member,
 )
-from server.observability.usage import ROLE_METADATA_KEY
 from state.roles import Organization, Role, default_roles_dir, load_organization
+from state.usage import ROLE_METADATA_KEY
 from tools.registry import ToolRegistry, default_registry
 
 __all__ = ["Context", "InputState", "State", "build_supervisor", "default_team", "graph"]

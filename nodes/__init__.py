@@ -3,117 +3,115 @@
 Role agents (:func:`build_role_agent`) and their middleware, team members and handoffs for
 supervisors, the critic and judge, approval gates in langchain's human-in-the-loop schema,
 the policy check, the budget guard, role-change governance and long-term memory (recall and
-remember nodes and middleware); plus the chat-model and embeddings factories.
+remember nodes, middleware and tools); plus the chat-model and embeddings factories.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from nodes.agent import (
-        approval_description,
-        build_role_agent,
-        check_role_grants,
-        role_system_prompt,
-    )
-    from nodes.approval import (
-        ALL_DECISIONS,
-        DecisionType,
-        GateDecision,
-        approval_request,
-        ask_approval,
-        parse_decision,
-    )
-    from nodes.budget import (
-        BudgetStatus,
-        check_budget,
-        merge_usage,
-        request_budget_approval,
-        usage_by_role,
-    )
-    from nodes.critic import (
-        Criterion,
-        CriterionScore,
-        JudgeCheck,
-        Review,
-        Verdict,
-        check_criteria,
-        judge,
-        review,
-    )
-    from nodes.embeddings import (
-        get_embeddings,
-    )
-    from nodes.governance import (
-        INSTRUCTIONS,
-        ChangeProposal,
-        Impact,
-        RoleChange,
-        apply_change,
-        assess_change,
-        assess_instruction,
-        describe_change,
-        normalise_change,
-    )
-    from nodes.memory import (
-        MAX_INSTRUCTIONS,
-        RECALL_MESSAGE_PREFIX,
-        ActingRoleMiddleware,
-        FactMode,
-        MemoryContext,
-        RememberEpisodeMiddleware,
-        StoreRecall,
-        acting_role,
-        episode_from_messages,
-        explicit_facts,
-        format_memories,
-        make_recall_node,
-        make_remember_node,
-        memory_recall_middleware,
-        memory_settings,
-        provenance_for,
-        resolve_scope,
-    )
-    from nodes.middleware import (
-        MemoryRecall,
-        MemoryRecallMiddleware,
-        RoleGrantMiddleware,
-        RuntimeModelMiddleware,
-        TokenBudgetMiddleware,
-    )
-    from nodes.models import (
-        get_chat_model,
-    )
-    from nodes.offline import (
-        OfflineChatModel,
-    )
-    from nodes.policy import (
-        ContentPolicy,
-        PolicyVerdict,
-        check_policy,
-        make_policy_check,
-    )
-    from nodes.team import (
-        HANDOFF_PREFIX,
-        Brief,
-        Delegation,
-        Handoff,
-        Member,
-        ask_member,
-        brief_text,
-        check_handoff_policy,
-        check_members,
-        handoff_tool,
-        run_member,
-    )
+from nodes.agent import (
+    approval_description,
+    build_role_agent,
+    check_role_grants,
+    role_system_prompt,
+)
+from nodes.approval import (
+    ALL_DECISIONS,
+    DecisionType,
+    GateDecision,
+    approval_request,
+    ask_approval,
+    parse_decision,
+)
+from nodes.budget import (
+    BudgetStatus,
+    check_budget,
+    merge_usage,
+    request_budget_approval,
+    usage_by_role,
+)
+from nodes.critic import (
+    Criterion,
+    CriterionScore,
+    JudgeCheck,
+    Review,
+    Verdict,
+    check_criteria,
+    judge,
+    review,
+)
+from nodes.embeddings import (
+    get_embeddings,
+)
+from nodes.governance import (
+    INSTRUCTIONS,
+    ChangeProposal,
+    Impact,
+    RoleChange,
+    apply_change,
+    assess_change,
+    assess_instruction,
+    describe_change,
+    normalise_change,
+)
+from nodes.memory import (
+    MAX_INSTRUCTIONS,
+    MEMORY_TOOL_RISKS,
+    RECALL_MESSAGE_PREFIX,
+    ActingRoleMiddleware,
+    FactMode,
+    MemoryContext,
+    RememberEpisodeMiddleware,
+    StoreRecall,
+    acting_role,
+    episode_from_messages,
+    explicit_facts,
+    format_memories,
+    make_recall_node,
+    make_remember_node,
+    memory_recall_middleware,
+    memory_settings,
+    memory_tools,
+    provenance_for,
+    register_memory_tools,
+    resolve_scope,
+)
+from nodes.middleware import (
+    MemoryRecall,
+    MemoryRecallMiddleware,
+    RoleGrantMiddleware,
+    RuntimeModelMiddleware,
+    TokenBudgetMiddleware,
+)
+from nodes.models import (
+    get_chat_model,
+)
+from nodes.offline import (
+    OfflineChatModel,
+)
+from nodes.policy import (
+    ContentPolicy,
+    PolicyVerdict,
+    check_policy,
+    make_policy_check,
+)
+from nodes.team import (
+    HANDOFF_PREFIX,
+    Brief,
+    Delegation,
+    Handoff,
+    Member,
+    ask_member,
+    brief_text,
+    check_handoff_policy,
+    check_members,
+    handoff_tool,
+    run_member,
+)
 
 __all__ = [
     "ALL_DECISIONS",
     "HANDOFF_PREFIX",
     "INSTRUCTIONS",
     "MAX_INSTRUCTIONS",
+    "MEMORY_TOOL_RISKS",
     "RECALL_MESSAGE_PREFIX",
     "ActingRoleMiddleware",
     "Brief",
@@ -172,10 +170,12 @@ __all__ = [
     "make_remember_node",
     "memory_recall_middleware",
     "memory_settings",
+    "memory_tools",
     "merge_usage",
     "normalise_change",
     "parse_decision",
     "provenance_for",
+    "register_memory_tools",
     "request_budget_approval",
     "resolve_scope",
     "review",
@@ -183,86 +183,3 @@ __all__ = [
     "run_member",
     "usage_by_role",
 ]
-
-# Imported on first use: submodules (nodes.offline, nodes.models) stay cheap to import and
-# free of cycles with tools/ and state/, which import some of them.
-_HOMES = {
-    "ALL_DECISIONS": "nodes.approval",
-    "ActingRoleMiddleware": "nodes.memory",
-    "Brief": "nodes.team",
-    "BudgetStatus": "nodes.budget",
-    "ChangeProposal": "nodes.governance",
-    "ContentPolicy": "nodes.policy",
-    "Criterion": "nodes.critic",
-    "CriterionScore": "nodes.critic",
-    "DecisionType": "nodes.approval",
-    "Delegation": "nodes.team",
-    "GateDecision": "nodes.approval",
-    "FactMode": "nodes.memory",
-    "HANDOFF_PREFIX": "nodes.team",
-    "Handoff": "nodes.team",
-    "INSTRUCTIONS": "nodes.governance",
-    "Impact": "nodes.governance",
-    "MAX_INSTRUCTIONS": "nodes.memory",
-    "JudgeCheck": "nodes.critic",
-    "Member": "nodes.team",
-    "MemoryContext": "nodes.memory",
-    "MemoryRecall": "nodes.middleware",
-    "MemoryRecallMiddleware": "nodes.middleware",
-    "OfflineChatModel": "nodes.offline",
-    "PolicyVerdict": "nodes.policy",
-    "RECALL_MESSAGE_PREFIX": "nodes.memory",
-    "RememberEpisodeMiddleware": "nodes.memory",
-    "Review": "nodes.critic",
-    "RoleChange": "nodes.governance",
-    "RoleGrantMiddleware": "nodes.middleware",
-    "RuntimeModelMiddleware": "nodes.middleware",
-    "StoreRecall": "nodes.memory",
-    "TokenBudgetMiddleware": "nodes.middleware",
-    "Verdict": "nodes.critic",
-    "acting_role": "nodes.memory",
-    "apply_change": "nodes.governance",
-    "approval_description": "nodes.agent",
-    "approval_request": "nodes.approval",
-    "ask_approval": "nodes.approval",
-    "ask_member": "nodes.team",
-    "assess_change": "nodes.governance",
-    "assess_instruction": "nodes.governance",
-    "brief_text": "nodes.team",
-    "build_role_agent": "nodes.agent",
-    "check_budget": "nodes.budget",
-    "check_criteria": "nodes.critic",
-    "check_handoff_policy": "nodes.team",
-    "check_members": "nodes.team",
-    "check_policy": "nodes.policy",
-    "check_role_grants": "nodes.agent",
-    "describe_change": "nodes.governance",
-    "episode_from_messages": "nodes.memory",
-    "explicit_facts": "nodes.memory",
-    "format_memories": "nodes.memory",
-    "get_chat_model": "nodes.models",
-    "get_embeddings": "nodes.embeddings",
-    "handoff_tool": "nodes.team",
-    "judge": "nodes.critic",
-    "make_policy_check": "nodes.policy",
-    "make_recall_node": "nodes.memory",
-    "make_remember_node": "nodes.memory",
-    "memory_recall_middleware": "nodes.memory",
-    "memory_settings": "nodes.memory",
-    "merge_usage": "nodes.budget",
-    "normalise_change": "nodes.governance",
-    "parse_decision": "nodes.approval",
-    "provenance_for": "nodes.memory",
-    "request_budget_approval": "nodes.budget",
-    "resolve_scope": "nodes.memory",
-    "review": "nodes.critic",
-    "role_system_prompt": "nodes.agent",
-    "run_member": "nodes.team",
-    "usage_by_role": "nodes.budget",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'nodes' has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -39,10 +39,10 @@ from nodes.middleware import (
     TokenBudgetMiddleware,
 )
 from nodes.offline import OfflineChatModel
-from server.observability.usage import ROLE_METADATA_KEY
 from state.errors import GraphSetupError
 from state.memory import MAX_K
 from state.roles import Role
+from state.usage import ROLE_METADATA_KEY
 from tools.registry import ToolRegistry, ToolRisk, default_registry
 
 __all__ = ["approval_description", "build_role_agent", "check_role_grants", "role_system_prompt"]
@@ -111,9 +111,7 @@ def check_role_grants(role: Role, registry: ToolRegistry) -> None:
                 "from the grant."
             )
         risk = registry.risk_of(name)
-        if risk in (ToolRisk.WRITE, ToolRisk.EXTERNAL) and not role.policies.requires_approval(
-            name, risk
-        ):
+        if role.policies.lacks_approval(name, risk):
             raise GraphSetupError(
                 f"Role '{role.name}'{where}, field 'policies.approval_required': grants tool "
                 f"'{name}' of risk '{risk.value}', but no approval policy covers it. Add "

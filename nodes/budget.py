@@ -1,7 +1,7 @@
 """Budget guard: token usage summed per role and per run, checked against budgets.
 
 Usage comes from ``usage_metadata`` on AI messages (every LangChain chat model reports it; the
-offline model estimates it), counted by ``server.observability.usage_from_messages``: the same
+offline model estimates it), counted by ``state.usage.usage_from_messages``: the same
 numbers the server stores with each run and exports as metrics. Graphs keep a ``usage``
 channel (role -> tokens) reduced with :func:`merge_usage`; the guard node compares it with
 each role's ``policies.token_budget`` and the run's budget, then either stops the run or asks
@@ -17,7 +17,7 @@ from langchain_core.messages import BaseMessage
 from typing_extensions import TypedDict
 
 from nodes.approval import GateDecision, ask_approval
-from server.observability.usage import UNATTRIBUTED, usage_from_messages
+from state.usage import UNATTRIBUTED, usage_from_messages
 
 __all__ = [
     "BudgetStatus",
@@ -44,7 +44,7 @@ def usage_by_role(
 ) -> dict[str, int]:
     """Total tokens of AI messages per role (``message.name``, else ``default``).
 
-    The numbers of ``server.observability.usage_from_messages``: a message seen twice (same
+    The numbers of ``state.usage.usage_from_messages``: a message seen twice (same
     id) counts once, and a reply without ``total_tokens`` counts input plus output.
     """
     return usage_from_messages(messages, default_role=default).tokens_by_role()

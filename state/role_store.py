@@ -21,7 +21,7 @@ from langgraph.store.base import BaseStore, Item
 from typing_extensions import TypedDict
 
 from state.roles import Organization, Role, validate_organization
-from tools.registry import ToolRegistry
+from state.tool_risk import ToolCatalog
 
 __all__ = ["NAMESPACE", "RoleStore", "RoleVersion"]
 
@@ -133,7 +133,7 @@ class RoleStore:
             return stored
         raise RuntimeError(f"Role version {change_id} was written but cannot be read back.")
 
-    async def organization(self, base: Organization, registry: ToolRegistry) -> Organization:
+    async def organization(self, base: Organization, registry: ToolCatalog) -> Organization:
         """Return ``base`` with every role at its latest stored version, validated.
 
         Raises:

@@ -48,7 +48,7 @@ from pydantic import (
 )
 
 from state.errors import RoleDefinitionError, RoleFileError, SetupProblem
-from tools.registry import ToolRegistry, ToolRisk, UnknownToolError, default_registry
+from state.tool_risk import ToolCatalog, ToolRisk, UnknownToolError, needs_approval_policy
 
 __all__ = [
     "BUILTIN_PII_TYPES",
@@ -222,6 +222,15 @@ class Policies(_Model):
         """Whether a call of ``tool_name`` (of ``risk``) must wait for a human decision."""
         return ToolRisk(risk) in self.approval_risks or tool_name in self.approval_tools
 
+    def lacks_approval(self, tool_name: str, risk: ToolRisk | str) -> bool:
+        """Whether granting ``tool_name`` (of ``risk``) breaks the approval rule.
+
+        True when the risk needs an approval policy (:func:`state.tool_risk.needs_approval_policy`)
+        and these policies do not gate the tool. Loading an organisation and building a role
+        agent both refuse such a grant through this one method.
+        """
+        return needs_approval_policy(risk) and not self.requires_approval(tool_name, risk)
+
 
 class Role(_Model):
     """One member of the AI staff."""
@@ -281,7 +290,7 @@ class Role(_Model):
             parts.append("Owns: " + ", ".join(self.domains) + ".")
         return " ".join(parts)
 
-    def tools_requiring_approval(self, registry: ToolRegistry) -> list[str]:
+    def tools_requiring_approval(self, registry: ToolCatalog) -> list[str]:
         """Return the granted tools whose calls need human approval under this role's policy.
 
         Raises:
@@ -495,7 +504,7 @@ def _did_you_mean(name: str, choices: Iterable[str]) -> str:
 @dataclass
 class _Checker:
     org: Organization
-    registry: ToolRegistry
+    registry: ToolCatalog
 
     def __post_init__(self) -> None:
         self.problems: list[SetupProblem] = []
@@ -714,9 +723,7 @@ class _Checker:
                     hint,
                 )
                 continue
-            if risk in (ToolRisk.WRITE, ToolRisk.EXTERNAL) and not policies.requires_approval(
-                name, risk
-            ):
+            if policies.lacks_approval(name, risk):
                 has_field = "approval_required" in _raw_keys(role, "policies")
                 self.add(
                     role,
@@ -829,7 +836,7 @@ def _field_label(item: Role | Circle | None, path: tuple[str | int, ...]) -> str
     return label
 
 
-def validate_organization(org: Organization, registry: ToolRegistry) -> None:
+def validate_organization(org: Organization, registry: ToolCatalog) -> None:
     """Check an organisation against governance rules before any graph is built.
 
     Checks: unique role and circle names (and no role named like a circle); circle leads,
@@ -1136,7 +1143,7 @@ def _files(path: Path) -> list[Path]:
 
 
 def load_organization(
-    path_or_dir: str | os.PathLike[str], *, registry: ToolRegistry | None = None
+    path_or_dir: str | os.PathLike[str], *, registry: ToolCatalog
 ) -> Organization:
     """Load circles and roles from one YAML file or every ``*.yaml`` file in a directory.
 
@@ -1147,7 +1154,7 @@ def load_organization(
     Args:
         path_or_dir: A ``.yaml`` file, or a directory whose ``*.yaml`` files are read in name
             order (not recursively).
-        registry: The tools roles may be granted; defaults to :func:`tools.default_registry`.
+        registry: The tools roles may be granted, e.g. ``tools.default_registry()``.
 
     Returns:
         The validated organisation.
@@ -1156,8 +1163,6 @@ def load_organization(
         RoleFileError: A file is missing, unreadable, too large or not valid YAML (with line).
         RoleDefinitionError: Schema or governance problems, all of them, one per line.
     """
-    if registry is None:
-        registry = default_registry()
     root = Path(path_or_dir)
     roles: list[Role] = []
     circles: list[Circle] = []

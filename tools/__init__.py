@@ -2,9 +2,9 @@
 
 Start from :func:`default_registry` and register your own tools on it; each tool must declare
 ``metadata={"risk": "read" | "write" | "external"}`` (or pass ``risk=`` to ``register``).
+Risk levels and the approval rule live in :mod:`state.tool_risk`; the memory tools, which need
+the memory nodes' scope and provenance, live in :mod:`nodes.memory`.
 """
-
-from typing import TYPE_CHECKING, Any
 
 from tools.calculator import CalculatorError, evaluate, make_calculator_tool
 from tools.documents import (
@@ -32,22 +32,6 @@ from tools.http_get import (
 )
 from tools.registry import ToolRegistry, ToolRisk, UnknownToolError, default_registry, tool_risk
 
-if TYPE_CHECKING:
-    from tools.memory import MEMORY_TOOL_RISKS, memory_tools, register_memory_tools
-
-# The memory tools build on nodes.memory, whose imports reach state.roles, which imports this
-# package: loading them on first use keeps `import state.roles` free of a cycle.
-_LAZY = {"MEMORY_TOOL_RISKS", "memory_tools", "register_memory_tools"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from tools import memory
-
-        return getattr(memory, name)
-    raise AttributeError(f"module 'tools' has no attribute {name!r}")
-
-
 __all__ = [
     "CalculatorError",
     "Chunk",
@@ -58,7 +42,6 @@ __all__ = [
     "HttpPolicy",
     "HttpResult",
     "Keyword",
-    "MEMORY_TOOL_RISKS",
     "Resolver",
     "ToolRegistry",
     "ToolRisk",
@@ -75,8 +58,6 @@ __all__ = [
     "make_extract_keywords_tool",
     "make_http_get_tool",
     "make_split_document_tool",
-    "memory_tools",
-    "register_memory_tools",
     "split_document",
     "tool_risk",
 ]

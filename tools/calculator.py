@@ -17,7 +17,7 @@ from collections.abc import Callable
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from tools.registry import ToolRisk
+from state.tool_risk import ToolRisk
 
 __all__ = [
     "CalculatorError",

@@ -19,7 +19,7 @@ from typing import Literal
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from tools.registry import ToolRisk
+from state.tool_risk import ToolRisk
 
 __all__ = [
     "Chunk",

@@ -34,7 +34,7 @@ import httpx
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from tools.registry import ToolRisk
+from state.tool_risk import ToolRisk
 
 __all__ = [
     "HttpGetError",

@@ -1,28 +1,27 @@
-"""Tool risk levels and the registry that maps tool names to LangChain tools.
-
-Every tool declares how much harm a wrong call can do: ``read`` tools only look at data,
-``write`` tools change something we own, ``external`` tools reach outside (the network, a
-third party). Role policies decide which risk levels need a human to approve each call, and
-build-time checks refuse a role that is granted a risky tool without such a policy.
+"""The registry that maps tool names to LangChain tools, each with its risk level.
 
 The risk lives in two places on purpose: in ``tool.metadata["risk"]``, so that anything holding
 only the tool (a middleware, a trace) can read it, and in the registry, so that roles can be
-checked by name before any tool object is built into a graph.
+checked by name before any tool object is built into a graph. Risk levels and the approval rule
+themselves live in :mod:`state.tool_risk`, below every tool.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator
-from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from langchain_core.tools import BaseTool
 
 from state.errors import GraphSetupError
-
-if TYPE_CHECKING:
-    from tools.http_get import HttpPolicy, Resolver
+from state.tool_risk import RISK_VALUES, ToolRisk, UnknownToolError, parse_risk
+from tools.calculator import make_calculator_tool
+from tools.documents import (
+    make_document_stats_tool,
+    make_extract_keywords_tool,
+    make_split_document_tool,
+)
+from tools.http_get import HttpPolicy, Resolver, make_http_get_tool
 
 __all__ = [
     "ToolRegistry",
@@ -31,47 +30,6 @@ __all__ = [
     "default_registry",
     "tool_risk",
 ]
-
-
-class ToolRisk(StrEnum):
-    """How much harm a wrong call of a tool can do."""
-
-    READ = "read"
-    """Only reads data; no side effects."""
-    WRITE = "write"
-    """Changes state the platform owns (files, records, memory)."""
-    EXTERNAL = "external"
-    """Reaches outside the platform: network, e-mail, third-party APIs."""
-
-
-_RISK_VALUES = ", ".join(repr(risk.value) for risk in ToolRisk)
-
-
-class UnknownToolError(GraphSetupError, LookupError):
-    """A tool name that is not in the registry.
-
-    Attributes:
-        name: The name that was asked for.
-        suggestions: Registered names close to it, best first.
-    """
-
-    def __init__(self, name: str, suggestions: list[str]) -> None:
-        self.name = name
-        self.suggestions = suggestions
-        message = f"Tool {name!r} is not registered."
-        if suggestions:
-            message += " Did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
-        message += " Register it with ToolRegistry.register(tool) before building the graph."
-        super().__init__(message)
-
-
-def _parse_risk(value: object, *, tool_name: str) -> ToolRisk:
-    try:
-        return ToolRisk(str(value))
-    except ValueError:
-        raise GraphSetupError(
-            f"Tool {tool_name!r} declares risk {value!r}; use one of {_RISK_VALUES}."
-        ) from None
 
 
 def tool_risk(tool: BaseTool) -> ToolRisk:
@@ -91,9 +49,9 @@ def tool_risk(tool: BaseTool) -> ToolRisk:
         raise GraphSetupError(
             f"Tool {tool.name!r} declares no risk level. Register it with "
             f"ToolRegistry.register(tool, risk=...) or set tool.metadata['risk'] to one of "
-            f"{_RISK_VALUES}."
+            f"{RISK_VALUES}."
         )
-    return _parse_risk(metadata["risk"], tool_name=tool.name)
+    return parse_risk(metadata["risk"], tool_name=tool.name)
 
 
 class ToolRegistry:
@@ -134,10 +92,10 @@ class ToolRegistry:
         if risk is None and declared is None:
             raise GraphSetupError(
                 f"Tool {tool.name!r} declares no risk level. Pass risk=... to register() or "
-                f"set tool.metadata['risk'] to one of {_RISK_VALUES}."
+                f"set tool.metadata['risk'] to one of {RISK_VALUES}."
             )
-        level = _parse_risk(risk if risk is not None else declared, tool_name=tool.name)
-        if declared is not None and _parse_risk(declared, tool_name=tool.name) != level:
+        level = parse_risk(risk if risk is not None else declared, tool_name=tool.name)
+        if declared is not None and parse_risk(declared, tool_name=tool.name) != level:
             raise GraphSetupError(
                 f"Tool {tool.name!r} declares risk {declared!r} in its metadata but was "
                 f"registered with risk {level.value!r}; make them agree."
@@ -227,15 +185,6 @@ def default_registry(
     Returns:
         The registry.
     """
-    # The tool modules import ToolRisk from here, so they are imported when first needed.
-    from tools.calculator import make_calculator_tool
-    from tools.documents import (
-        make_document_stats_tool,
-        make_extract_keywords_tool,
-        make_split_document_tool,
-    )
-    from tools.http_get import make_http_get_tool
-
     return ToolRegistry(
         [
             make_calculator_tool(),

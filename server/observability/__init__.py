@@ -2,9 +2,10 @@
 
 Each module stands alone; the app and the run executor wire them:
 
-* :mod:`.usage`: :class:`UsageCallbackHandler` in a run's callbacks adds up token usage per
-  node, role and model; :func:`usage_from_messages` computes the same from state.
-* :mod:`.pricing`: :class:`PriceTable` and :func:`cost_of` turn tokens into USD.
+* :mod:`state.usage` (re-exported here; it lives at the bottom layer so nodes count tokens
+  the same way): :class:`UsageCallbackHandler` in a run's callbacks adds up token usage per
+  node, role and model; :func:`usage_from_messages` computes the same from state;
+  :class:`PriceTable` and :func:`cost_of` turn tokens into USD.
 * :mod:`.metrics`: :class:`Metrics` (own registry) and :class:`MetricsMiddleware`.
 * :mod:`.logging`: :func:`configure_logging`, :func:`log_context`,
   :class:`RequestIdMiddleware`, :class:`RedactionFilter`.
@@ -46,14 +47,6 @@ from server.observability.logging import (
     secret_values,
 )
 from server.observability.metrics import Metrics, MetricsMiddleware
-from server.observability.pricing import (
-    DEFAULT_PRICES,
-    Cost,
-    ModelPrice,
-    PriceTable,
-    PriceTableError,
-    cost_of,
-)
 from server.observability.tracing import (
     PROJECT_KEY,
     LangSmithTracing,
@@ -64,13 +57,19 @@ from server.observability.tracing import (
     run_tracing_config,
     tracing_enabled,
 )
-from server.observability.usage import (
+from state.usage import (
+    DEFAULT_PRICES,
     ROLE_METADATA_KEY,
     UNATTRIBUTED,
+    Cost,
+    ModelPrice,
+    PriceTable,
+    PriceTableError,
     RunUsage,
     TokenCount,
     UsageCallbackHandler,
     UsageKey,
+    cost_of,
     usage_from_messages,
 )
 

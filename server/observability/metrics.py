@@ -24,8 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.observability.pricing import PriceTable
-from server.observability.usage import RunUsage
+from state.usage import PriceTable, RunUsage
 
 __all__ = [
     "DEFAULT_NAMESPACE",

@@ -10,9 +10,8 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.observability.metrics import Metrics
-from server.observability.pricing import ModelPrice, PriceTable
-from server.observability.usage import RunUsage
 from server.routes import health
+from state.usage import ModelPrice, PriceTable, RunUsage
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

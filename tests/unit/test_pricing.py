@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 
 from nodes.offline import MODEL_NAME
-from server.observability.pricing import (
+from state.settings import load_settings
+from state.usage import (
     DEFAULT_PRICES,
     Cost,
     ModelPrice,
     PriceTable,
     PriceTableError,
+    RunUsage,
+    TokenCount,
     cost_of,
 )
-from server.observability.usage import RunUsage, TokenCount
-from state.settings import load_settings
 
 MILLION = 1_000_000
 

@@ -55,7 +55,7 @@ def make_tool(name: str, risk: str) -> StructuredTool:
 
 
 def test_shipped_organization_loads_and_validates() -> None:
-    org = load_organization(default_roles_dir())
+    org = load_organization(default_roles_dir(), registry=default_registry())
     names = {role.name for role in org.roles}
     assert {
         "chief_of_staff",
@@ -88,7 +88,7 @@ def test_shipped_organization_loads_and_validates() -> None:
 
 
 def test_shipped_organization_validates_again_in_code() -> None:
-    org = load_organization(default_roles_dir())
+    org = load_organization(default_roles_dir(), registry=default_registry())
     rebuilt = Organization(circles=org.circles, roles=org.roles)
     validate_organization(rebuilt, default_registry())
 
@@ -97,7 +97,7 @@ def test_shipped_organization_validates_again_in_code() -> None:
 
 
 def test_lookups() -> None:
-    org = load_organization(default_roles_dir())
+    org = load_organization(default_roles_dir(), registry=default_registry())
     assert org.circle_of("analyst").name == "research"
     assert org.circle_of("chief_of_staff").name == "operations"
     assert org.parent_of("research") == org.circle("operations")
@@ -182,7 +182,7 @@ def test_policies_data() -> None:
 def test_invalid_yaml_reports_file_and_line() -> None:
     path = FIXTURES / "invalid_yaml.yaml"
     with pytest.raises(RoleFileError) as caught:
-        load_organization(path)
+        load_organization(path, registry=default_registry())
     error = caught.value
     assert isinstance(error, GraphSetupError)
     assert error.file == str(path)
@@ -194,21 +194,21 @@ def test_invalid_yaml_reports_file_and_line() -> None:
 def test_duplicate_keys_and_aliases_are_refused_with_line() -> None:
     duplicate = FIXTURES / "duplicate_key.yaml"
     with pytest.raises(RoleFileError) as caught:
-        load_organization(duplicate)
+        load_organization(duplicate, registry=default_registry())
     assert caught.value.line == line_of(duplicate, "Runs it twice")
     assert "found duplicate key 'purpose'" in str(caught.value)
     alias = FIXTURES / "alias.yaml"
     with pytest.raises(RoleFileError) as caught:
-        load_organization(alias)
+        load_organization(alias, registry=default_registry())
     assert caught.value.line == line_of(alias, "*p")
     assert "aliases (*name) are not supported" in str(caught.value)
 
 
 def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(RoleFileError, match="no such file or directory"):
-        load_organization(tmp_path / "absent.yaml")
+        load_organization(tmp_path / "absent.yaml", registry=default_registry())
     with pytest.raises(RoleFileError, match=r"no \*.yaml files in this directory"):
-        load_organization(tmp_path)
+        load_organization(tmp_path, registry=default_registry())
     (tmp_path / "empty.yaml").write_text("")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     (tmp_path / "keys.yaml").write_text("rolez: []\ncircle: {}\ncircles: []\n")
@@ -232,7 +232,7 @@ def test_oversized_file_is_refused(tmp_path: Path) -> None:
     big = tmp_path / "big.yaml"
     big.write_text("# " + "x" * 1_000_001)
     with pytest.raises(RoleFileError, match="roles files may be at most 1000000 bytes"):
-        load_organization(big)
+        load_organization(big, registry=default_registry())
 
 
 def test_schema_errors_name_file_role_field_and_line() -> None:
@@ -428,7 +428,7 @@ def test_all_problems_are_reported_together() -> None:
     ]
     assert all(p.startswith(f"{path}:") for p in problems)
     with pytest.raises(RoleDefinitionError, match="^Organization definition has 4 problems:"):
-        load_organization(path)
+        load_organization(path, registry=default_registry())
 
 
 def test_grant_given_twice_is_a_schema_error(tmp_path: Path) -> None:

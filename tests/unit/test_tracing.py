@@ -17,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langsmith import utils as ls_utils
 
+from bench.langsmith_collector import LangSmithCollector, TraceNode
 from nodes.offline import OfflineChatModel
 from server.observability.tracing import (
     PROJECT_KEY,
@@ -26,9 +27,8 @@ from server.observability.tracing import (
     run_tracing_config,
     tracing_enabled,
 )
-from server.observability.usage import ROLE_METADATA_KEY, UsageCallbackHandler
 from state.settings import TracingSettings, load_settings
-from tests.support.langsmith_collector import LangSmithCollector, TraceNode
+from state.usage import ROLE_METADATA_KEY, UsageCallbackHandler
 
 # A run that is not slowed by tracing finishes in well under this; a client that waited on a
 # dead collector (3 attempts of a 3 s connect, a 10 s read) would not.

@@ -15,7 +15,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from nodes.offline import MODEL_NAME, OfflineChatModel
-from server.observability.usage import (
+from state.usage import (
     ROLE_METADATA_KEY,
     UNATTRIBUTED,
     RunUsage,

@@ -11,13 +11,19 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 
 from nodes.agent import build_role_agent
-from nodes.memory import RememberEpisodeMiddleware, StoreRecall, memory_recall_middleware
+from nodes.memory import (
+    RememberEpisodeMiddleware,
+    StoreRecall,
+    memory_recall_middleware,
+    memory_tools,
+    register_memory_tools,
+)
 from nodes.offline import OfflineChatModel
 from state.db import Persistence
 from state.memory import MemoryKind, MemoryScope, MemoryStore, Provenance
 from state.roles import Organization
 from tests.integration.memory.conftest import FINANCE, WRITER, Context
-from tools import ToolRegistry, ToolRisk, default_registry, memory_tools, register_memory_tools
+from tools import ToolRegistry, ToolRisk, default_registry
 
 ORG = Organization(roles=(WRITER, FINANCE))
 

@@ -21,8 +21,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.observability.usage import ROLE_METADATA_KEY
-from tests.support.langsmith_collector import LangSmithCollector, TraceNode
+from bench.langsmith_collector import LangSmithCollector, TraceNode
+from state.usage import ROLE_METADATA_KEY
 from tests.support.server import REPO, LiveServer, fresh_database, start_server
 
 SUPPORT_GRAPHS = REPO / "tests" / "support" / "graphs.py"

@@ -138,7 +138,7 @@ async def test_the_model_comes_from_the_run_context(monkeypatch: pytest.MonkeyPa
 
 
 def test_system_prompt_states_purpose_policies_and_personality() -> None:
-    org = load_organization(default_roles_dir())
+    org = load_organization(default_roles_dir(), registry=default_registry())
     prompt = role_system_prompt(org.role("researcher"), registry=default_registry())
     lines = prompt.splitlines()
     assert lines[0] == "Role: Researcher"

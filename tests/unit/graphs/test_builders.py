@@ -39,7 +39,7 @@ CRITERIA = (Criterion(name="ok", description="Is fine."),)
 
 @pytest.fixture(scope="module")
 def org() -> Organization:
-    return load_organization(default_roles_dir())
+    return load_organization(default_roles_dir(), registry=default_registry())
 
 
 # --------------------------------------------------------------- roles and organisations

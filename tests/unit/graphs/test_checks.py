@@ -15,6 +15,7 @@ from nodes.critic import Criterion, judge, review
 from nodes.offline import OfflineChatModel
 from nodes.policy import ContentPolicy, check_policy
 from state.roles import default_roles_dir, load_organization
+from tools.registry import default_registry
 
 DRAFT = (
     "As Writer: This report covers renewable energy adoption in Europe. It focuses on "
@@ -67,7 +68,7 @@ def test_policy_check_passes_clean_text_and_uses_custom_detectors() -> None:
 
 
 def test_content_policy_from_a_role() -> None:
-    org = load_organization(default_roles_dir())
+    org = load_organization(default_roles_dir(), registry=default_registry())
     policy = ContentPolicy.from_role(org.role("compliance_officer"))
     assert policy.banned_terms == ("guaranteed returns", "risk-free")
     assert policy.pii == ("email", "credit_card", "ip")

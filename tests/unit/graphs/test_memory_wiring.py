@@ -74,7 +74,7 @@ def editor_org() -> Organization:
 
 
 async def test_chat_memory_tools_are_granted_with_the_role_policy() -> None:
-    org = load_organization(default_roles_dir())
+    org = load_organization(default_roles_dir(), registry=default_registry())
     registry = default_registry()
     with pytest.raises(GraphSetupError) as caught:
         build_chat("analyst", org=org, registry=registry, memory_tools=("recall", "forget"))
@@ -107,7 +107,7 @@ def test_node_memory_names_are_exported() -> None:
 
 
 def test_instruction_changes_normalise_and_describe() -> None:
-    org = load_organization(default_roles_dir())
+    org = load_organization(default_roles_dir(), registry=default_registry())
     registry = default_registry()
     raw = {
         "role": "writer",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from langchain_core.messages import HumanMessage
 
 from graphs.supervisor import graph
-from server.observability.usage import UsageCallbackHandler
+from state.usage import UsageCallbackHandler
 
 
 async def test_lead_and_member_tokens_are_attributed_to_their_roles() -> None:

@@ -12,6 +12,9 @@ It serves what the installed client (0.14) calls when tracing:
 * ``POST /runs/batch``: JSON ``{"post": [run, ...], "patch": [run, ...]}``.
 * ``POST /runs`` and ``PATCH /runs/<id>``: one run, when the client is not batching.
 
+It lives in ``bench/`` because ``bench/tracing_overhead.py`` traces to it; the tracing tests
+import it from here too (bench never imports tests).
+
 Anything else is answered 404 and listed in :attr:`LangSmithCollector.unhandled`.
 
 The server is uvicorn in a thread on a socket bound before the thread starts, so it accepts

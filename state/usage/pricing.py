@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from server.observability.usage import RunUsage, TokenCount
 from state.settings import ObservabilitySettings, Settings
+from state.usage.counts import RunUsage, TokenCount
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -213,6 +213,21 @@ class PriceTable:
         for key, tokens in usage.entries.items():
             total = total + self.cost(tokens, key.model)
         return total
+
+    def add_costs(self, usage: RunUsage, data: dict[str, Any]) -> None:
+        """Price :meth:`RunUsage.to_dict`'s JSON in place (see ``RunUsage.to_dict(pricing=)``).
+
+        Adds ``cost_usd``, ``cost_estimated`` and ``unpriced_models`` to the total and
+        ``cost_usd``, ``cost_estimated`` to every ``by_node`` / ``by_role`` / ``by_model`` group.
+        """
+        cost = self.cost_of_usage(usage)
+        data["cost_usd"] = float(cost.usd)
+        data["cost_estimated"] = cost.estimated
+        data["unpriced_models"] = list(cost.unpriced)
+        for name, field in (("by_node", "node"), ("by_role", "role"), ("by_model", "model")):
+            for key, group_cost in self.costs_by(usage, field).items():
+                data[name][key]["cost_usd"] = float(group_cost.usd)
+                data[name][key]["cost_estimated"] = group_cost.estimated
 
     def costs_by(self, usage: RunUsage, field: str) -> dict[str, Cost]:
         """Cost per ``node``, ``role`` or ``model``, each entry priced by its own model."""

@@ -16,13 +16,15 @@ The ``chat`` graph grants its role ``recall`` only, by default (see ``graphs.cha
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain.tools import ToolRuntime
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import Field
 
-from nodes.memory import acting_role, format_memories, provenance_for, resolve_scope
+from nodes.memory.acting import acting_role
+from nodes.memory.context import provenance_for, resolve_scope
+from nodes.memory.recall import format_memories
 from state.memory import (
     MemoryInputError,
     MemoryNotFound,
@@ -30,10 +32,9 @@ from state.memory import (
     MemoryScopeError,
     MemoryStore,
 )
-from tools.registry import ToolRegistry, ToolRisk
-
-if TYPE_CHECKING:
-    from state.roles import Organization
+from state.roles import Organization
+from state.tool_risk import ToolRisk
+from tools.registry import ToolRegistry
 
 __all__ = ["MEMORY_TOOL_RISKS", "memory_tools", "register_memory_tools"]
 
