@@ -34,7 +34,7 @@ def line_of(path: Path, needle: str, *, occurrence: int = 1) -> int:
 
 def problems_of(path: Path, *, registry: ToolRegistry | None = None) -> list[str]:
     with pytest.raises(RoleDefinitionError) as caught:
-        load_organization(path, registry=registry)
+        load_organization(path, registry=registry if registry is not None else default_registry())
     message = str(caught.value)
     lines = [problem.describe() for problem in caught.value.problems]
     # the exception text lists every problem, one per line
