@@ -28,7 +28,7 @@ from server.observability import (
     RequestIdMiddleware,
     aclose_traces,
 )
-from server.routes import assistants, health, memory, meta, runs, store, threads
+from server.routes import assistants, health, mcp, memory, meta, runs, store, threads
 from server.runtime import Runtime
 from server.startup import resolve_store_index, resolve_store_ttl, warm_up_embeddings
 from state.db import describe_database, open_persistence
@@ -143,7 +143,7 @@ def create_app(
     health.install_metrics(app, metrics)
     app.add_middleware(RequestIdMiddleware)
     # A worker process (`staffgraph worker`) executes runs and answers only health and metrics.
-    resources = (assistants, threads, runs, store, memory) if api else ()
+    resources = (assistants, threads, runs, store, memory, mcp) if api else ()
     for module in (meta, health, *resources):
         app.include_router(module.router)
     return app
