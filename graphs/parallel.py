@@ -33,7 +33,7 @@ from graphs._common import ModelContext, required_request
 from nodes._private import chat_model_for, clip
 from nodes.agent import role_system_prompt
 from nodes.budget import merge_usage
-from nodes.team import Member, ask_member, check_members
+from nodes.team import Answer, Member, check_members, member_node
 from state.roles import Role, default_roles_dir, load_organization
 from tools.registry import ToolRegistry, default_registry
 
@@ -170,15 +170,18 @@ def build_parallel(
 
 
 def _branch_node(specialist: Member) -> Any:
-    async def branch(task: Branch, runtime: Runtime[Context]) -> dict[str, Any]:
-        answer, _, usage = await ask_member(specialist, task["request"])
-        done = BranchResult(
-            specialist=specialist.name, status="done", answer=answer, tokens=sum(usage.values())
-        )
-        return {"results": [done], "usage": usage}
+    """The specialist as a subgraph node: it gets the request, its answer is a result."""
 
-    branch.__name__ = f"branch_{specialist.name}"
-    return branch
+    def done(task: Branch, answer: Answer) -> dict[str, Any]:
+        result = BranchResult(
+            specialist=specialist.name,
+            status="done",
+            answer=answer.text,
+            tokens=sum(answer.usage.values()),
+        )
+        return {"results": [result], "usage": answer.usage}
+
+    return member_node(specialist, request=lambda task: task["request"], respond=done)
 
 
 async def _record_failure(task: Branch, error: NodeError) -> dict[str, Any]:

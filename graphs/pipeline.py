@@ -7,8 +7,11 @@ gate (langchain's HITL schema): ``approve`` accepts the output, ``edit`` accepts
 output, ``reject`` stops the pipeline, ``respond`` gives the stage one more try with the
 human's guidance.
 
-    START -> intake -> work -> gate -> work (retry) | work (next stage) | finish | escalate
-                                       escalate -> work | finish
+Each stage is a node named after the stage whose member is a subgraph (Studio's xray draws
+the member's own nodes inside it):
+
+    START -> intake -> <stage 1> -> gate -> <same stage> (retry) | <next stage> | finish | escalate
+                                            escalate -> <same or next stage> | finish
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from nodes._private import chat_model_for, clip, context_of
 from nodes.approval import GateDecision, ask_approval
 from nodes.budget import merge_usage
 from nodes.critic import Criterion, Review, check_criteria, review
-from nodes.team import Member, ask_member
+from nodes.team import Answer, Member, member_node
 from state.errors import GraphSetupError
 from state.roles import default_roles_dir, load_organization
 from tools.registry import ToolRegistry, default_registry
@@ -118,6 +121,9 @@ class Context(ModelContext):
     )
 
 
+_OWN_NODES = frozenset({"intake", "gate", "escalate", "finish"})
+
+
 def _work_text(stage: Stage, state: State, done: Sequence[Stage]) -> str:
     parts = [state.get("request", "")]
     if state.get("feedback"):
@@ -127,6 +133,158 @@ def _work_text(stage: Stage, state: State, done: Sequence[Stage]) -> str:
     if earlier:
         parts.append("Work from earlier stages:\n" + "\n".join(earlier))
     return "\n\n".join(parts)
+
+
+def _check_stages(stages: Sequence[Stage], name: str) -> tuple[Stage, ...]:
+    """Refuse no stages, duplicate names, names the graph uses itself, missing criteria."""
+    if not stages:
+        raise GraphSetupError(f"Pipeline '{name}' needs at least one Stage.")
+    seen: set[str] = set()
+    for stage in stages:
+        if stage.name in seen:
+            raise GraphSetupError(f"Pipeline '{name}' has two stages named '{stage.name}'.")
+        if stage.name in _OWN_NODES:
+            raise GraphSetupError(
+                f"Pipeline '{name}': stage name '{stage.name}' is used by the graph itself "
+                f"({', '.join(sorted(_OWN_NODES))}); rename the stage."
+            )
+        seen.add(stage.name)
+        check_criteria(stage.criteria, owner=f"Pipeline '{name}', stage '{stage.name}'")
+    return tuple(stages)
+
+
+class _Pipeline:
+    """The pipeline's nodes and routers, in the order a run meets them.
+
+    Each stage is a node named after it, whose member is a subgraph; ``gate`` reviews the
+    current stage's draft, ``escalate`` asks a human, ``finish`` answers.
+    """
+
+    def __init__(
+        self, stages: tuple[Stage, ...], *, critic_model: BaseChatModel | None, name: str
+    ) -> None:
+        self.stages = stages
+        self.critic_model = critic_model
+        self.name = name
+
+    def current(self, state: State) -> Stage:
+        index = state.get("stage", 0)
+        if not 0 <= index < len(self.stages):
+            raise ValueError(f"Pipeline '{self.name}' has no stage {index}.")
+        return self.stages[index]
+
+    def accept(self, state: State, output: str) -> dict[str, Any]:
+        """Keep ``output`` as the current stage's and move to the next stage."""
+        return {
+            "outputs": {self.current(state).name: output},
+            "stage": state.get("stage", 0) + 1,
+            "attempt": 0,
+            "extra_attempts": 0,
+            "feedback": "",
+        }
+
+    async def intake(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        owner = f"Pipeline '{self.name}'"
+        request = required_request(state["messages"], owner=owner, what="request")
+        return {
+            "request": request,
+            "stage": 0,
+            "attempt": 0,
+            "extra_attempts": 0,
+            "feedback": "",
+            "outputs": Overwrite({}),
+            "usage": Overwrite({}),
+            "status": "running",
+        }
+
+    def work(self, index: int) -> Any:
+        """Stage ``index`` as a node: its member drafts, seeing earlier stages' outputs."""
+        stage = self.stages[index]
+
+        def request(state: State) -> str:
+            return _work_text(stage, state, self.stages[:index])
+
+        def drafted(state: State, answer: Answer) -> dict[str, Any]:
+            attempt = state.get("attempt", 0) + 1
+            return {"draft": answer.text, "attempt": attempt, "usage": answer.usage}
+
+        return member_node(stage.member, request=request, respond=drafted)
+
+    async def gate(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        stage = self.current(state)
+        model = self.critic_model or chat_model_for(runtime)
+        task = f"{state.get('request', '')} ({stage.instructions})"
+        result = await review(
+            state.get("draft", ""), task=task, criteria=stage.criteria, model=model
+        )
+        attempt = state.get("attempt", 0)
+        update: dict[str, Any] = {
+            "reviews": [StageReview(stage=stage.name, attempt=attempt, review=result)]
+        }
+        if result["passed"]:
+            return {**update, **self.accept(state, state.get("draft", ""))}
+        return {**update, "feedback": result["critique"]}
+
+    async def escalate(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        context = context_of(runtime, Context)
+        stage = self.current(state)
+        last = state["reviews"][-1]["review"] if state.get("reviews") else None
+        scores = {s["criterion"]: s["score"] for s in last["scores"]} if last else {}
+        decision = ask_approval(
+            "accept_stage_output",
+            {"stage": stage.name, "output": state.get("draft", "")},
+            f"Stage '{stage.name}' failed its review {state.get('attempt', 0)} time(s) "
+            f"(policy: max_attempts={context.max_attempts}). Critique: "
+            f"{state.get('feedback', '')} Approve to accept the output, edit it, reject to "
+            "stop the pipeline, or respond with guidance for one more try.",
+            gate="pipeline_escalation",
+            metadata={"stage": stage.name, "scores": scores, "policy": "max_attempts"},
+        )
+        return {"decisions": [decision], **self.decided(state, decision)}
+
+    def decided(self, state: State, decision: GateDecision) -> dict[str, Any]:
+        """What a human's decision at the escalation gate does to the pipeline."""
+        if decision["type"] == "approve":
+            return self.accept(state, state.get("draft", ""))
+        if decision["type"] == "edit":
+            output = str(decision["args"].get("output", state.get("draft", "")))
+            return self.accept(state, clip(output))
+        if decision["type"] == "reject":
+            return {"status": "rejected"}
+        return {
+            "feedback": decision.get("message", ""),
+            "extra_attempts": state.get("extra_attempts", 0) + 1,
+        }
+
+    async def finish(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        if state.get("status") == "rejected":
+            stage = self.current(state)
+            decisions = state.get("decisions") or []
+            reason = (decisions[-1].get("message") if decisions else None) or "no reason given"
+            text = f"Stopped at stage '{stage.name}': a reviewer rejected it ({reason})."
+            return {"messages": [AIMessage(text, name=self.name)]}
+        final = state.get("outputs", {}).get(self.stages[-1].name, "")
+        return {"messages": [AIMessage(final, name=self.name)], "status": "done"}
+
+    def route_intake(self, state: State) -> str:
+        return self.stages[0].name
+
+    def route_gate(self, state: State, runtime: Runtime[Context]) -> str:
+        """The current stage again or the next one, the escalation gate, or the end."""
+        if not state.get("reviews"):
+            raise ValueError("gate ran without recording a review.")
+        if state["reviews"][-1]["review"]["passed"]:
+            return (
+                "finish" if state.get("stage", 0) >= len(self.stages) else self.current(state).name
+            )
+        context = context_of(runtime, Context)
+        allowed = context.max_attempts + state.get("extra_attempts", 0)
+        return self.current(state).name if state.get("attempt", 0) < allowed else "escalate"
+
+    def route_escalation(self, state: State) -> str:
+        if state.get("status") == "rejected" or state.get("stage", 0) >= len(self.stages):
+            return "finish"
+        return self.current(state).name
 
 
 def build_pipeline(
@@ -150,135 +308,23 @@ def build_pipeline(
         The compiled graph.
 
     Raises:
-        GraphSetupError: No stages, duplicate stage names, or a stage without criteria.
+        GraphSetupError: No stages, duplicate stage names or ones the graph uses itself
+            (intake, gate, escalate, finish), or a stage without criteria.
     """
-    if not stages:
-        raise GraphSetupError(f"Pipeline '{name}' needs at least one Stage.")
-    seen: set[str] = set()
-    for stage in stages:
-        if stage.name in seen:
-            raise GraphSetupError(f"Pipeline '{name}' has two stages named '{stage.name}'.")
-        seen.add(stage.name)
-        check_criteria(stage.criteria, owner=f"Pipeline '{name}', stage '{stage.name}'")
-    stages = tuple(stages)
-
-    def current(state: State) -> Stage:
-        index = state.get("stage", 0)
-        if not 0 <= index < len(stages):
-            raise ValueError(f"Pipeline '{name}' has no stage {index}.")
-        return stages[index]
-
-    def accept(state: State, output: str) -> dict[str, Any]:
-        stage = current(state)
-        return {
-            "outputs": {stage.name: output},
-            "stage": state.get("stage", 0) + 1,
-            "attempt": 0,
-            "extra_attempts": 0,
-            "feedback": "",
-        }
-
-    async def intake(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        request = required_request(state["messages"], owner=f"Pipeline '{name}'", what="request")
-        return {
-            "request": request,
-            "stage": 0,
-            "attempt": 0,
-            "extra_attempts": 0,
-            "feedback": "",
-            "outputs": Overwrite({}),
-            "usage": Overwrite({}),
-            "status": "running",
-        }
-
-    async def work(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        stage = current(state)
-        done = stages[: state.get("stage", 0)]
-        answer, _, usage = await ask_member(stage.member, _work_text(stage, state, done))
-        return {"draft": answer, "attempt": state.get("attempt", 0) + 1, "usage": usage}
-
-    async def gate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        stage = current(state)
-        model = critic_model or chat_model_for(runtime)
-        task = f"{state.get('request', '')} ({stage.instructions})"
-        result = await review(
-            state.get("draft", ""), task=task, criteria=stage.criteria, model=model
-        )
-        update: dict[str, Any] = {
-            "reviews": [
-                StageReview(stage=stage.name, attempt=state.get("attempt", 0), review=result)
-            ]
-        }
-        if result["passed"]:
-            return {**update, **accept(state, state.get("draft", ""))}
-        return {**update, "feedback": result["critique"]}
-
-    async def escalate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        context = context_of(runtime, Context)
-        stage = current(state)
-        last = state["reviews"][-1]["review"] if state.get("reviews") else None
-        scores = {s["criterion"]: s["score"] for s in last["scores"]} if last else {}
-        decision = ask_approval(
-            "accept_stage_output",
-            {"stage": stage.name, "output": state.get("draft", "")},
-            f"Stage '{stage.name}' failed its review {state.get('attempt', 0)} time(s) "
-            f"(policy: max_attempts={context.max_attempts}). Critique: "
-            f"{state.get('feedback', '')} Approve to accept the output, edit it, reject to "
-            "stop the pipeline, or respond with guidance for one more try.",
-            gate="pipeline_escalation",
-            metadata={"stage": stage.name, "scores": scores, "policy": "max_attempts"},
-        )
-        update: dict[str, Any] = {"decisions": [decision]}
-        if decision["type"] == "approve":
-            return {**update, **accept(state, state.get("draft", ""))}
-        if decision["type"] == "edit":
-            output = str(decision["args"].get("output", state.get("draft", "")))
-            return {**update, **accept(state, clip(output))}
-        if decision["type"] == "reject":
-            return {**update, "status": "rejected"}
-        return {
-            **update,
-            "feedback": decision.get("message", ""),
-            "extra_attempts": state.get("extra_attempts", 0) + 1,
-        }
-
-    async def finish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        if state.get("status") == "rejected":
-            stage = current(state)
-            decisions = state.get("decisions") or []
-            reason = (decisions[-1].get("message") if decisions else None) or "no reason given"
-            text = f"Stopped at stage '{stage.name}': a reviewer rejected it ({reason})."
-            return {"messages": [AIMessage(text, name=name)]}
-        final = state.get("outputs", {}).get(stages[-1].name, "")
-        return {"messages": [AIMessage(final, name=name)], "status": "done"}
-
-    def route_gate(
-        state: State, runtime: Runtime[Context]
-    ) -> Literal["work", "escalate", "finish"]:
-        if not state.get("reviews"):
-            raise ValueError("gate ran without recording a review.")
-        if state["reviews"][-1]["review"]["passed"]:
-            return "finish" if state.get("stage", 0) >= len(stages) else "work"
-        context = context_of(runtime, Context)
-        allowed = context.max_attempts + state.get("extra_attempts", 0)
-        return "work" if state.get("attempt", 0) < allowed else "escalate"
-
-    def route_escalation(state: State) -> Literal["work", "finish"]:
-        if state.get("status") == "rejected" or state.get("stage", 0) >= len(stages):
-            return "finish"
-        return "work"
-
+    run = _Pipeline(_check_stages(stages, name), critic_model=critic_model, name=name)
+    names = [stage.name for stage in run.stages]
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
-    builder.add_node("intake", intake)
-    builder.add_node("work", work)
-    builder.add_node("gate", gate)
-    builder.add_node("escalate", escalate)
-    builder.add_node("finish", finish)
+    builder.add_node("intake", run.intake)
+    for index, stage in enumerate(run.stages):
+        builder.add_node(stage.name, run.work(index))  # the stage's member, as a subgraph
+        builder.add_edge(stage.name, "gate")
+    builder.add_node("gate", run.gate)
+    builder.add_node("escalate", run.escalate)
+    builder.add_node("finish", run.finish)
     builder.add_edge(START, "intake")
-    builder.add_edge("intake", "work")
-    builder.add_edge("work", "gate")
-    builder.add_conditional_edges("gate", route_gate, ["work", "escalate", "finish"])
-    builder.add_conditional_edges("escalate", route_escalation, ["work", "finish"])
+    builder.add_conditional_edges("intake", run.route_intake, names[:1])
+    builder.add_conditional_edges("gate", run.route_gate, [*names, "escalate", "finish"])
+    builder.add_conditional_edges("escalate", run.route_escalation, [*names, "finish"])
     builder.add_edge("finish", END)
     return builder.compile(name=name, checkpointer=checkpointer, store=store)
 

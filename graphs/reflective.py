@@ -32,7 +32,7 @@ from graphs._common import ModelContext, required_request
 from nodes._private import chat_model_for, context_of
 from nodes.budget import merge_usage
 from nodes.critic import Criterion, CriterionScore, check_criteria, review
-from nodes.team import Member, ask_member
+from nodes.team import Answer, Member, member_node
 from state.roles import default_roles_dir, load_organization
 from tools.registry import ToolRegistry, default_registry
 
@@ -164,7 +164,7 @@ def build_reflective(
         task = required_request(state["messages"], owner=f"Reflective graph '{name}'", what="task")
         return {"task": task, "draft": "", "rounds": Overwrite([]), "usage": Overwrite({})}
 
-    async def act(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    def act_request(state: State) -> str:
         text = state.get("task", "")
         if state.get("rounds"):
             last = state["rounds"][-1]
@@ -173,8 +173,10 @@ def build_reflective(
                 f"A reviewer's critique of it:\n{last['critique']}\n\n"
                 "Write an improved draft that fixes these points."
             )
-        answer, _, usage = await ask_member(actor, text)
-        return {"draft": answer, "usage": usage}
+        return text
+
+    def drafted(state: State, answer: Answer) -> dict[str, Any]:
+        return {"draft": answer.text, "usage": answer.usage}
 
     async def critique(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         context = context_of(runtime, Context)
@@ -216,7 +218,8 @@ def build_reflective(
 
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
     builder.add_node("intake", intake)
-    builder.add_node("act", act)
+    # The actor is a subgraph: Studio draws its inner nodes under "act".
+    builder.add_node("act", member_node(actor, request=act_request, respond=drafted))
     builder.add_node("critique", critique)
     builder.add_node("finish", finish)
     builder.add_edge(START, "intake")

@@ -40,8 +40,10 @@ from nodes.team import (
     Member,
     check_handoff_policy,
     check_members,
+    delegation_text,
+    handoff_result,
     handoff_tool,
-    run_member,
+    member_node,
 )
 from state.roles import Organization, Role, default_roles_dir, load_organization
 from state.usage import ROLE_METADATA_KEY
@@ -264,11 +266,12 @@ def _handoff_problem(call: Mapping[str, Any], members: dict[str, Member]) -> str
 
 
 def _member_node(member: Member) -> Any:
-    async def delegate(delegation: Delegation, runtime: Runtime[Context]) -> dict[str, Any]:
-        return await run_member(member, delegation)
-
-    delegate.__name__ = f"delegate_to_{member.name}"
-    return delegate
+    """The member as a subgraph node: it gets the brief, its answer answers the handoff."""
+    return member_node(
+        member,
+        request=delegation_text,
+        respond=lambda delegation, answer: handoff_result(member, delegation, answer),
+    )
 
 
 def _over_budget(status: BudgetStatus, lead: str) -> AIMessage:

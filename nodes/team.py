@@ -5,19 +5,27 @@ role agent, a nested supervisor, any compiled graph. A supervisor delegates to a
 handoff tool named ``transfer_to_<member>`` (langgraph-supervisor's convention) whose arguments
 are a typed :class:`Brief` (task, context, expected output): the member sees the brief, not
 the whole conversation, and its answer comes back as the tool call's result.
+
+Every graph that has members adds each one with :func:`member_node`: a node whose function
+invokes the member's compiled graph (LangGraph's "call a subgraph from a node" pattern, used
+because a member speaks ``messages`` while its parent hands it a brief). LangGraph finds the
+member's graph in that function, so it is a real subgraph: ``get_graph(xray=...)`` draws its
+nodes, ``get_subgraphs()`` lists it, ``get_state(subgraphs=True)`` shows its paused state and
+its stream namespace is ``<node>:<task id>``. Static interrupts on its inner nodes are passed
+down with :func:`inner_interrupts`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, HumanMessage, ToolMessage
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
@@ -32,6 +40,8 @@ from tools.registry import ToolRegistry
 
 __all__ = [
     "HANDOFF_PREFIX",
+    "INTERRUPTS_KEY",
+    "Answer",
     "Brief",
     "Delegation",
     "Handoff",
@@ -40,11 +50,18 @@ __all__ = [
     "brief_text",
     "check_handoff_policy",
     "check_members",
+    "delegation_text",
+    "handoff_result",
     "handoff_tool",
+    "inner_interrupts",
+    "interrupts_configurable",
+    "member_node",
     "run_member",
 ]
 
 HANDOFF_PREFIX = "transfer_to_"
+INTERRUPTS_KEY = "__staffgraph_interrupts__"
+"""``configurable`` key carrying a run's static interrupts down to member subgraphs."""
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
@@ -149,45 +166,158 @@ def brief_text(brief: Brief) -> str:
     return "\n\n".join(parts)
 
 
-async def ask_member(member: Member, text: str) -> tuple[str, list[AnyMessage], dict[str, int]]:
-    """Send ``text`` to ``member`` as a human message.
+class Answer(NamedTuple):
+    """What a member handed back."""
 
-    Call it from a node: the member then inherits the run's config (checkpointer, context,
-    store), and an approval interrupt inside the member pauses the whole run.
+    text: str
+    """Its last AI text, bounded (a placeholder when it said nothing)."""
+    messages: list[AnyMessage]
+    """Its whole transcript."""
+    usage: dict[str, int]
+    """Tokens it spent, per role."""
+
+
+def _answer_of(member: Member, result: Any) -> Answer:
+    messages: list[AnyMessage] = list(result.get("messages") or [])
+    text = clip(last_ai_text(messages)) or f"{member.name} returned no text."
+    usage = result.get("usage")
+    if not isinstance(usage, dict):
+        usage = usage_by_role(messages, default=member.name)
+    return Answer(text, messages, usage)
+
+
+def interrupts_configurable(
+    before: Sequence[str] | str | None, after: Sequence[str] | str | None
+) -> dict[str, Any]:
+    """The ``configurable`` entry that carries a run's inner static interrupts to members.
+
+    LangGraph applies a run's ``interrupt_before`` / ``interrupt_after`` to the top graph's
+    nodes only. A server puts this entry in the run's ``configurable`` so that names of
+    nodes inside members, written as in the xray drawing (``writer:model``,
+    ``research:researcher:tools``), pause there too.
+
+    Returns:
+        ``{INTERRUPTS_KEY: {"before": [...], "after": [...]}}`` with the names that address a
+        subgraph's node, or ``{}`` when there are none.
+    """
+    inner = {
+        key: [n for n in names if ":" in n]
+        for key, names in (("before", before), ("after", after))
+        if isinstance(names, (list, tuple))
+    }
+    inner = {key: names for key, names in inner.items() if names}
+    return {INTERRUPTS_KEY: inner} if inner else {}
+
+
+def inner_interrupts(config: RunnableConfig) -> dict[str, Any]:
+    """Static interrupts for the subgraph the calling node invokes.
+
+    The node's place comes from its checkpoint namespace (``research:<id>|researcher:<id>``
+    gives ``research:researcher``); of the run's inner interrupt names, those that are this
+    place followed by one more name are the subgraph's own nodes.
+
+    Returns:
+        Keyword arguments for the subgraph's ``ainvoke``: ``interrupt_before`` and/or
+        ``interrupt_after``.
+    """
+    configurable: Mapping[str, Any] = config.get("configurable") or {}
+    wanted = configurable.get(INTERRUPTS_KEY)
+    if not isinstance(wanted, Mapping):
+        return {}
+    namespace = str(configurable.get("checkpoint_ns") or "")
+    place = ":".join(part.split(":", 1)[0] for part in namespace.split("|") if part)
+    prefix = place + ":"
+    kwargs: dict[str, Any] = {}
+    for key in ("before", "after"):
+        names = [
+            name.removeprefix(prefix)
+            for name in wanted.get(key) or ()
+            if isinstance(name, str)
+            and name.startswith(prefix)
+            and ":" not in name.removeprefix(prefix)
+        ]
+        if names:
+            kwargs[f"interrupt_{key}"] = names
+    return kwargs
+
+
+def member_node(
+    member: Member,
+    request: Callable[[Any], str],
+    respond: Callable[[Any, Answer], dict[str, Any]],
+) -> Any:
+    """A node that hands one request to ``member`` and turns its answer into a state update.
+
+    The member's compiled graph is invoked from the node, so it inherits the run's config
+    (checkpointer, context, store), an approval interrupt inside it pauses the whole run, and
+    LangGraph sees it as this node's subgraph (it finds ``subgraph`` in the function below).
+
+    Args:
+        member: Who works.
+        request: The text the member receives, from the node's input (state or ``Send``).
+        respond: The state update, from the node's input and the member's answer.
+
+    Returns:
+        An async node function named ``ask_<member>``.
+    """
+    subgraph = member.graph
+
+    async def call_member(state: Any, config: RunnableConfig) -> dict[str, Any]:
+        result = await subgraph.ainvoke(
+            {"messages": [HumanMessage(request(state))]}, **inner_interrupts(config)
+        )
+        return respond(state, _answer_of(member, result))
+
+    call_member.__name__ = f"ask_{member.name}"
+    return call_member
+
+
+async def ask_member(member: Member, text: str) -> tuple[str, list[AnyMessage], dict[str, int]]:
+    """Send ``text`` to ``member`` as a human message, from your own node.
+
+    Prefer :func:`member_node`, which LangGraph sees as a subgraph. Called from a node, the
+    member inherits the run's config (checkpointer, context, store), and an approval
+    interrupt inside it pauses the whole run.
 
     Returns:
         The member's answer (its last AI text, bounded), its transcript, and its token usage
         per role.
     """
     result = await member.graph.ainvoke({"messages": [HumanMessage(text)]})
-    messages: list[AnyMessage] = list(result.get("messages") or [])
-    answer = clip(last_ai_text(messages)) or f"{member.name} returned no text."
-    usage = result.get("usage")
-    if not isinstance(usage, dict):
-        usage = usage_by_role(messages, default=member.name)
-    return answer, messages, usage
+    answer = _answer_of(member, result)
+    return answer.text, answer.messages, answer.usage
 
 
-async def run_member(member: Member, delegation: Delegation) -> dict[str, Any]:
-    """Run ``member`` on one delegation and return the supervisor state update.
+def handoff_result(member: Member, delegation: Delegation, answer: Answer) -> dict[str, Any]:
+    """The supervisor state update for a member's answer to one delegation.
 
     The member's answer becomes the ``ToolMessage`` answering the handoff call, and its full
     transcript is kept in ``handoffs``, so nothing it said is lost on hand-back.
     """
     brief = Brief.model_validate(delegation["brief"])
-    answer, messages, usage = await ask_member(member, brief_text(brief))
     reply = ToolMessage(
-        content=answer, name=HANDOFF_PREFIX + member.name, tool_call_id=delegation["call_id"]
+        content=answer.text, name=HANDOFF_PREFIX + member.name, tool_call_id=delegation["call_id"]
     )
     record = Handoff(
         call_id=delegation["call_id"],
         member=member.name,
         brief=brief.model_dump(),
-        answer=answer,
-        messages=messages,
-        tokens=sum(usage.values()),
+        answer=answer.text,
+        messages=answer.messages,
+        tokens=sum(answer.usage.values()),
     )
-    return {"messages": [reply], "handoffs": [record], "usage": merge_usage(None, usage)}
+    return {"messages": [reply], "handoffs": [record], "usage": merge_usage(None, answer.usage)}
+
+
+def delegation_text(delegation: Delegation) -> str:
+    """What a member receives for a delegation: its brief as text."""
+    return brief_text(Brief.model_validate(delegation["brief"]))
+
+
+async def run_member(member: Member, delegation: Delegation) -> dict[str, Any]:
+    """Run ``member`` on one delegation from your own node; see :func:`handoff_result`."""
+    text, messages, usage = await ask_member(member, delegation_text(delegation))
+    return handoff_result(member, delegation, Answer(text, messages, usage))
 
 
 _RESERVED = frozenset({"intake", "lead", "budget_guard", "__start__", "__end__"})

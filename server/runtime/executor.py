@@ -26,6 +26,7 @@ from langchain_core.runnables.config import merge_configs
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Send
 
+from nodes.team import interrupts_configurable
 from server.observability import (
     LangSmithTracing,
     Metrics,
@@ -362,6 +363,10 @@ class Executor:
             "run_id": run_id,
             "thread_id": thread_id,
             "user_id": "",
+            # interrupt_before/after names inside members (`writer:model`) reach the members.
+            **interrupts_configurable(
+                kwargs.get("interrupt_before"), kwargs.get("interrupt_after")
+            ),
         }
         metadata = {
             **(stored.get("metadata") or {}),

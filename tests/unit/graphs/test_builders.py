@@ -272,7 +272,7 @@ def test_default_graphs_compile_without_persistence() -> None:
         nodes[graph.name] = sum(1 for name in graph.nodes if not name.startswith("__"))
     assert nodes == {
         "supervisor": 6,
-        "pipeline": 5,
+        "pipeline": 6,
         "parallel": 5,
         "reflective": 4,
         "staff": 9,
