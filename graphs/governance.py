@@ -40,6 +40,7 @@ from langgraph.types import Checkpointer
 from typing_extensions import TypedDict
 
 from graphs._common import required_request
+from graphs._governance_records import Records
 from nodes._private import chat_model_for, clip, context_of
 from nodes.agent import role_system_prompt
 from nodes.approval import ALL_DECISIONS, GateDecision, ask_approval
@@ -54,10 +55,9 @@ from nodes.governance import (
     describe_change,
     normalise_change,
 )
-from nodes.memory import memory_settings, provenance_for, resolve_scope
+from nodes.memory import memory_settings, provenance_for
 from state.errors import GraphSetupError
-from state.memory import DEFAULT_ORG, Memory, MemoryScope, MemoryStore, ProcedureStatus
-from state.role_store import RoleStore
+from state.memory import DEFAULT_ORG, ProcedureStatus
 from state.roles import Organization, Role, default_roles_dir, load_organization
 from tools.registry import ToolRegistry, default_registry
 
@@ -139,6 +139,286 @@ class Context:
     )
 
 
+def _proposer(org: Organization, proposer: str | None, name: str) -> Role:
+    """The role that proposes changes: the one given, or the owner of the ``roles`` domain."""
+    if proposer is None:
+        owner = org.domain_owner("roles")
+        if owner is None:
+            raise GraphSetupError(
+                f"Governance graph '{name}': no role owns the 'roles' domain; give one role "
+                "domains: [roles] or pass proposer=..."
+            )
+        proposer = owner.name
+    if not org.has_role(proposer):
+        raise GraphSetupError(f"Governance graph '{name}': proposer '{proposer}' is not a role.")
+    return org.role(proposer)
+
+
+class _Governance(Records):
+    """The governance graph's nodes and routers: a change from intake to apply or reject.
+
+    What they change (role versions, procedural memory) comes from :class:`Records`.
+    """
+
+    def __init__(
+        self,
+        org: Organization,
+        *,
+        registry: ToolRegistry,
+        author: Role,
+        model: BaseChatModel | None,
+        name: str,
+    ) -> None:
+        super().__init__(org, author=author, name=name)
+        self.registry = registry
+        self.model = model
+        roster = "\n".join(f"- {role.describe()}" for role in org.roles)
+        self.system = (
+            f"{role_system_prompt(author)}\n\nThe organisation's roles:\n{roster}\n"
+            "Propose exactly one change to one role that resolves the tension you are given."
+        )
+        self.proposal_schema = ChangeProposal.for_roles([role.name for role in org.roles])
+
+    # --- nodes --------------------------------------------------------------------------
+
+    async def intake(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        # Input keys stay in the thread's state: clear them so the next run starts afresh.
+        fresh: dict[str, Any] = {
+            "change_id": uuid.uuid4().hex,
+            "guidance": "",
+            "revisions": 0,
+            "procedure": "",
+            "instruction_ref": "",
+        }
+        ref = (state.get("instruction_ref") or "").strip()
+        if ref:
+            pending = await self.pending_instruction(runtime, ref)
+            if pending is None:
+                raise ValueError(
+                    f"Governance graph '{self.name}': {ref} is not a pending instruction; list the "
+                    "pending ones with MemoryStore.procedures(scope, status='pending')."
+                )
+            change = RoleChange(
+                role=self.scope_of_ref(runtime, ref).role,
+                attribute=INSTRUCTIONS,
+                operation="add",
+                value=pending.text,
+                motivation=str(pending.value.get("reason") or ""),
+                rule=str(pending.value.get("rule") or ""),
+            )
+            tension = f"Review the proposed instruction {ref}: {pending.text}"
+            return {**fresh, "tension": clip(tension, 4_000), "proposal": change, "procedure": ref}
+        tension = required_request(
+            state["messages"], owner=f"Governance graph '{self.name}'", what="tension", limit=4_000
+        )
+        return {**fresh, "tension": tension}
+
+    async def propose(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        chat = self.model or chat_model_for(runtime, fallback=self.author.model)
+        ask = state.get("tension", "")
+        if state.get("guidance"):
+            # Guidance first: it overrules the first proposal, which the tension led to.
+            ask = f"Reviewer guidance, follow it: {state['guidance']}\n\nThe tension: {ask}"
+        structured = chat.with_structured_output(self.proposal_schema, method="function_calling")
+        raw = await structured.ainvoke([SystemMessage(self.system), HumanMessage(ask)])
+        proposal = normalise_change(raw, org=self.org, registry=self.registry, tension=ask)
+        return {"proposal": proposal}
+
+    async def assess(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        proposal = state.get("proposal")
+        if proposal is None:
+            raise ValueError("assess ran without a proposal.")
+        if proposal["attribute"] == INSTRUCTIONS:
+            impact = await assess_instruction(
+                proposal,
+                org=self.org,
+                memory=self.memory_of(runtime),
+                org_id=memory_settings(runtime).org_id,
+            )
+        else:
+            impact = await assess_change(
+                proposal, org=self.org, registry=self.registry, store=self.role_store(runtime)
+            )
+        return {"impact": impact}
+
+    async def stage(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Keep procedural memory in step with the proposal the reviewer will see."""
+        proposal, impact = state["proposal"], state["impact"]
+        staged_ref = state.get("procedure") or ""
+        staged = await self.pending_instruction(runtime, staged_ref) if staged_ref else None
+        if staged is not None and self.staged_matches(staged, proposal):
+            return {}
+        memory = self.memory_of(runtime)
+        update: dict[str, Any] = {"procedure": ""}
+        if proposal["attribute"] == INSTRUCTIONS and impact["valid"]:
+            scope = self.scope_for(runtime, proposal["role"])
+            rule, text = proposal.get("rule") or "", proposal["value"]
+            # Keyed by the run's change and the text: a re-run after a crash finds the version
+            # it stored; an edited text is a new version.
+            digest = hashlib.blake2b(f"{rule}\0{text}".encode(), digest_size=6).hexdigest()
+            version = await memory.propose_procedure(
+                scope,
+                rule,
+                text,
+                provenance=provenance_for(
+                    runtime,
+                    recorded_by=self.author.name,
+                    source="governance",
+                    user_id=scope.user_id,
+                ),
+                reason=proposal["motivation"] or state.get("tension", ""),
+                owner="org",
+                change_id=f"{state['change_id']}-{digest}",
+            )
+            update["procedure"] = version.ref
+        if staged is not None:
+            # The reviewer changed the proposal: the version staged for it is withdrawn.
+            await memory.reject_procedure(
+                self.scope_of_ref(runtime, staged_ref),
+                staged_ref,
+                decided_by=self.reviewer(runtime),
+                reason="replaced by a revised proposal",
+            )
+        return update
+
+    async def approve(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        context = context_of(runtime, Context)
+        proposal, impact = state["proposal"], state["impact"]
+        allowed = ALL_DECISIONS if impact["valid"] else ("edit", "reject", "respond")
+        if state.get("revisions", 0) >= context.max_revisions:
+            allowed = tuple(d for d in allowed if d != "respond")
+        problems = " Problems: " + " ".join(impact["problems"]) if impact["problems"] else ""
+        if proposal["attribute"] == INSTRUCTIONS:
+            action = "add_instruction"
+            metadata: dict[str, Any] = {
+                "policy": "a role's learned instructions (procedural memory) are used by its "
+                "agents only after human approval",
+                "risk": "write",
+                "instruction_ref": state.get("procedure") or None,
+                "valid": impact["valid"],
+            }
+        else:
+            action = "change_role"
+            metadata = {
+                "policy": f"domain 'roles' (owner: {self.author.name}) changes need human approval",
+                "risk": "write",
+                "new_risky_tools": impact["new_risks"],
+                "valid": impact["valid"],
+            }
+        decision = ask_approval(
+            action,
+            dict(proposal),
+            f"{impact['summary']}{problems}",
+            gate="governance_approval",
+            allowed=allowed,
+            metadata=metadata,
+        )
+        update: dict[str, Any] = {"decisions": [decision]}
+        if decision["type"] == "edit":
+            edited = normalise_change(
+                decision["args"], org=self.org, registry=self.registry, tension=""
+            )
+            return {**update, "proposal": edited}
+        if decision["type"] == "respond":
+            return {
+                **update,
+                "guidance": decision.get("message", ""),
+                "revisions": state.get("revisions", 0) + 1,
+            }
+        return update
+
+    async def apply_instruction(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        proposal, ref = state["proposal"], state.get("procedure") or ""
+        memory = self.memory_of(runtime)
+        scope = self.scope_of_ref(runtime, ref)
+        current = await memory.get(scope, ref)
+        if current is None:
+            raise ValueError(
+                f"Governance graph '{self.name}': instruction {ref} is gone; propose it again."
+            )
+        # A re-run after a crash finds it approved already and does not decide twice.
+        if current.status == ProcedureStatus.PENDING.value:
+            decisions = state.get("decisions") or []
+            note = (decisions[-1].get("message") if decisions else None) or ""
+            current = await memory.approve_procedure(
+                scope, ref, decided_by=self.reviewer(runtime), reason=note
+            )
+        elif current.status != ProcedureStatus.APPROVED.value:
+            raise ValueError(
+                f"Governance graph '{self.name}': instruction {ref} is {current.status} and can no "
+                "longer be approved; propose it again."
+            )
+        version = int(current.value.get("version", 0))
+        outcome = Outcome(status="applied", role=proposal["role"], version=version, ref=ref)
+        text = (
+            f"Approved: {describe_change(proposal)} Every '{proposal['role']}' agent now "
+            f"follows instruction '{current.value.get('rule')}' version {version} ({ref})."
+        )
+        return {"outcome": outcome, "messages": [AIMessage(text, name=self.author.name)]}
+
+    async def apply(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        proposal, impact = state["proposal"], state["impact"]
+        if proposal["attribute"] == INSTRUCTIONS:
+            return await self.apply_instruction(state, runtime)
+        store = self.role_store(runtime)
+        # Keyed by the change id: a re-run (crash, replay) finds the version it stored before.
+        stored = await store.find(proposal["role"], state["change_id"])
+        if stored is None:
+            current, _ = await store.current(self.org, proposal["role"])
+            stored = await store.apply(
+                apply_change(current, proposal),
+                change_id=state["change_id"],
+                base_version=impact["base_version"],
+                summary=describe_change(proposal),
+            )
+        outcome = Outcome(status="applied", role=stored["role"], version=stored["version"])
+        text = (
+            f"Applied: {describe_change(proposal)} "
+            f"Role '{stored['role']}' is now at version {stored['version']}."
+        )
+        return {"outcome": outcome, "messages": [AIMessage(text, name=self.author.name)]}
+
+    async def reject(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        decisions = state.get("decisions") or []
+        reason = (decisions[-1].get("message") if decisions else None) or "rejected by a reviewer"
+        role = state["proposal"]["role"] if state.get("proposal") else ""
+        text = f"Rejected: {describe_change(state['proposal'])} Reason: {reason}"
+        outcome = Outcome(status="rejected", role=role, reason=reason)
+        ref = state.get("procedure") or ""
+        if ref:
+            # The staged instruction is kept for the record, rejected, and never recalled.
+            if await self.pending_instruction(runtime, ref) is not None:
+                await self.memory_of(runtime).reject_procedure(
+                    self.scope_of_ref(runtime, ref),
+                    ref,
+                    decided_by=self.reviewer(runtime),
+                    reason=reason,
+                )
+            outcome["ref"] = ref
+        return {"outcome": outcome, "messages": [AIMessage(text, name=self.author.name)]}
+
+    # --- routers ------------------------------------------------------------------------
+
+    def route_intake(self, state: State) -> Literal["propose", "assess"]:
+        # An instruction put up for review is the proposal already.
+        return "assess" if state.get("procedure") else "propose"
+
+    def route_assess(self, state: State) -> Literal["stage", "approve"]:
+        proposal = state.get("proposal")
+        if proposal is None:
+            raise ValueError("assess ran without a proposal.")
+        if proposal["attribute"] == INSTRUCTIONS or state.get("procedure"):
+            return "stage"
+        return "approve"
+
+    def route_decision(self, state: State) -> Literal["apply", "assess", "propose", "reject"]:
+        decisions = state.get("decisions") or []
+        if not decisions:
+            raise ValueError("approve ran without recording a decision.")
+        kind = decisions[-1]["type"]
+        return {"approve": "apply", "edit": "assess", "respond": "propose"}.get(kind, "reject")  # type: ignore[return-value]
+
+
 def build_governance(
     org: Organization | None = None,
     *,
@@ -170,318 +450,23 @@ def build_governance(
     """
     registry = registry if registry is not None else default_registry()
     org = org if org is not None else load_organization(default_roles_dir(), registry=registry)
-    if proposer is None:
-        owner = org.domain_owner("roles")
-        if owner is None:
-            raise GraphSetupError(
-                f"Governance graph '{name}': no role owns the 'roles' domain; give one role "
-                "domains: [roles] or pass proposer=..."
-            )
-        proposer = owner.name
-    if not org.has_role(proposer):
-        raise GraphSetupError(f"Governance graph '{name}': proposer '{proposer}' is not a role.")
-    author: Role = org.role(proposer)
-    role_names = [role.name for role in org.roles]
-    roster = "\n".join(f"- {role.describe()}" for role in org.roles)
-    system = (
-        f"{role_system_prompt(author)}\n\nThe organisation's roles:\n{roster}\n"
-        "Propose exactly one change to one role that resolves the tension you are given."
-    )
-    proposal_schema = ChangeProposal.for_roles(role_names)
-
-    def role_store(runtime: Runtime[Context]) -> RoleStore:
-        if runtime.store is None:
-            raise ValueError(
-                f"Governance graph '{name}' needs a store for role versions: compile it with "
-                "store=... or run it in a server (which attaches one)."
-            )
-        return RoleStore(runtime.store)
-
-    def memory_of(runtime: Runtime[Context]) -> MemoryStore:
-        if runtime.store is None:
-            raise ValueError(
-                f"Governance graph '{name}' needs a store for role instructions: compile it "
-                "with store=... or run it in a server (which attaches one)."
-            )
-        return MemoryStore(runtime.store)
-
-    def scope_for(runtime: Runtime[Context], role_name: str) -> MemoryScope:
-        role = org.role(role_name)
-        return resolve_scope(runtime, role=role.name, domains=role.domains)
-
-    def scope_of_ref(runtime: Runtime[Context], ref: str) -> MemoryScope:
-        # A ref names its area: the role itself or one of the domains the role owns.
-        parts = ref.strip().split("/")
-        area = parts[1] if len(parts) == 4 and parts[0] == "org" else ""
-        owner = org.role(area) if org.has_role(area) else org.domain_owner(area)
-        if owner is None:
-            raise ValueError(
-                f"Governance graph '{name}': {ref!r} is not an instruction of a role of this "
-                "organisation; expected org/<role>/procedural/<rule>-v<n>."
-            )
-        return scope_for(runtime, owner.name)
-
-    def reviewer(runtime: Runtime[Context]) -> str:
-        user = resolve_scope(runtime, role=author.name).user_id
-        return f"human:{user}"[:200] if user else "human:reviewer"
-
-    async def pending_instruction(runtime: Runtime[Context], ref: str) -> Memory | None:
-        found = await memory_of(runtime).get(scope_of_ref(runtime, ref), ref)
-        if found is None or found.status != ProcedureStatus.PENDING.value:
-            return None
-        return found
-
-    async def intake(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        # Input keys stay in the thread's state: clear them so the next run starts afresh.
-        fresh: dict[str, Any] = {
-            "change_id": uuid.uuid4().hex,
-            "guidance": "",
-            "revisions": 0,
-            "procedure": "",
-            "instruction_ref": "",
-        }
-        ref = (state.get("instruction_ref") or "").strip()
-        if ref:
-            pending = await pending_instruction(runtime, ref)
-            if pending is None:
-                raise ValueError(
-                    f"Governance graph '{name}': {ref} is not a pending instruction; list the "
-                    "pending ones with MemoryStore.procedures(scope, status='pending')."
-                )
-            change = RoleChange(
-                role=scope_of_ref(runtime, ref).role,
-                attribute=INSTRUCTIONS,
-                operation="add",
-                value=pending.text,
-                motivation=str(pending.value.get("reason") or ""),
-                rule=str(pending.value.get("rule") or ""),
-            )
-            tension = f"Review the proposed instruction {ref}: {pending.text}"
-            return {**fresh, "tension": clip(tension, 4_000), "proposal": change, "procedure": ref}
-        tension = required_request(
-            state["messages"], owner=f"Governance graph '{name}'", what="tension", limit=4_000
-        )
-        return {**fresh, "tension": tension}
-
-    async def propose(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        chat = model or chat_model_for(runtime, fallback=author.model)
-        ask = state.get("tension", "")
-        if state.get("guidance"):
-            # Guidance first: it overrules the first proposal, which the tension led to.
-            ask = f"Reviewer guidance, follow it: {state['guidance']}\n\nThe tension: {ask}"
-        structured = chat.with_structured_output(proposal_schema, method="function_calling")
-        raw = await structured.ainvoke([SystemMessage(system), HumanMessage(ask)])
-        proposal = normalise_change(raw, org=org, registry=registry, tension=ask)
-        return {"proposal": proposal}
-
-    async def assess(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        proposal = state.get("proposal")
-        if proposal is None:
-            raise ValueError("assess ran without a proposal.")
-        if proposal["attribute"] == INSTRUCTIONS:
-            impact = await assess_instruction(
-                proposal,
-                org=org,
-                memory=memory_of(runtime),
-                org_id=memory_settings(runtime).org_id,
-            )
-        else:
-            impact = await assess_change(
-                proposal, org=org, registry=registry, store=role_store(runtime)
-            )
-        return {"impact": impact}
-
-    def staged_matches(staged: Memory, proposal: RoleChange) -> bool:
-        role = org.role(proposal["role"]) if org.has_role(proposal["role"]) else None
-        return (
-            role is not None
-            and staged.area in (role.name, *role.domains)
-            and staged.value.get("rule") == proposal.get("rule")
-            and staged.text == proposal["value"]
-        )
-
-    async def stage(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        """Keep procedural memory in step with the proposal the reviewer will see."""
-        proposal, impact = state["proposal"], state["impact"]
-        staged_ref = state.get("procedure") or ""
-        staged = await pending_instruction(runtime, staged_ref) if staged_ref else None
-        if staged is not None and staged_matches(staged, proposal):
-            return {}
-        memory = memory_of(runtime)
-        update: dict[str, Any] = {"procedure": ""}
-        if proposal["attribute"] == INSTRUCTIONS and impact["valid"]:
-            scope = scope_for(runtime, proposal["role"])
-            rule, text = proposal.get("rule") or "", proposal["value"]
-            # Keyed by the run's change and the text: a re-run after a crash finds the version
-            # it stored; an edited text is a new version.
-            digest = hashlib.blake2b(f"{rule}\0{text}".encode(), digest_size=6).hexdigest()
-            version = await memory.propose_procedure(
-                scope,
-                rule,
-                text,
-                provenance=provenance_for(
-                    runtime, recorded_by=author.name, source="governance", user_id=scope.user_id
-                ),
-                reason=proposal["motivation"] or state.get("tension", ""),
-                owner="org",
-                change_id=f"{state['change_id']}-{digest}",
-            )
-            update["procedure"] = version.ref
-        if staged is not None:
-            # The reviewer changed the proposal: the version staged for it is withdrawn.
-            await memory.reject_procedure(
-                scope_of_ref(runtime, staged_ref),
-                staged_ref,
-                decided_by=reviewer(runtime),
-                reason="replaced by a revised proposal",
-            )
-        return update
-
-    async def approve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        context = context_of(runtime, Context)
-        proposal, impact = state["proposal"], state["impact"]
-        allowed = ALL_DECISIONS if impact["valid"] else ("edit", "reject", "respond")
-        if state.get("revisions", 0) >= context.max_revisions:
-            allowed = tuple(d for d in allowed if d != "respond")
-        problems = " Problems: " + " ".join(impact["problems"]) if impact["problems"] else ""
-        if proposal["attribute"] == INSTRUCTIONS:
-            action = "add_instruction"
-            metadata: dict[str, Any] = {
-                "policy": "a role's learned instructions (procedural memory) are used by its "
-                "agents only after human approval",
-                "risk": "write",
-                "instruction_ref": state.get("procedure") or None,
-                "valid": impact["valid"],
-            }
-        else:
-            action = "change_role"
-            metadata = {
-                "policy": f"domain 'roles' (owner: {author.name}) changes need human approval",
-                "risk": "write",
-                "new_risky_tools": impact["new_risks"],
-                "valid": impact["valid"],
-            }
-        decision = ask_approval(
-            action,
-            dict(proposal),
-            f"{impact['summary']}{problems}",
-            gate="governance_approval",
-            allowed=allowed,
-            metadata=metadata,
-        )
-        update: dict[str, Any] = {"decisions": [decision]}
-        if decision["type"] == "edit":
-            edited = normalise_change(decision["args"], org=org, registry=registry, tension="")
-            return {**update, "proposal": edited}
-        if decision["type"] == "respond":
-            return {
-                **update,
-                "guidance": decision.get("message", ""),
-                "revisions": state.get("revisions", 0) + 1,
-            }
-        return update
-
-    async def apply_instruction(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        proposal, ref = state["proposal"], state.get("procedure") or ""
-        memory = memory_of(runtime)
-        scope = scope_of_ref(runtime, ref)
-        current = await memory.get(scope, ref)
-        if current is None:
-            raise ValueError(
-                f"Governance graph '{name}': instruction {ref} is gone; propose it again."
-            )
-        # A re-run after a crash finds it approved already and does not decide twice.
-        if current.status == ProcedureStatus.PENDING.value:
-            decisions = state.get("decisions") or []
-            note = (decisions[-1].get("message") if decisions else None) or ""
-            current = await memory.approve_procedure(
-                scope, ref, decided_by=reviewer(runtime), reason=note
-            )
-        elif current.status != ProcedureStatus.APPROVED.value:
-            raise ValueError(
-                f"Governance graph '{name}': instruction {ref} is {current.status} and can no "
-                "longer be approved; propose it again."
-            )
-        version = int(current.value.get("version", 0))
-        outcome = Outcome(status="applied", role=proposal["role"], version=version, ref=ref)
-        text = (
-            f"Approved: {describe_change(proposal)} Every '{proposal['role']}' agent now "
-            f"follows instruction '{current.value.get('rule')}' version {version} ({ref})."
-        )
-        return {"outcome": outcome, "messages": [AIMessage(text, name=author.name)]}
-
-    async def apply(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        proposal, impact = state["proposal"], state["impact"]
-        if proposal["attribute"] == INSTRUCTIONS:
-            return await apply_instruction(state, runtime)
-        store = role_store(runtime)
-        # Keyed by the change id: a re-run (crash, replay) finds the version it stored before.
-        stored = await store.find(proposal["role"], state["change_id"])
-        if stored is None:
-            current, _ = await store.current(org, proposal["role"])
-            stored = await store.apply(
-                apply_change(current, proposal),
-                change_id=state["change_id"],
-                base_version=impact["base_version"],
-                summary=describe_change(proposal),
-            )
-        outcome = Outcome(status="applied", role=stored["role"], version=stored["version"])
-        text = (
-            f"Applied: {describe_change(proposal)} "
-            f"Role '{stored['role']}' is now at version {stored['version']}."
-        )
-        return {"outcome": outcome, "messages": [AIMessage(text, name=author.name)]}
-
-    async def reject(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        decisions = state.get("decisions") or []
-        reason = (decisions[-1].get("message") if decisions else None) or "rejected by a reviewer"
-        role = state["proposal"]["role"] if state.get("proposal") else ""
-        text = f"Rejected: {describe_change(state['proposal'])} Reason: {reason}"
-        outcome = Outcome(status="rejected", role=role, reason=reason)
-        ref = state.get("procedure") or ""
-        if ref:
-            # The staged instruction is kept for the record, rejected, and never recalled.
-            if await pending_instruction(runtime, ref) is not None:
-                await memory_of(runtime).reject_procedure(
-                    scope_of_ref(runtime, ref), ref, decided_by=reviewer(runtime), reason=reason
-                )
-            outcome["ref"] = ref
-        return {"outcome": outcome, "messages": [AIMessage(text, name=author.name)]}
-
-    def route_intake(state: State) -> Literal["propose", "assess"]:
-        # An instruction put up for review is the proposal already.
-        return "assess" if state.get("procedure") else "propose"
-
-    def route_assess(state: State) -> Literal["stage", "approve"]:
-        proposal = state.get("proposal")
-        if proposal is None:
-            raise ValueError("assess ran without a proposal.")
-        if proposal["attribute"] == INSTRUCTIONS or state.get("procedure"):
-            return "stage"
-        return "approve"
-
-    def route_decision(state: State) -> Literal["apply", "assess", "propose", "reject"]:
-        decisions = state.get("decisions") or []
-        if not decisions:
-            raise ValueError("approve ran without recording a decision.")
-        kind = decisions[-1]["type"]
-        return {"approve": "apply", "edit": "assess", "respond": "propose"}.get(kind, "reject")  # type: ignore[return-value]
-
+    author = _proposer(org, proposer, name)
+    run = _Governance(org, registry=registry, author=author, model=model, name=name)
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
-    builder.add_node("intake", intake)
-    builder.add_node("propose", propose)
-    builder.add_node("assess", assess)
-    builder.add_node("stage", stage)
-    builder.add_node("approve", approve)
-    builder.add_node("apply", apply)
-    builder.add_node("reject", reject)
+    builder.add_node("intake", run.intake)
+    builder.add_node("propose", run.propose)
+    builder.add_node("assess", run.assess)
+    builder.add_node("stage", run.stage)
+    builder.add_node("approve", run.approve)
+    builder.add_node("apply", run.apply)
+    builder.add_node("reject", run.reject)
     builder.add_edge(START, "intake")
-    builder.add_conditional_edges("intake", route_intake, ["propose", "assess"])
+    builder.add_conditional_edges("intake", run.route_intake, ["propose", "assess"])
     builder.add_edge("propose", "assess")
-    builder.add_conditional_edges("assess", route_assess, ["stage", "approve"])
+    builder.add_conditional_edges("assess", run.route_assess, ["stage", "approve"])
     builder.add_edge("stage", "approve")
     builder.add_conditional_edges(
-        "approve", route_decision, ["apply", "assess", "propose", "reject"]
+        "approve", run.route_decision, ["apply", "assess", "propose", "reject"]
     )
     builder.add_edge("apply", END)
     builder.add_edge("reject", END)

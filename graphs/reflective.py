@@ -133,6 +133,83 @@ def _with_threshold(criteria: Sequence[Criterion], threshold: float | None) -> l
     ]
 
 
+def _act_request(state: State) -> str:
+    """The task, and from the second round the last draft with its critique."""
+    text = state.get("task", "")
+    if state.get("rounds"):
+        last = state["rounds"][-1]
+        text += (
+            f"\n\nYour previous draft:\n{last['draft']}\n\n"
+            f"A reviewer's critique of it:\n{last['critique']}\n\n"
+            "Write an improved draft that fixes these points."
+        )
+    return text
+
+
+def _drafted(state: State, answer: Answer) -> dict[str, Any]:
+    return {"draft": answer.text, "usage": answer.usage}
+
+
+class _Reflective:
+    """The loop's nodes and router; the actor itself is the ``act`` subgraph node."""
+
+    def __init__(
+        self,
+        actor: Member,
+        criteria: Sequence[Criterion],
+        *,
+        critic_model: BaseChatModel | None,
+        name: str,
+    ) -> None:
+        self.actor = actor
+        self.criteria = criteria
+        self.critic_model = critic_model
+        self.name = name
+
+    async def intake(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        owner = f"Reflective graph '{self.name}'"
+        task = required_request(state["messages"], owner=owner, what="task")
+        return {"task": task, "draft": "", "rounds": Overwrite([]), "usage": Overwrite({})}
+
+    async def critique(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        context = context_of(runtime, Context)
+        model = self.critic_model or chat_model_for(runtime)
+        result = await review(
+            state.get("draft", ""),
+            task=state.get("task", ""),
+            criteria=_with_threshold(self.criteria, context.threshold),
+            model=model,
+        )
+        record = Round(
+            round=len(state.get("rounds") or []) + 1,
+            draft=state.get("draft", ""),
+            scores=result["scores"],
+            overall=result["overall"],
+            passed=result["passed"],
+            critique=result["critique"],
+        )
+        rounds = [*(state.get("rounds") or []), record]
+        update: dict[str, Any] = {"rounds": [record]}
+        reason = stop_reason(rounds, context)
+        if reason is not None:
+            update["stop_reason"] = reason
+        return update
+
+    async def finish(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        rounds = state.get("rounds") or []
+        if not rounds:
+            raise ValueError("finish ran before any round was reviewed.")
+        # The first of the best drafts: a later equal score adds nothing.
+        best = max(rounds, key=lambda r: (r["overall"], -r["round"]))
+        return {"messages": [AIMessage(best["draft"], name=self.actor.name)]}
+
+    def route(self, state: State, runtime: Runtime[Context]) -> Literal["act", "finish"]:
+        rounds = state.get("rounds") or []
+        if not rounds:
+            raise ValueError("critique ran without recording a round.")
+        return "finish" if stop_reason(rounds, context_of(runtime, Context)) else "act"
+
+
 def build_reflective(
     actor: Member,
     criteria: Sequence[Criterion],
@@ -158,74 +235,18 @@ def build_reflective(
     Raises:
         GraphSetupError: No criteria, too many, or duplicate names.
     """
-    criteria = check_criteria(criteria, owner=f"Reflective graph '{name}'")
-
-    async def intake(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        task = required_request(state["messages"], owner=f"Reflective graph '{name}'", what="task")
-        return {"task": task, "draft": "", "rounds": Overwrite([]), "usage": Overwrite({})}
-
-    def act_request(state: State) -> str:
-        text = state.get("task", "")
-        if state.get("rounds"):
-            last = state["rounds"][-1]
-            text += (
-                f"\n\nYour previous draft:\n{last['draft']}\n\n"
-                f"A reviewer's critique of it:\n{last['critique']}\n\n"
-                "Write an improved draft that fixes these points."
-            )
-        return text
-
-    def drafted(state: State, answer: Answer) -> dict[str, Any]:
-        return {"draft": answer.text, "usage": answer.usage}
-
-    async def critique(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        context = context_of(runtime, Context)
-        model = critic_model or chat_model_for(runtime)
-        result = await review(
-            state.get("draft", ""),
-            task=state.get("task", ""),
-            criteria=_with_threshold(criteria, context.threshold),
-            model=model,
-        )
-        record = Round(
-            round=len(state.get("rounds") or []) + 1,
-            draft=state.get("draft", ""),
-            scores=result["scores"],
-            overall=result["overall"],
-            passed=result["passed"],
-            critique=result["critique"],
-        )
-        rounds = [*(state.get("rounds") or []), record]
-        update: dict[str, Any] = {"rounds": [record]}
-        reason = stop_reason(rounds, context)
-        if reason is not None:
-            update["stop_reason"] = reason
-        return update
-
-    async def finish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        rounds = state.get("rounds") or []
-        if not rounds:
-            raise ValueError("finish ran before any round was reviewed.")
-        # The first of the best drafts: a later equal score adds nothing.
-        best = max(rounds, key=lambda r: (r["overall"], -r["round"]))
-        return {"messages": [AIMessage(best["draft"], name=actor.name)]}
-
-    def route(state: State, runtime: Runtime[Context]) -> Literal["act", "finish"]:
-        rounds = state.get("rounds") or []
-        if not rounds:
-            raise ValueError("critique ran without recording a round.")
-        return "finish" if stop_reason(rounds, context_of(runtime, Context)) else "act"
-
+    checked = check_criteria(criteria, owner=f"Reflective graph '{name}'")
+    run = _Reflective(actor, checked, critic_model=critic_model, name=name)
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
-    builder.add_node("intake", intake)
+    builder.add_node("intake", run.intake)
     # The actor is a subgraph: Studio draws its inner nodes under "act".
-    builder.add_node("act", member_node(actor, request=act_request, respond=drafted))
-    builder.add_node("critique", critique)
-    builder.add_node("finish", finish)
+    builder.add_node("act", member_node(actor, request=_act_request, respond=_drafted))
+    builder.add_node("critique", run.critique)
+    builder.add_node("finish", run.finish)
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "act")
     builder.add_edge("act", "critique")
-    builder.add_conditional_edges("critique", route, ["act", "finish"])
+    builder.add_conditional_edges("critique", run.route, ["act", "finish"])
     builder.add_edge("finish", END)
     return builder.compile(name=name, checkpointer=checkpointer, store=store)
 

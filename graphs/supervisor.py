@@ -112,6 +112,105 @@ def _open_calls(messages: Sequence[AnyMessage]) -> list[dict[str, Any]]:
     return []
 
 
+class _Supervisor:
+    """The supervisor's nodes and routers, in the order a run meets them.
+
+    ``intake`` resets the run's counters, ``lead`` delegates or answers, each member is a
+    subgraph node answering one handoff, ``budget_guard`` stops, asks or lets the lead go on.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Member],
+        *,
+        lead: Role | None,
+        org: Organization | None,
+        model: BaseChatModel | None,
+        name: str,
+    ) -> None:
+        self.by_name = check_members(members, owner=f"Supervisor '{name}'")
+        if lead is not None and org is not None:
+            check_handoff_policy(lead, [m.role or m.name for m in members], org)
+        self.lead = lead
+        self.lead_name = lead.name if lead is not None else name
+        self.model = model
+        self.tools = [handoff_tool(m) for m in members]
+        self.system = SystemMessage(_lead_prompt(lead, members))
+        self.role_budgets = {
+            m.role: org.role(m.role).policies.token_budget
+            for m in members
+            if org is not None and m.role is not None and org.has_role(m.role)
+        }
+
+    async def intake(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        # A new run starts its own count of rounds and tokens.
+        return {"usage": Overwrite({}), "rounds": 0, "budget": check_budget({})}
+
+    async def lead_node(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        context = context_of(runtime, Context)
+        fallback = self.lead.model if self.lead else None
+        chat = self.model or chat_model_for(runtime, fallback=fallback)
+        rounds = state.get("rounds", 0)
+        bound = chat.bind_tools(self.tools) if rounds < context.max_rounds else chat
+        reply = await bound.ainvoke([self.system, *state["messages"]])
+        reply.name = self.lead_name
+        update: dict[str, Any] = {"messages": [reply]}
+        if reply.usage_metadata:
+            update["usage"] = {self.lead_name: reply.usage_metadata["total_tokens"]}
+        # A call that is not a valid handoff is answered here, so the lead sees why and can
+        # try again; only valid ones are sent to members.
+        refused = [
+            ToolMessage(content=problem, name=c["name"], tool_call_id=c["id"] or "", status="error")
+            for c in reply.tool_calls
+            if (problem := _handoff_problem(c, self.by_name))
+        ]
+        if reply.tool_calls:
+            update["rounds"] = rounds + 1
+            update["messages"] = [reply, *refused]
+        return update
+
+    async def budget_guard(self, state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        context = context_of(runtime, Context)
+        status = check_budget(
+            state.get("usage") or {},
+            role_budgets=self.role_budgets,
+            run_budget=context.run_token_budget,
+        )
+        if not status["exceeded"]:
+            return {"budget": status}
+        previous = state.get("budget")
+        if previous is not None and previous["action"] == "approved":
+            return {"budget": {**status, "action": "approved"}}  # a human already said yes
+        if context.on_budget_exceeded == "stop":
+            return {"budget": status, "messages": [_over_budget(status, self.lead_name)]}
+        decision = request_budget_approval(status)
+        if decision["type"] == "approve":
+            return {"budget": {**status, "action": "approved"}, "decisions": [decision]}
+        return {
+            "budget": status,
+            "decisions": [decision],
+            "messages": [_over_budget(status, self.lead_name)],
+        }
+
+    def route_lead(self, state: State) -> list[Send] | Literal["lead", "__end__"]:
+        """One ``Send`` per valid handoff; the lead again after refusals; else the end."""
+        last = state["messages"][-1] if state.get("messages") else None
+        if last is None:
+            raise ValueError("Supervisor got no messages; send {'messages': [request]}.")
+        calls = [c for c in _open_calls(state["messages"]) if not _handoff_problem(c, self.by_name)]
+        if calls:
+            return [_delegation(c) for c in calls]
+        if isinstance(last, ToolMessage):
+            return "lead"  # only refused calls: let the lead try again
+        return "__end__"
+
+    def route_budget(self, state: State) -> Literal["lead", "__end__"]:
+        budget = state.get("budget")
+        if budget is None:
+            raise ValueError("budget_guard ran without writing a budget status.")
+        return "__end__" if budget["action"] == "stop" else "lead"
+
+
 def build_supervisor(
     members: Sequence[Member],
     *,
@@ -142,107 +241,28 @@ def build_supervisor(
         GraphSetupError: No members, bad or duplicate member names, or a member outside the
             lead's allowed handoff circles.
     """
-    by_name = check_members(members, owner=f"Supervisor '{name}'")
-    if lead is not None and org is not None:
-        check_handoff_policy(lead, [m.role or m.name for m in members], org)
-    lead_name = lead.name if lead is not None else name
-    tools = [handoff_tool(m) for m in members]
-    system = SystemMessage(_lead_prompt(lead, members))
-    role_budgets = {
-        m.role: org.role(m.role).policies.token_budget
-        for m in members
-        if org is not None and m.role is not None and org.has_role(m.role)
-    }
-
-    async def intake(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        # A new run starts its own count of rounds and tokens.
-        return {"usage": Overwrite({}), "rounds": 0, "budget": check_budget({})}
-
-    async def lead_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        context = context_of(runtime, Context)
-        chat = model or chat_model_for(runtime, fallback=lead.model if lead else None)
-        rounds = state.get("rounds", 0)
-        bound = chat.bind_tools(tools) if rounds < context.max_rounds else chat
-        reply = await bound.ainvoke([system, *state["messages"]])
-        reply.name = lead_name
-        update: dict[str, Any] = {"messages": [reply]}
-        if reply.usage_metadata:
-            update["usage"] = {lead_name: reply.usage_metadata["total_tokens"]}
-        # A call that is not a valid handoff is answered here, so the lead sees why and can
-        # try again; only valid ones are sent to members.
-        refused = [
-            ToolMessage(content=problem, name=c["name"], tool_call_id=c["id"] or "", status="error")
-            for c in reply.tool_calls
-            if (problem := _handoff_problem(c, by_name))
-        ]
-        if reply.tool_calls:
-            update["rounds"] = rounds + 1
-            update["messages"] = [reply, *refused]
-        return update
-
-    async def budget_guard(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        context = context_of(runtime, Context)
-        status = check_budget(
-            state.get("usage") or {},
-            role_budgets=role_budgets,
-            run_budget=context.run_token_budget,
-        )
-        if not status["exceeded"]:
-            return {"budget": status}
-        previous = state.get("budget")
-        if previous is not None and previous["action"] == "approved":
-            return {"budget": {**status, "action": "approved"}}  # a human already said yes
-        if context.on_budget_exceeded == "stop":
-            return {"budget": status, "messages": [_over_budget(status, lead_name)]}
-        decision = request_budget_approval(status)
-        if decision["type"] == "approve":
-            return {"budget": {**status, "action": "approved"}, "decisions": [decision]}
-        return {
-            "budget": status,
-            "decisions": [decision],
-            "messages": [_over_budget(status, lead_name)],
-        }
-
-    def route_lead(state: State) -> list[Send] | Literal["lead", "__end__"]:
-        last = state["messages"][-1] if state.get("messages") else None
-        if last is None:
-            raise ValueError("Supervisor got no messages; send {'messages': [request]}.")
-        calls = [c for c in _open_calls(state["messages"]) if not _handoff_problem(c, by_name)]
-        if calls:
-            return [
-                Send(
-                    c["name"].removeprefix(HANDOFF_PREFIX),
-                    Delegation(
-                        call_id=c["id"],
-                        member=c["name"].removeprefix(HANDOFF_PREFIX),
-                        brief={k: str(v) for k, v in (c.get("args") or {}).items()},
-                    ),
-                )
-                for c in calls
-            ]
-        if isinstance(last, ToolMessage):
-            return "lead"  # only refused calls: let the lead try again
-        return "__end__"
-
-    def route_budget(state: State) -> Literal["lead", "__end__"]:
-        budget = state.get("budget")
-        if budget is None:
-            raise ValueError("budget_guard ran without writing a budget status.")
-        return "__end__" if budget["action"] == "stop" else "lead"
-
+    run = _Supervisor(members, lead=lead, org=org, model=model, name=name)
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
-    builder.add_node("intake", intake)
+    builder.add_node("intake", run.intake)
     # The lead's own model calls count against its role in usage and traces.
-    builder.add_node("lead", lead_node, metadata={ROLE_METADATA_KEY: lead_name})
-    builder.add_node("budget_guard", budget_guard)
+    builder.add_node("lead", run.lead_node, metadata={ROLE_METADATA_KEY: run.lead_name})
+    builder.add_node("budget_guard", run.budget_guard)
     for member in members:
+        # The member's graph is a subgraph: Studio's xray draws its nodes.
         builder.add_node(member.name, _member_node(member), input_schema=Delegation)
         builder.add_edge(member.name, "budget_guard")
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "lead")
-    builder.add_conditional_edges("lead", route_lead, [*by_name, "lead", END])
-    builder.add_conditional_edges("budget_guard", route_budget, ["lead", END])
+    builder.add_conditional_edges("lead", run.route_lead, [*run.by_name, "lead", END])
+    builder.add_conditional_edges("budget_guard", run.route_budget, ["lead", END])
     return builder.compile(name=name, checkpointer=checkpointer, store=store)
+
+
+def _delegation(call: Mapping[str, Any]) -> Send:
+    """Send one handoff call to its member's node with the brief it carries."""
+    member = call["name"].removeprefix(HANDOFF_PREFIX)
+    brief = {k: str(v) for k, v in (call.get("args") or {}).items()}
+    return Send(member, Delegation(call_id=call["id"], member=member, brief=brief))
 
 
 def _is_handoff(tool_name: str, members: dict[str, Member]) -> bool:

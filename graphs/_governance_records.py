@@ -1,0 +1,77 @@
+"""The governance graph's access to what it changes: role versions and role instructions.
+
+Not public API: :mod:`graphs.governance` builds on it. Both live in the run's store; a run
+without one fails with a message saying how to attach it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from nodes.governance import RoleChange
+from nodes.memory import resolve_scope
+from state.memory import Memory, MemoryScope, MemoryStore, ProcedureStatus
+from state.role_store import RoleStore
+from state.roles import Organization, Role
+
+
+class Records:
+    """Role versions and instructions of ``org`` as one governance graph sees them."""
+
+    def __init__(self, org: Organization, *, author: Role, name: str) -> None:
+        self.org = org
+        self.author = author
+        self.name = name
+
+    def role_store(self, runtime: Runtime[Any]) -> RoleStore:
+        if runtime.store is None:
+            raise ValueError(
+                f"Governance graph '{self.name}' needs a store for role versions: compile it with "
+                "store=... or run it in a server (which attaches one)."
+            )
+        return RoleStore(runtime.store)
+
+    def memory_of(self, runtime: Runtime[Any]) -> MemoryStore:
+        if runtime.store is None:
+            raise ValueError(
+                f"Governance graph '{self.name}' needs a store for role instructions: compile it "
+                "with store=... or run it in a server (which attaches one)."
+            )
+        return MemoryStore(runtime.store)
+
+    def scope_for(self, runtime: Runtime[Any], role_name: str) -> MemoryScope:
+        role = self.org.role(role_name)
+        return resolve_scope(runtime, role=role.name, domains=role.domains)
+
+    def scope_of_ref(self, runtime: Runtime[Any], ref: str) -> MemoryScope:
+        # A ref names its area: the role itself or one of the domains the role owns.
+        parts = ref.strip().split("/")
+        area = parts[1] if len(parts) == 4 and parts[0] == "org" else ""
+        owner = self.org.role(area) if self.org.has_role(area) else self.org.domain_owner(area)
+        if owner is None:
+            raise ValueError(
+                f"Governance graph '{self.name}': {ref!r} is not an instruction of a role of this "
+                "organisation; expected org/<role>/procedural/<rule>-v<n>."
+            )
+        return self.scope_for(runtime, owner.name)
+
+    def reviewer(self, runtime: Runtime[Any]) -> str:
+        user = resolve_scope(runtime, role=self.author.name).user_id
+        return f"human:{user}"[:200] if user else "human:reviewer"
+
+    async def pending_instruction(self, runtime: Runtime[Any], ref: str) -> Memory | None:
+        found = await self.memory_of(runtime).get(self.scope_of_ref(runtime, ref), ref)
+        if found is None or found.status != ProcedureStatus.PENDING.value:
+            return None
+        return found
+
+    def staged_matches(self, staged: Memory, proposal: RoleChange) -> bool:
+        role = self.org.role(proposal["role"]) if self.org.has_role(proposal["role"]) else None
+        return (
+            role is not None
+            and staged.area in (role.name, *role.domains)
+            and staged.value.get("rule") == proposal.get("rule")
+            and staged.text == proposal["value"]
+        )
