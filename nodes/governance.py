@@ -203,6 +203,43 @@ def _mentioned(text: str, names: Sequence[str]) -> str | None:
     return None
 
 
+def _change_list(
+    data: dict[str, Any], role_name: str, attribute: str, operation: str, value: Any
+) -> None:
+    """Add ``value`` to, or remove it from, the list ``attribute`` of a dumped role."""
+    if operation == "set":
+        raise ValueError(f"{attribute} is a list: use add or remove, not set.")
+    *parents, leaf = _LISTS[attribute]
+    target = data
+    for key in parents:
+        target = target[key]
+    items = list(target[leaf])
+    if operation == "add":
+        if value in items:
+            raise ValueError(f"'{value}' is already in the {attribute} of '{role_name}'.")
+        items.append(value)
+    else:
+        if value not in items:
+            raise ValueError(f"'{value}' is not in the {attribute} of '{role_name}'.")
+        items.remove(value)
+    target[leaf] = items
+
+
+def _set_scalar(data: dict[str, Any], attribute: str, operation: str, value: Any) -> None:
+    """Replace ``purpose`` or ``token_budget`` of a dumped role (only ``set`` fits them)."""
+    if attribute == "purpose":
+        if operation != "set":
+            raise ValueError("purpose is replaced with set, not added to or removed from.")
+        data["purpose"] = value
+        return
+    if operation != "set":
+        raise ValueError("token_budget is replaced with set.")
+    try:
+        data["policies"]["token_budget"] = int(value)
+    except ValueError:
+        raise ValueError(f"token_budget must be a whole number, not '{value}'.") from None
+
+
 def apply_change(role: Role, change: Mapping[str, Any]) -> Role:
     """Return ``role`` with ``change`` applied.
 
@@ -218,33 +255,9 @@ def apply_change(role: Role, change: Mapping[str, Any]) -> Role:
             "assess them with assess_instruction and store them with propose_procedure."
         )
     if attribute in _LISTS:
-        if operation == "set":
-            raise ValueError(f"{attribute} is a list: use add or remove, not set.")
-        *parents, leaf = _LISTS[attribute]
-        target = data
-        for key in parents:
-            target = target[key]
-        items = list(target[leaf])
-        if operation == "add":
-            if value in items:
-                raise ValueError(f"'{value}' is already in the {attribute} of '{role.name}'.")
-            items.append(value)
-        else:
-            if value not in items:
-                raise ValueError(f"'{value}' is not in the {attribute} of '{role.name}'.")
-            items.remove(value)
-        target[leaf] = items
-    elif attribute == "purpose":
-        if operation != "set":
-            raise ValueError("purpose is replaced with set, not added to or removed from.")
-        data["purpose"] = value
-    elif attribute == "token_budget":
-        if operation != "set":
-            raise ValueError("token_budget is replaced with set.")
-        try:
-            data["policies"]["token_budget"] = int(value)
-        except ValueError:
-            raise ValueError(f"token_budget must be a whole number, not '{value}'.") from None
+        _change_list(data, role.name, attribute, operation, value)
+    elif attribute in ("purpose", "token_budget"):
+        _set_scalar(data, attribute, operation, value)
     else:
         raise ValueError(f"Unknown attribute '{attribute}'.")
     try:

@@ -216,32 +216,48 @@ def check_address(address: IPAddress | str, policy: HttpPolicy) -> str | None:
         if embedded is not None:
             reason = check_address(embedded, policy)
             return f"{reason} (embedded in {ip})" if reason else None
-    if ip in _METADATA_ADDRESSES:
-        return f"{ip} is a cloud metadata address"
-    if ip.is_unspecified:
-        return f"{ip} is an unspecified address"
-    if ip.is_multicast:
-        return f"{ip} is a multicast address"
+    never = _never_allowed(ip)
+    if never is not None:
+        return never
     if any(ip in network for network in policy._networks):
         return None
-    if ip.is_loopback:
-        kind = "loopback"
-    elif ip.is_link_local:
-        kind = "link-local"
-    elif any(ip in network for network in _PRIVATE_NETWORKS):
-        kind = "private"
-    elif not ip.is_global:
+    kind = _internal_kind(ip)
+    if kind is None:
+        return None
+    if kind == "reserved":
         # Reserved, documentation, benchmarking and protocol ranges: no real host lives there,
         # so allow_private_networks does not open them (allowed_networks can).
         return f"{ip} is a reserved or non-public address"
-    else:
-        return None
     if policy.allow_private_networks:
         return None
     return (
         f"{ip} is a {kind} address; set allow_private_networks or allowed_networks "
         "in the HttpPolicy to fetch internal hosts"
     )
+
+
+def _never_allowed(ip: IPAddress) -> str | None:
+    """Why no policy may open ``ip`` (metadata, unspecified, multicast), or None."""
+    if ip in _METADATA_ADDRESSES:
+        return f"{ip} is a cloud metadata address"
+    if ip.is_unspecified:
+        return f"{ip} is an unspecified address"
+    if ip.is_multicast:
+        return f"{ip} is a multicast address"
+    return None
+
+
+def _internal_kind(ip: IPAddress) -> str | None:
+    """``loopback``, ``link-local``, ``private`` or ``reserved``; None for a public address."""
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if any(ip in network for network in _PRIVATE_NETWORKS):
+        return "private"
+    if not ip.is_global:
+        return "reserved"
+    return None
 
 
 async def _system_resolve(host: str, port: int) -> list[str]:
