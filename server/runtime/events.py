@@ -78,23 +78,29 @@ class StreamConverter:
                 self.interrupts = list(payload["__interrupt__"])
             return [("updates" + suffix, dumps(payload))] if "updates" in requested else []
         if mode == "messages":
-            out: list[Converted] = []
-            if "messages-tuple" in requested:
-                out.append(("messages" + suffix, dumps(payload)))
-            if "messages" in requested:
-                out.extend(self._legacy_message(payload, suffix))
-            return out
-        if mode == "checkpoints":
-            if not self.emit_checkpoints:
-                return []
-            return [("checkpoints" + suffix, dumps(payload))]
-        if mode == "debug":
-            if isinstance(payload, dict) and payload.get("type") == "checkpoint":
-                if not self.emit_checkpoints:
-                    return []
-                payload = _with_checkpoint_refs(payload)
-            return [("debug" + suffix, dumps(payload))]
+            return self._message_events(payload, suffix)
+        if mode in ("checkpoints", "debug"):
+            return self._checkpoint_events(mode, payload, suffix)
         # custom, tasks: passed through as they are.
+        return [(mode + suffix, dumps(payload))]
+
+    def _message_events(self, payload: Any, suffix: str) -> list[Converted]:
+        out: list[Converted] = []
+        if "messages-tuple" in self.requested:
+            out.append(("messages" + suffix, dumps(payload)))
+        if "messages" in self.requested:
+            out.extend(self._legacy_message(payload, suffix))
+        return out
+
+    def _checkpoint_events(self, mode: str, payload: Any, suffix: str) -> list[Converted]:
+        # Checkpoints (and debug's checkpoint entries) are left out when not wanted.
+        is_checkpoint = mode == "checkpoints" or (
+            isinstance(payload, dict) and payload.get("type") == "checkpoint"
+        )
+        if is_checkpoint and not self.emit_checkpoints:
+            return []
+        if mode == "debug" and is_checkpoint:
+            payload = _with_checkpoint_refs(payload)
         return [(mode + suffix, dumps(payload))]
 
     def _legacy_message(self, payload: Any, suffix: str) -> list[Converted]:

@@ -207,6 +207,28 @@ def _embedding(text: str, dims: int) -> list[float]:
     return [x / norm for x in vector]
 
 
+def _embeddings_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The answer to an embeddings request: one deterministic vector per input."""
+    inputs = body.get("input")
+    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    dims = body.get("dimensions")
+    dims = dims if isinstance(dims, int) and 1 <= dims <= 64 else EMBEDDING_DIMS
+    data = []
+    for index, item in enumerate(texts[:2048]):
+        vector = _embedding(item if isinstance(item, str) else json.dumps(item), dims)
+        encoded: list[float] | str = vector
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = sum(len(str(t)) for t in texts) // 4 + 1
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model", "stub"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 def build_app(stub: OpenAIStub) -> FastAPI:
     """The stub's FastAPI app, bound to ``stub`` for its recordings and script."""
     app = FastAPI()
@@ -261,26 +283,7 @@ def build_app(stub: OpenAIStub) -> FastAPI:
         body = await read_json(request)
         if isinstance(body, Response):
             return body
-        inputs = body.get("input")
-        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        dims = body.get("dimensions")
-        dims = dims if isinstance(dims, int) and 1 <= dims <= 64 else EMBEDDING_DIMS
-        data = []
-        for index, item in enumerate(texts[:2048]):
-            vector = _embedding(item if isinstance(item, str) else json.dumps(item), dims)
-            encoded: list[float] | str = vector
-            if body.get("encoding_format") == "base64":
-                encoded = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
-            data.append({"object": "embedding", "index": index, "embedding": encoded})
-        tokens = sum(len(str(t)) for t in texts) // 4 + 1
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": data,
-                "model": body.get("model", "stub"),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-        )
+        return JSONResponse(_embeddings_body(body))
 
     return app
 
