@@ -94,6 +94,7 @@ from nodes.policy import (
 )
 from nodes.team import (
     HANDOFF_PREFIX,
+    Answer,
     Brief,
     Delegation,
     Handoff,
@@ -103,6 +104,9 @@ from nodes.team import (
     check_handoff_policy,
     check_members,
     handoff_tool,
+    inner_interrupts,
+    interrupts_configurable,
+    member_node,
     run_member,
 )
 
@@ -114,6 +118,7 @@ __all__ = [
     "MEMORY_TOOL_RISKS",
     "RECALL_MESSAGE_PREFIX",
     "ActingRoleMiddleware",
+    "Answer",
     "Brief",
     "BudgetStatus",
     "ChangeProposal",
@@ -164,10 +169,13 @@ __all__ = [
     "get_chat_model",
     "get_embeddings",
     "handoff_tool",
+    "inner_interrupts",
+    "interrupts_configurable",
     "judge",
     "make_policy_check",
     "make_recall_node",
     "make_remember_node",
+    "member_node",
     "memory_recall_middleware",
     "memory_settings",
     "memory_tools",
