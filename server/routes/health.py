@@ -1,4 +1,5 @@
-"""Readiness (``/ready``: Postgres and, when configured, Redis answer) and ``/metrics``.
+"""Readiness (``/ready``: Postgres and, when configured, Redis answer; a local embedding
+model has loaded) and ``/metrics``.
 
 Liveness stays ``/ok`` in :mod:`server.routes.meta`: it must not depend on the database, or
 an orchestrator would restart a healthy process during a database blip. Readiness does.
@@ -20,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from server.deps import Ctx
 from server.observability.metrics import Metrics, MetricsMiddleware
+from server.startup import embeddings_readiness
 
 __all__ = [
     "CHECK_TIMEOUT",
@@ -111,7 +113,8 @@ async def _timed(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
 
 @router.get("/ready")
 async def ready(request: Request, ctx: Ctx) -> JSONResponse:
-    """Readiness: 200 when Postgres (and Redis, when configured) answer, else 503."""
+    """Readiness: 200 when Postgres (and Redis, when configured) answer and a local
+    embedding model has loaded, else 503."""
     probes = [_timed("postgres", check_postgres(ctx.persistence.pool))]
     if ctx.settings.redis.url is not None:
         client = getattr(request.app.state, "redis", None)
@@ -119,6 +122,9 @@ async def ready(request: Request, ctx: Ctx) -> JSONResponse:
             _timed("redis", check_redis(ctx.settings.redis.url.get_secret_value(), client=client))
         )
     checks = dict(await asyncio.gather(*probes))
+    embeddings = embeddings_readiness(ctx.embeddings)
+    if embeddings is not None:
+        checks["embeddings"] = embeddings
     ok = all(check["ok"] for check in checks.values())
     return JSONResponse(
         status_code=200 if ok else 503,
