@@ -1,284 +1,414 @@
-"""Benchmark staffgraph's server against the official LangGraph dev server on the same graph.
+"""Benchmark staffgraph's server against the official LangGraph dev server and the in-process floor.
 
-Starts ``staffgraph serve`` (Postgres checkpoints: the embedded server unless ``DATABASE_URL`` is
-set) and, when ``langgraph-cli[inmem]`` is installed, ``langgraph dev`` (in-memory), both on
-``bench/graphs.py:graph``, then measures for each, in the same run:
+All on the same graph (``bench/graphs.py``: one node, one state key), with the same client, in
+the same run:
 
-- sequential ``POST /threads/{id}/runs/wait`` latency (p50, p95) with ``durability="sync"``;
-- time to the first stream event of ``POST /threads/{id}/runs/stream`` (p50, p95);
-- throughput of runs.wait with N concurrent clients for D seconds, and errors;
+- **staffgraph**: ``staffgraph serve`` on Postgres (an embedded server the bench starts in a
+  temporary home, or ``DATABASE_URL``), ``EMBEDDINGS=hashing`` since the graph embeds nothing;
+- **official**: ``langgraph dev`` (langgraph-api, in-memory), when ``langgraph-cli[inmem]`` is
+  installed;
+- **floor**: the graph compiled in this process with LangGraph's ``AsyncPostgresSaver`` (opened
+  as the server opens it, on the same Postgres), no HTTP: the least any server could cost.
 
-and prints the figures and the ratios staffgraph / official.
+Both servers are started once and measured in turn, round after round (staffgraph, official,
+floor, then the next round), so load from elsewhere on the machine falls on all of them. Each
+round measures:
 
-Usage: ``python bench/server_bench.py [--sequential 300] [--first-event 200] [--clients 32]
-[--duration 20] [--skip-official]``
+- sequential ``POST /threads/{id}/runs/wait`` latency (p50, p95) with ``durability="sync"``
+  (floor: ``ainvoke``);
+- time to the first event of ``POST /threads/{id}/runs/stream`` (p50, p95) (floor: the first
+  chunk of ``astream``);
+- throughput of runs.wait with N concurrent clients, each on its own thread, for D seconds,
+  and errors;
+- CPU milliseconds per run over the throughput phase: the server process's CPU time (psutil,
+  children included) divided by the runs completed (for the floor: this process's own), and
+  for staffgraph and the floor the Postgres server's (postmaster and backends) as well.
+
+Then it prints each figure's median and spread (min–max) over the rounds, and the ratios of
+staffgraph's medians to the official server's and to the floor's.
+
+Usage: ``python bench/server_bench.py [--rounds 3] [--sequential 300] [--first-event 200]
+[--clients 32] [--duration 20] [--skip-official] [--skip-floor] [--quick]``
+(``--quick``: 1 round, 50 + 50 runs, 5 s of throughput: checks the bench, not the server).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._support import (  # noqa: E402
+    BENCH,
+    ServerProcess,
+    free_port,
+    pct,
+    run_server,
+    spread,
+    tree_cpu_seconds,
+    wait_for,
+)
+from state.db import open_persistence  # noqa: E402
+from state.embedded import EmbeddedPostgres  # noqa: E402
+
 CONFIG = BENCH / "langgraph.json"
-RUN_BODY = {"assistant_id": "trivial", "input": {"n": 0}, "durability": "sync"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _server(
-    name: str, argv: list[str], env: dict[str, str], port: int, *, cwd: Path = REPO
-) -> Iterator[str]:
-    log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited early; log in {log.name}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start in 120 s; log in {log.name}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+RUN_INPUT = {"n": 0}
+RUN_BODY = {"assistant_id": "trivial", "input": RUN_INPUT, "durability": "sync"}
+WARM_UP = 10
 
 
 @dataclass
-class Result:
-    """Figures for one server."""
+class Round:
+    """One round's figures for one target."""
+
+    seq_ms: list[float] = field(default_factory=list)
+    first_ms: list[float] = field(default_factory=list)
+    throughput: float = float("nan")
+    errors: int = 0
+    cpu_ms_per_run: float = float("nan")
+    pg_cpu_ms_per_run: float = float("nan")
+
+
+@dataclass
+class Target:
+    """Something to measure: how to run one run, stream one run, and whose CPU to count."""
 
     name: str
-    sequential_ms: list[float] = field(default_factory=list)
-    first_event_ms: list[float] = field(default_factory=list)
-    throughput: float = 0.0
-    completed: int = 0
-    errors: int = 0
+    new_thread: Callable[[], Awaitable[str]]
+    wait_run: Callable[[str], Awaitable[bool]]
+    first_event: Callable[[str], Awaitable[float | None]]
+    cpu_pid: int | None
+    pg_pid: int | None = None
+    rounds: list[Round] = field(default_factory=list)
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+# -- HTTP targets -------------------------------------------------------------------------------
 
 
-async def _new_thread(client: httpx.AsyncClient) -> str:
-    response = await client.post("/threads", json={})
-    response.raise_for_status()
-    return str(response.json()["thread_id"])
+def http_target(
+    name: str, client: httpx.AsyncClient, *, cpu_pid: int, pg_pid: int | None
+) -> Target:
+    """A server measured over HTTP with ``client`` (one connection pool for every phase)."""
+
+    async def new_thread() -> str:
+        response = await client.post("/threads", json={})
+        response.raise_for_status()
+        return str(response.json()["thread_id"])
+
+    async def wait_run(thread_id: str) -> bool:
+        response = await client.post(f"/threads/{thread_id}/runs/wait", json=RUN_BODY)
+        return response.status_code == 200 and "__error__" not in response.json()
+
+    async def first_event(thread_id: str) -> float | None:
+        start = time.perf_counter()
+        first = None
+        async with client.stream(
+            "POST",
+            f"/threads/{thread_id}/runs/stream",
+            json={**RUN_BODY, "stream_mode": "values"},
+        ) as response:
+            async for line in response.aiter_lines():
+                if first is None and line.startswith("event:"):
+                    first = (time.perf_counter() - start) * 1000
+                # read to the end so the next run does not meet a busy thread
+        return first
+
+    return Target(name, new_thread, wait_run, first_event, cpu_pid=cpu_pid, pg_pid=pg_pid)
 
 
-async def _wait_run(client: httpx.AsyncClient, thread_id: str) -> bool:
-    response = await client.post(f"/threads/{thread_id}/runs/wait", json=RUN_BODY)
-    return response.status_code == 200 and "__error__" not in response.json()
+# -- the in-process floor -----------------------------------------------------------------------
 
 
-async def _sequential(url: str, count: int) -> list[float]:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        thread_id = await _new_thread(client)
-        for _ in range(10):  # warm-up: imports, caches, connection pool
-            await _wait_run(client, thread_id)
-        samples = []
-        for _ in range(count):
-            start = time.perf_counter()
-            ok = await _wait_run(client, thread_id)
-            samples.append((time.perf_counter() - start) * 1000)
-            if not ok:
-                raise RuntimeError("a sequential run failed")
-        return samples
+def _bench_builder() -> Any:
+    # Loaded by path: `graphs` is also the name of the product's package.
+    spec = importlib.util.spec_from_file_location("bench_trivial_graph", BENCH / "graphs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.builder
 
 
-async def _first_event(url: str, count: int) -> list[float]:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        thread_id = await _new_thread(client)
-        samples = []
-        for i in range(count + 5):
-            start = time.perf_counter()
-            async with client.stream(
-                "POST",
-                f"/threads/{thread_id}/runs/stream",
-                json={**RUN_BODY, "stream_mode": "values"},
-            ) as response:
-                first = None
-                async for line in response.aiter_lines():
-                    if first is None and line.startswith("event:"):
-                        first = (time.perf_counter() - start) * 1000
-                    # read to the end so the next run does not meet a busy thread
-            if i >= 5 and first is not None:
-                samples.append(first)
-        return samples
+def floor_target(checkpointer: Any, *, pg_pid: int | None) -> Target:
+    """The same graph compiled here with the server's checkpointer: no HTTP, no queue."""
+    graph = _bench_builder().compile(checkpointer=checkpointer, name="trivial")
+
+    async def new_thread() -> str:
+        return str(uuid.uuid4())
+
+    async def wait_run(thread_id: str) -> bool:
+        config = {"configurable": {"thread_id": thread_id}}
+        result = await graph.ainvoke(RUN_INPUT, config, durability="sync")
+        return isinstance(result, dict) and "n" in result
+
+    async def first_event(thread_id: str) -> float | None:
+        config = {"configurable": {"thread_id": thread_id}}
+        start = time.perf_counter()
+        first = None
+        async for _ in graph.astream(RUN_INPUT, config, stream_mode="values", durability="sync"):
+            if first is None:
+                first = (time.perf_counter() - start) * 1000
+        return first
+
+    return Target("floor", new_thread, wait_run, first_event, cpu_pid=os.getpid(), pg_pid=pg_pid)
 
 
-async def _throughput(url: str, clients: int, duration: float) -> tuple[int, int]:
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        threads = [await _new_thread(client) for _ in range(clients)]
-        completed = errors = 0
-        stop_at = time.perf_counter() + duration
+# -- phases -------------------------------------------------------------------------------------
 
-        async def worker(thread_id: str) -> None:
-            nonlocal completed, errors
-            while time.perf_counter() < stop_at:
-                try:
-                    if await _wait_run(client, thread_id):
-                        completed += 1
-                    else:
-                        errors += 1
-                except httpx.HTTPError:
+
+async def _sequential(target: Target, count: int) -> list[float]:
+    thread_id = await target.new_thread()
+    for _ in range(WARM_UP):  # imports, caches, connection pool
+        await target.wait_run(thread_id)
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        ok = await target.wait_run(thread_id)
+        samples.append((time.perf_counter() - start) * 1000)
+        if not ok:
+            raise RuntimeError(f"{target.name}: a sequential run failed")
+    return samples
+
+
+async def _first_events(target: Target, count: int) -> list[float]:
+    thread_id = await target.new_thread()
+    samples = []
+    for i in range(count + WARM_UP // 2):
+        first = await target.first_event(thread_id)
+        if i >= WARM_UP // 2 and first is not None:
+            samples.append(first)
+    return samples
+
+
+async def _throughput(target: Target, clients: int, duration: float, result: Round) -> None:
+    threads = [await target.new_thread() for _ in range(clients)]
+    completed = errors = 0
+    cpu_before = tree_cpu_seconds(target.cpu_pid) if target.cpu_pid else 0.0
+    pg_before = tree_cpu_seconds(target.pg_pid) if target.pg_pid else 0.0
+    started = time.perf_counter()
+    stop_at = started + duration
+
+    async def worker(thread_id: str) -> None:
+        nonlocal completed, errors
+        while time.perf_counter() < stop_at:
+            try:
+                if await target.wait_run(thread_id):
+                    completed += 1
+                else:
                     errors += 1
+            except Exception:  # any failure of a run counts, whatever raised it
+                errors += 1
 
-        await asyncio.gather(*(worker(t) for t in threads))
-        return completed, errors
-
-
-async def _measure(name: str, url: str, args: argparse.Namespace) -> Result:
-    result = Result(name)
-    print(f"[{name}] sequential runs.wait x{args.sequential} …", flush=True)
-    result.sequential_ms = await _sequential(url, args.sequential)
-    seq50, seq95 = _pct(result.sequential_ms, 0.5), _pct(result.sequential_ms, 0.95)
-    print(f"[{name}]   p50 {seq50:.2f} ms, p95 {seq95:.2f} ms", flush=True)
-    print(f"[{name}] first stream event x{args.first_event} …", flush=True)
-    result.first_event_ms = await _first_event(url, args.first_event)
-    first50, first95 = _pct(result.first_event_ms, 0.5), _pct(result.first_event_ms, 0.95)
-    print(f"[{name}]   p50 {first50:.2f} ms, p95 {first95:.2f} ms", flush=True)
-    print(f"[{name}] {args.clients} clients for {args.duration:.0f} s …", flush=True)
-    result.completed, result.errors = await _throughput(url, args.clients, args.duration)
-    result.throughput = result.completed / args.duration
-    print(f"[{name}]   {result.throughput:.1f} runs/s, {result.errors} errors", flush=True)
-    return result
+    await asyncio.gather(*(worker(t) for t in threads))
+    elapsed = time.perf_counter() - started
+    result.throughput = completed / elapsed
+    result.errors = errors
+    if completed and target.cpu_pid:
+        result.cpu_ms_per_run = (tree_cpu_seconds(target.cpu_pid) - cpu_before) * 1000 / completed
+    if completed and target.pg_pid:
+        result.pg_cpu_ms_per_run = (tree_cpu_seconds(target.pg_pid) - pg_before) * 1000 / completed
 
 
-def _report(results: list[Result], args: argparse.Namespace) -> None:
+async def measure_round(target: Target, args: argparse.Namespace, number: int) -> None:
+    """Measure one round of every phase on ``target`` and print it."""
+    result = Round()
+    tag = f"[round {number} {target.name}]"
+    result.seq_ms = await _sequential(target, args.sequential)
+    result.first_ms = await _first_events(target, args.first_event)
+    await _throughput(target, args.clients, args.duration, result)
+    target.rounds.append(result)
+    print(
+        f"{tag} seq p50 {pct(result.seq_ms, 0.5):.2f} ms p95 {pct(result.seq_ms, 0.95):.2f} ms; "
+        f"first event p50 {pct(result.first_ms, 0.5):.2f} ms "
+        f"p95 {pct(result.first_ms, 0.95):.2f} ms; {result.throughput:.1f} runs/s with "
+        f"{args.clients} clients, {result.errors} errors; CPU {result.cpu_ms_per_run:.2f} ms/run"
+        + (
+            f" (+ Postgres {result.pg_cpu_ms_per_run:.2f} ms/run)"
+            if result.pg_cpu_ms_per_run == result.pg_cpu_ms_per_run
+            else ""
+        ),
+        flush=True,
+    )
+
+
+# -- report -------------------------------------------------------------------------------------
+
+FIGURES: list[tuple[str, str, Callable[[Round], float]]] = [
+    ("runs.wait p50", " ms", lambda r: pct(r.seq_ms, 0.5)),
+    ("runs.wait p95", " ms", lambda r: pct(r.seq_ms, 0.95)),
+    ("first event p50", " ms", lambda r: pct(r.first_ms, 0.5)),
+    ("first event p95", " ms", lambda r: pct(r.first_ms, 0.95)),
+    ("runs/s, N clients", "", lambda r: r.throughput),
+    ("errors", "", lambda r: float(r.errors)),
+    ("CPU ms per run", " ms", lambda r: r.cpu_ms_per_run),
+    ("+ Postgres CPU ms/run", " ms", lambda r: r.pg_cpu_ms_per_run),
+]
+
+
+def _median(target: Target, figure: Callable[[Round], float]) -> float:
+    values = [v for v in (figure(r) for r in target.rounds) if v == v]  # NaN-free
+    return statistics.median(values) if values else float("nan")
+
+
+def report(targets: list[Target], args: argparse.Namespace) -> None:
+    """Print every figure's median (min–max) per target, then staffgraph's ratios."""
+    rounds = len(targets[0].rounds)
     print()
     print(
-        f"{'server':<12} {'seq p50':>9} {'seq p95':>9} {'1st ev p50':>11} {'1st ev p95':>11} "
-        f"{'runs/s':>9} {'errors':>7}"
+        f"{rounds} round(s); {args.sequential} sequential runs, {args.first_event} streams, "
+        f"{args.clients} clients for {args.duration:.0f} s per round; median (min–max)"
     )
-    for r in results:
-        seq50, seq95 = _pct(r.sequential_ms, 0.5), _pct(r.sequential_ms, 0.95)
-        first50, first95 = _pct(r.first_event_ms, 0.5), _pct(r.first_event_ms, 0.95)
-        print(
-            f"{r.name:<12} {seq50:>7.2f}ms {seq95:>7.2f}ms {first50:>9.2f}ms {first95:>9.2f}ms "
-            f"{r.throughput:>9.1f} {r.errors:>7}"
-        )
-    ours = results[0]
-    seq50, first50 = _pct(ours.sequential_ms, 0.5), _pct(ours.first_event_ms, 0.5)
-    print()
-    print(
-        f"targets (staffgraph): seq p50 <= 8 ms: {seq50:.2f} ms; "
-        f"first event p50 <= 5 ms: {first50:.2f} ms; errors 0: {ours.errors}"
-    )
-    if len(results) > 1:
-        peer = results[1]
-        print(
-            "ratios staffgraph/official: "
-            f"seq p50 {seq50 / _pct(peer.sequential_ms, 0.5):.2f}x, "
-            f"first event p50 {first50 / _pct(peer.first_event_ms, 0.5):.2f}x, "
-            f"throughput {ours.throughput / max(peer.throughput, 1e-9):.2f}x (target >= 2.5x)"
-        )
-    mean = statistics.fmean(ours.sequential_ms)
-    print(f"(mean seq {mean:.2f} ms over {len(ours.sequential_ms)} runs)")
+    width = 28
+    print(f"{'figure':<24}" + "".join(f"{t.name:>{width}}" for t in targets))
+    for label, unit, figure in FIGURES:
+        label = label.replace("N clients", f"{args.clients} clients")
+        cells = [
+            spread([figure(r) for r in t.rounds], unit, 0 if label == "errors" else 2)
+            for t in targets
+        ]
+        print(f"{label:<24}" + "".join(f"{c:>{width}}" for c in cells))
+    ours = targets[0]
+    for peer in targets[1:]:
+        print()
+        print(f"ratios staffgraph / {peer.name} (medians):")
+        for label, _, figure in FIGURES:
+            if label in ("errors", "+ Postgres CPU ms/run"):
+                continue
+            mine, theirs = _median(ours, figure), _median(peer, figure)
+            ratio = mine / theirs if theirs == theirs and theirs else float("nan")
+            print(f"  {label.replace('N clients', f'{args.clients} clients'):<22} {ratio:.2f}x")
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def _database(stack: ExitStack) -> tuple[str, int | None]:
+    """``DATABASE_URL``, or an embedded Postgres in a temporary home (stopped with ``stack``).
+
+    Returns:
+        The URL, and the postmaster's pid when the bench started it (for its CPU time).
+    """
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        return external, None
+    home = Path(tempfile.mkdtemp(prefix="bench-staffgraph-home-"))
+    stack.callback(shutil.rmtree, home, ignore_errors=True)
+    embedded = EmbeddedPostgres(home)
+    url = embedded.start()
+    stack.callback(embedded.stop)
+    pid_file = embedded.pgdata / "postmaster.pid"
+    return url, int(pid_file.read_text().split()[0])
+
+
+def _staffgraph_argv(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--config",
+        str(CONFIG),
+    ]
+
+
+def _official_argv(cli: str, port: int) -> list[str]:
+    return [cli, "dev", "--no-browser", "--no-reload", "--port", str(port), "--config", str(CONFIG)]
+
+
+async def _measure_all(
+    servers: list[tuple[str, ServerProcess, int | None]],
+    database_url: str,
+    args: argparse.Namespace,
+) -> list[Target]:
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    async with AsyncExitStack() as stack:
+        targets = []
+        for name, server, pg_pid in servers:
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits)
+            )
+            targets.append(http_target(name, client, cpu_pid=server.process.pid, pg_pid=pg_pid))
+        if not args.skip_floor:
+            # The server's pool size (DATABASE_POOL_MAX_SIZE's default) and checkpointer.
+            persistence = await stack.enter_async_context(
+                open_persistence(database_url, max_size=20)
+            )
+            targets.append(floor_target(persistence.checkpointer, pg_pid=servers[0][2]))
+        for number in range(1, args.rounds + 1):
+            for target in targets:
+                await measure_round(target, args, number)
+        return targets
 
 
 def main() -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sequential", type=int, default=300)
     parser.add_argument("--first-event", type=int, default=200)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--skip-official", action="store_true")
+    parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="1 round, 50+50 runs, 5 s")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.sequential, args.first_event, args.duration = 1, 50, 50, 5.0
 
-    results: list[Result] = []
-    home = tempfile.mkdtemp(prefix="bench-staffgraph-home-")
-    port = _free_port()
-    env = {"STAFFGRAPH_HOME": home, "STAFFGRAPH_LOG_LEVEL": "warning", "LANGSMITH_TRACING": "false"}
-    try:
-        with _server(
-            "staffgraph",
-            [
-                sys.executable,
-                "-m",
-                "server.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--config",
-                str(CONFIG),
-            ],
-            env,
-            port,
-        ) as url:
-            results.append(asyncio.run(_measure("staffgraph", url, args)))
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-
-    langgraph_cli = shutil.which("langgraph", path=str(Path(sys.executable).parent))
+    official_cli = shutil.which("langgraph", path=str(Path(sys.executable).parent))
     if args.skip_official:
         print("official dev server skipped (--skip-official)")
-    elif langgraph_cli is None:
+    elif official_cli is None:
         print("official dev server not measured: install langgraph-cli[inmem] for the comparison")
-    else:
-        port = _free_port()
-        with _server(
-            "official",
-            [
-                langgraph_cli,
-                "dev",
-                "--no-browser",
-                "--no-reload",
-                "--port",
-                str(port),
-                "--config",
-                str(CONFIG),
-            ],
-            {"LANGSMITH_TRACING": "false", "LOG_LEVEL": "WARNING"},
-            port,
-            # `langgraph dev` resolves graph paths against its working directory.
-            cwd=BENCH,
-        ) as url:
-            results.append(asyncio.run(_measure("official", url, args)))
-    _report(results, args)
+    with ExitStack() as stack:
+        database_url, pg_pid = _database(stack)
+        ours = stack.enter_context(
+            run_server(
+                "staffgraph",
+                _staffgraph_argv(port := free_port()),
+                {
+                    "DATABASE_URL": database_url,
+                    "EMBEDDINGS": "hashing",
+                    "STAFFGRAPH_LOG_LEVEL": "warning",
+                    "LANGSMITH_TRACING": "false",
+                },
+                port,
+            )
+        )
+        wait_for(ours.url, "/ready", process=ours.process, name="staffgraph", timeout=120)
+        servers = [("staffgraph", ours, pg_pid)]
+        if official_cli is not None and not args.skip_official:
+            official = stack.enter_context(
+                run_server(
+                    "official",
+                    _official_argv(official_cli, port := free_port()),
+                    {"LANGSMITH_TRACING": "false", "LOG_LEVEL": "WARNING"},
+                    port,
+                    # `langgraph dev` resolves graph paths against its working directory.
+                    cwd=BENCH,
+                )
+            )
+            servers.append(("official", official, None))
+        print(f"staffgraph answered /ok {ours.ok_after_s:.2f} s after it was spawned", flush=True)
+        targets = asyncio.run(_measure_all(servers, database_url, args))
+    report(targets, args)
     return 0
 
 
