@@ -76,6 +76,8 @@ class ServerProcess:
     url: str
     process: subprocess.Popen[bytes]
     log_path: str
+    spawned_at: float
+    """``time.perf_counter()`` when the process was spawned."""
     ok_after_s: float
     """Seconds from spawning the process to the first 200 from ``/ok``."""
 
@@ -135,7 +137,7 @@ def run_server(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url, "/ok", process=proc, name=name, timeout=timeout, log_path=log.name)
-        yield ServerProcess(url, proc, log.name, time.perf_counter() - started)
+        yield ServerProcess(url, proc, log.name, started, time.perf_counter() - started)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
