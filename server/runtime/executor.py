@@ -413,20 +413,12 @@ class Executor:
         context = _context_for(graph, kwargs.get("context"))
         if context is not None:
             options["context"] = context
-        subgraphs = options["subgraphs"]
         if "events" in converter.requested:
-            root = str(config["run_id"])
-            options["subgraphs"] = True
-            async for event in graph.astream_events(graph_input, config, version="v2", **options):
-                if event["event"] == "on_chain_stream" and event["run_id"] == root:
-                    namespace, mode, payload = event["data"]["chunk"]
-                    if namespace and not subgraphs:
-                        continue
-                    for converted in converter.convert(namespace, mode, payload):
-                        yield converted
-                else:
-                    yield "events", dumps(event)
+            events = self._stream_events(graph, graph_input, config, options, converter)
+            async for converted in events:
+                yield converted
             return
+        subgraphs = options["subgraphs"]
         async for chunk in graph.astream(graph_input, config, **options):
             if subgraphs:
                 namespace, mode, payload = chunk
@@ -434,6 +426,28 @@ class Executor:
                 namespace, (mode, payload) = (), chunk
             for converted in converter.convert(namespace, mode, payload):
                 yield converted
+
+    async def _stream_events(
+        self,
+        graph: Pregel,
+        graph_input: Any,
+        config: Any,
+        options: dict[str, Any],
+        converter: StreamConverter,
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """The ``events`` mode: every callback event, and the other modes from the root's."""
+        root = str(config["run_id"])
+        subgraphs = options["subgraphs"]
+        options = {**options, "subgraphs": True}
+        async for event in graph.astream_events(graph_input, config, version="v2", **options):
+            if event["event"] == "on_chain_stream" and event["run_id"] == root:
+                namespace, mode, payload = event["data"]["chunk"]
+                if namespace and not subgraphs:
+                    continue
+                for converted in converter.convert(namespace, mode, payload):
+                    yield converted
+            else:
+                yield "events", dumps(event)
 
     async def _resumable_from_checkpoint(self, row: Mapping[str, Any]) -> bool:
         latest = await self._runs.latest_checkpoint_run(str(row["thread_id"]))

@@ -213,28 +213,8 @@ class Runtime:
             thread_id = new_id()
         elif not is_uuid(thread_id):
             raise RunError(422, "Invalid thread ID: must be a UUID")
-        modes = body.stream_modes()
-        config = body.config.model_dump(exclude_none=True) if body.config else {}
-        configurable = dict(config.get("configurable") or {})
-        if body.checkpoint is not None:
-            configurable.update(body.checkpoint.configurable())
-        if body.checkpoint_id:
-            configurable["checkpoint_id"] = body.checkpoint_id
-        config["configurable"] = configurable
-        kwargs = {
-            "input": body.input,
-            "command": body.command.model_dump(exclude_none=True) if body.command else None,
-            "stream_mode": modes,
-            "interrupt_before": body.interrupt_before,
-            "interrupt_after": body.interrupt_after,
-            "webhook": body.webhook,
-            "feedback_keys": body.feedback_keys,
-            "temporary": stateless,
-            "subgraphs": bool(body.stream_subgraphs),
-            "resumable": bool(body.stream_resumable),
-            "checkpoint_during": body.durability_mode() != "exit",
-            "durability": body.durability_mode(),
-        }
+        config = _run_config(body)
+        kwargs = _run_kwargs(body, stateless=stateless)
         reserved = claim and self.workers is not None and self.workers.reserve()
         try:
             result = await self.runs.create(
@@ -261,14 +241,7 @@ class Runtime:
         claimed = row is not None and row["status"] == "running"
         if reserved and self.workers is not None and not claimed:
             self.workers.release()
-        if result.outcome in ("no_thread", "no_assistant"):
-            raise RunError(404, "Thread or assistant not found.")
-        if result.outcome == "conflict":
-            raise RunError(
-                409,
-                "Thread is already running a task. Wait for it to finish or choose a "
-                "different multitask strategy.",
-            )
+        _refuse_if_not_created(result.outcome)
         assert row is not None
         for run_id in result.cancel_ids:
             await self.signal_cancel(run_id, body.multitask_strategy or "interrupt")
@@ -404,6 +377,53 @@ class Runtime:
         """Cancel a run whose streaming client went away (``on_disconnect="cancel"``)."""
         with contextlib.suppress(Exception):
             await self.cancel(action="interrupt", thread_id=thread_id, run_ids=[run_id])
+
+
+def _refuse_if_not_created(outcome: str) -> None:
+    """Raise the API error for a run the database did not create.
+
+    Raises:
+        RunError: 404 when the thread or assistant is missing, 409 on a busy thread whose
+            multitask strategy is ``reject``.
+    """
+    if outcome in ("no_thread", "no_assistant"):
+        raise RunError(404, "Thread or assistant not found.")
+    if outcome == "conflict":
+        raise RunError(
+            409,
+            "Thread is already running a task. Wait for it to finish or choose a "
+            "different multitask strategy.",
+        )
+
+
+def _run_config(body: RunCreate) -> dict[str, Any]:
+    """The run's stored config: the request's, with the checkpoint it starts from."""
+    config = body.config.model_dump(exclude_none=True) if body.config else {}
+    configurable = dict(config.get("configurable") or {})
+    if body.checkpoint is not None:
+        configurable.update(body.checkpoint.configurable())
+    if body.checkpoint_id:
+        configurable["checkpoint_id"] = body.checkpoint_id
+    config["configurable"] = configurable
+    return config
+
+
+def _run_kwargs(body: RunCreate, *, stateless: bool) -> dict[str, Any]:
+    """How the run executes, stored with it for whichever worker claims it."""
+    return {
+        "input": body.input,
+        "command": body.command.model_dump(exclude_none=True) if body.command else None,
+        "stream_mode": body.stream_modes(),
+        "interrupt_before": body.interrupt_before,
+        "interrupt_after": body.interrupt_after,
+        "webhook": body.webhook,
+        "feedback_keys": body.feedback_keys,
+        "temporary": stateless,
+        "subgraphs": bool(body.stream_subgraphs),
+        "resumable": bool(body.stream_resumable),
+        "checkpoint_during": body.durability_mode() != "exit",
+        "durability": body.durability_mode(),
+    }
 
 
 def _default_broker(settings: Settings) -> Broker:
