@@ -6,7 +6,8 @@ first on a fresh ``STAFFGRAPH_HOME`` (``initdb`` included), then again on that s
 existing, home, and times from spawning the process to the first 200 from ``/ok`` and from
 ``/ready`` (which waits for the embedding model), and reads the CPU seconds the server had
 used when ``/ok`` answered (start-up's cost without the wait for a busy machine's cores). It
-also times ``import server.cli`` in a fresh interpreter. Targets: ``/ok`` within 3 s on an existing home, 5 s on a fresh one.
+also times ``import server.cli`` in a fresh interpreter. Targets: ``/ok`` within 3 s on an
+existing home, 5 s on a fresh one.
 
 Store search: on the last round's server, ``--items`` texts are stored with
 ``PUT /store/items`` (each embedded by the server) and ``--queries`` different questions are
