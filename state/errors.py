@@ -1,6 +1,6 @@
 """Build-time errors: problems found while assembling an organisation or a graph.
 
-These are raised before any run starts (loading ``roles/*.yaml``, checking tool grants,
+These are raised before any run starts (loading roles files, checking tool grants,
 compiling graphs) and always say what to change. Run-time failures (a tool timing out, a
 model refusing) are a different family and must not subclass :class:`GraphSetupError`, so
 that callers can tell "fix your configuration" apart from "this run went wrong".

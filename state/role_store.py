@@ -1,6 +1,6 @@
 """Versioned role definitions kept in LangGraph's long-term store.
 
-Governance changes a role by adding a new version, never by editing ``roles/*.yaml``: the
+Governance changes a role by adding a new version, never by editing its YAML file: the
 YAML is version 0, each approved change is stored as the next version in namespace
 ``("staffgraph", "roles", <role>)`` under the change's id. Because the key is the change id, a
 change applied twice (a node re-run after a crash or a resume) is stored once. Version
