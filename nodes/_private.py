@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
+from pydantic import TypeAdapter
 
 from nodes.models import get_chat_model
 
@@ -17,35 +18,44 @@ MAX_TEXT = 20_000
 """Most characters of one piece of work (a draft, a brief, a result) carried between nodes."""
 
 
+# One validator per context class: building one costs more than a node step.
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _adapter(schema: type[C]) -> TypeAdapter[C]:
+    adapter = _ADAPTERS.get(schema)
+    if adapter is None:
+        adapter = _ADAPTERS[schema] = TypeAdapter(schema)
+    return adapter
+
+
 def context_of(runtime: Any, schema: type[C]) -> C:
     """Return the run's context as ``schema``: its defaults when the run passed none.
 
     LangGraph hands ``None`` to nodes when a run has no context, and a plain dict when a
-    subgraph with another schema is called; both become an instance of ``schema``.
+    subgraph with another schema is called; both become an instance of ``schema``. A dict is
+    validated by pydantic against the dataclass's field types.
 
     Raises:
-        ValueError: The context dict names fields ``schema`` does not have.
+        ValueError: The context dict names fields ``schema`` does not have, or a value has
+            the wrong type (pydantic's ``ValidationError``, a ``ValueError``).
     """
     context = getattr(runtime, "context", None)
     if isinstance(context, schema):
         return context
     if context is None:
         return schema()
+    names = {f.name for f in dataclasses.fields(schema)}  # type: ignore[arg-type]
     if isinstance(context, dict):
-        names = {f.name for f in dataclasses.fields(schema)}  # type: ignore[arg-type]
         unknown = sorted(set(context) - names)
         if unknown:
             raise ValueError(
                 f"Unknown context field(s) {', '.join(unknown)}; "
                 f"{schema.__name__} has: {', '.join(sorted(names))}"
             )
-        return schema(**context)
+        return _adapter(schema).validate_python(context)
     # Another graph's context (a parent calling us as a subgraph): keep the shared fields.
-    shared = {
-        f.name: getattr(context, f.name)
-        for f in dataclasses.fields(schema)  # type: ignore[arg-type]
-        if hasattr(context, f.name)
-    }
+    shared = {name: getattr(context, name) for name in names if hasattr(context, name)}
     return schema(**shared)
 
 
@@ -64,22 +74,6 @@ def chat_model_for(runtime: Any, *, fallback: str | None = None) -> BaseChatMode
     return get_chat_model(model_spec_of(runtime) or fallback)
 
 
-def text_of(message: BaseMessage | str | Any) -> str:
-    """The plain text of a message (string content or the text blocks of a list)."""
-    content = message if isinstance(message, str) else getattr(message, "content", "")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for block in content:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, dict) and isinstance(block.get("text"), str):
-                parts.append(block["text"])
-        return "".join(parts)
-    return ""
-
-
 def clip(text: str, limit: int = MAX_TEXT) -> str:
     """Bound ``text`` to ``limit`` characters, keeping the head and marking the cut."""
     if len(text) <= limit:
@@ -91,7 +85,7 @@ def last_human_text(messages: Sequence[AnyMessage]) -> str:
     """Text of the latest human message, or ``""``."""
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
-            return text_of(message)
+            return message.text
     return ""
 
 
@@ -99,7 +93,7 @@ def last_ai_text(messages: Sequence[AnyMessage]) -> str:
     """Text of the latest AI message that has text, or ``""``."""
     for message in reversed(messages):
         if isinstance(message, AIMessage):
-            text = text_of(message)
+            text = message.text
             if text.strip():
                 return text
     return ""

@@ -30,7 +30,7 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from nodes._private import last_human_text, model_spec_of, text_of
+from nodes._private import last_human_text, model_spec_of
 from nodes.models import get_chat_model
 
 __all__ = [
@@ -255,7 +255,7 @@ class MemoryRecallMiddleware(AgentMiddleware):
         if not lines:
             return request
         block = "Things you remember that may help:\n" + "\n".join(lines)
-        base = text_of(request.system_message) if request.system_message else ""
+        base = request.system_message.text if request.system_message else ""
         prompt = f"{base}\n\n{block}" if base else block
         return request.override(system_message=SystemMessage(prompt))
 

@@ -7,19 +7,23 @@ must agree, so a caller cannot read another user's memories by naming them in th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.messages import (
     AnyMessage,
     HumanMessage,
 )
 from langgraph.config import get_config
+from pydantic import Field, TypeAdapter, ValidationError
 
-from nodes._private import text_of
 from state.memory import (
+    DEFAULT_MERGE_THRESHOLD,
     DEFAULT_ORG,
+    DEFAULT_RECALL_K,
+    MAX_ID,
     MAX_K,
     MemoryScope,
     MemoryScopeError,
@@ -28,6 +32,8 @@ from state.memory import (
 )
 from state.roles import Role
 
+_Id = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_ID)]
+
 
 @dataclass(kw_only=True)
 class MemoryContext:
@@ -35,81 +41,79 @@ class MemoryContext:
 
     Nodes read the fields from whatever context the run has (a graph's own ``Context``
     dataclass, a dict, or none), so adding ``user_id`` to a graph's ``Context`` is enough.
+    Each field has its one default here (the constants in :mod:`state.memory`) and its
+    bounds in its annotation; :func:`memory_settings` validates them with pydantic.
     """
 
-    user_id: str | None = field(
+    user_id: _Id | None = field(
         default=None,
         metadata={
             "description": "The user the run acts for; their memories are recalled and "
             "written. Ignored in favour of the authenticated user, which it must match."
         },
     )
-    org_id: str | None = field(
+    org_id: _Id | None = field(
         default=DEFAULT_ORG,
         metadata={"description": "Organisation whose shared memories are also recalled."},
     )
-    memory_k: int = field(
-        default=5,
+    memory_k: Annotated[int, Field(strict=True, ge=1, le=MAX_K)] = field(
+        default=DEFAULT_RECALL_K,
         metadata={
-            "description": "Most facts and past episodes placed before the agent (1-50); the "
-            "role's approved instructions come on top."
+            "description": f"Most facts and past episodes placed before the agent (1-{MAX_K}); "
+            "the role's approved instructions come on top."
         },
     )
-    memory_min_score: float | None = field(
+    memory_min_score: Annotated[float, Field(strict=True, ge=-1, le=1)] | None = field(
         default=0.2,
         metadata={
             "description": "Similarity below which a memory is not recalled "
             "(None recalls the top k whatever their score)."
         },
     )
+    memory_merge_threshold: Annotated[float, Field(strict=True, gt=0, le=1)] = field(
+        default=DEFAULT_MERGE_THRESHOLD,
+        metadata={
+            "description": "Similarity at or above which a newly remembered fact updates the "
+            "most similar stored fact instead of being added (0-1]."
+        },
+    )
 
 
-def _field(context: Any, name: str) -> Any:
-    if isinstance(context, Mapping):
-        return context.get(name)
-    return getattr(context, name, None)
+_FIELDS = tuple(f.name for f in dataclasses.fields(MemoryContext))
+# A null user, k or threshold means "not given": the default applies. A null org or score
+# floor is a setting of its own (no organisation memories, no floor).
+_NULL_IS_UNSET = frozenset({"user_id", "memory_k", "memory_merge_threshold"})
+_ADAPTER = TypeAdapter(MemoryContext)
 
 
 def memory_settings(runtime: Any) -> MemoryContext:
     """Read :class:`MemoryContext` fields from the run's context, defaults for the rest.
 
     Unlike a strict context parse this ignores fields that are not about memory, so it works
-    with any graph's context.
+    with any graph's context (a dataclass, a dict, or none).
 
     Raises:
-        ValueError: A memory field has the wrong type or range.
+        ValueError: A memory field has the wrong type or range (pydantic's message).
     """
     context = getattr(runtime, "context", None)
-    settings = MemoryContext()
     if context is None:
-        return settings
-    user_id = _field(context, "user_id")
-    if user_id is not None:
-        if not isinstance(user_id, str) or not user_id:
-            raise ValueError("context.user_id must be a non-empty string")
-        settings.user_id = user_id
-    has_org = "org_id" in context if isinstance(context, Mapping) else hasattr(context, "org_id")
-    if has_org:
-        org_id = _field(context, "org_id")
-        if org_id is not None and (not isinstance(org_id, str) or not org_id):
-            raise ValueError("context.org_id must be a non-empty string or null")
-        settings.org_id = org_id
-    k = _field(context, "memory_k")
-    if k is not None:
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-            raise ValueError(f"context.memory_k must be an integer from 1 to {MAX_K}")
-        settings.memory_k = k
-    has_floor = (
-        "memory_min_score" in context
-        if isinstance(context, Mapping)
-        else hasattr(context, "memory_min_score")
-    )
-    if has_floor:
-        floor = _field(context, "memory_min_score")
-        if floor is not None and (not isinstance(floor, int | float) or not -1 <= floor <= 1):
-            raise ValueError("context.memory_min_score must be a number in [-1, 1] or null")
-        settings.memory_min_score = float(floor) if floor is not None else None
-    return settings
+        return MemoryContext()
+    given: dict[str, Any] = {}
+    for name in _FIELDS:
+        present = name in context if isinstance(context, Mapping) else hasattr(context, name)
+        if not present:
+            continue
+        value = context[name] if isinstance(context, Mapping) else getattr(context, name)
+        if value is None and name in _NULL_IS_UNSET:
+            continue
+        given[name] = value
+    try:
+        return _ADAPTER.validate_python(given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"context.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(problems) from None
 
 
 def _config() -> Mapping[str, Any]:
@@ -221,5 +225,5 @@ def _memory_store(runtime: Any, **kwargs: Any) -> MemoryStore:
 def _last_human(messages: Sequence[AnyMessage]) -> str:
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
-            return text_of(message)
+            return message.text
     return ""

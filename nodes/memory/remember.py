@@ -18,12 +18,13 @@ from langchain_core.messages import (
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from nodes._private import chat_model_for, clip, last_ai_text, text_of
+from nodes._private import chat_model_for, clip, last_ai_text
 from nodes.memory.context import (
     _has_store,
     _last_human,
     _memory_store,
     _role_parts,
+    memory_settings,
     provenance_for,
     resolve_scope,
 )
@@ -137,7 +138,7 @@ def episode_from_messages(
             break
     if start is None:
         return None
-    task = text_of(messages[start])
+    task = messages[start].text
     turn = messages[start + 1 :]
     answer = last_ai_text(turn)
     if not task.strip() or not answer.strip():
@@ -174,7 +175,7 @@ def make_remember_node(
     review_key: str | None = "review",
     model: BaseChatModel | None = None,
     ttl: Mapping[MemoryKind | str, float] | None = None,
-    similarity_threshold: float = 0.85,
+    similarity_threshold: float | None = None,
     require_store: bool = True,
 ) -> Callable[[Mapping[str, Any], Runtime[Any]], Awaitable[dict[str, Any]]]:
     """Build a node that stores what the latest turn taught the role.
@@ -193,7 +194,8 @@ def make_remember_node(
         review_key: State key holding a critic :class:`~nodes.critic.Review`, if any.
         model: Chat model for ``facts="model"``; default: the run's model.
         ttl: Minutes to live per kind, e.g. ``{"episodic": 129600}`` (90 days).
-        similarity_threshold: Similarity at which a fact updates an existing one.
+        similarity_threshold: Similarity at which a fact updates an existing one; by default
+            ``context.memory_merge_threshold`` (see :class:`~nodes.memory.MemoryContext`).
         require_store: Raise when the run has no store (default). ``False`` writes nothing
             then, for graphs that must also run without persistence attached.
 
@@ -206,11 +208,17 @@ def make_remember_node(
     async def remember(state: Mapping[str, Any], runtime: Runtime[Any]) -> dict[str, Any]:
         if not require_store and not _has_store(runtime):
             return {}
-        scope = resolve_scope(runtime, role=name, domains=role_domains)
+        settings = memory_settings(runtime)
+        scope = resolve_scope(runtime, role=name, domains=role_domains, settings=settings)
         if scope.user_id is None:
             log.debug("no user identified for role %s: nothing remembered", name)
             return {}
-        memory = _memory_store(runtime, similarity_threshold=similarity_threshold, default_ttl=ttl)
+        threshold = (
+            similarity_threshold
+            if similarity_threshold is not None
+            else settings.memory_merge_threshold
+        )
+        memory = _memory_store(runtime, similarity_threshold=threshold, default_ttl=ttl)
         provenance = provenance_for(runtime, recorded_by=name, user_id=scope.user_id)
         messages: Sequence[AnyMessage] = state.get("messages") or []
         review = state.get(review_key) if review_key else None

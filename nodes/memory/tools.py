@@ -23,7 +23,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import Field
 
 from nodes.memory.acting import acting_role
-from nodes.memory.context import provenance_for, resolve_scope
+from nodes.memory.context import MemoryContext, memory_settings, provenance_for, resolve_scope
 from nodes.memory.recall import format_memories
 from state.memory import (
     MemoryInputError,
@@ -74,7 +74,10 @@ _Rule = Annotated[
     ),
 ]
 _Query = Annotated[str, Field(min_length=1, max_length=2_000, description="What to look for.")]
-_K = Annotated[int, Field(ge=1, le=20, description="Most memories to return.")]
+_K = Annotated[
+    int,
+    Field(ge=1, le=20, description="Most memories to return; default: the run's memory_k."),
+]
 _Ref = Annotated[
     str,
     Field(
@@ -108,7 +111,9 @@ def _role_of(runtime: ToolRuntime[Any, Any]) -> str:
 class _Tools:
     """State shared by the three tools: where role domains come from."""
 
-    def __init__(self, organization: Organization | None, similarity_threshold: float) -> None:
+    def __init__(
+        self, organization: Organization | None, similarity_threshold: float | None
+    ) -> None:
         self.organization = organization
         self.similarity_threshold = similarity_threshold
 
@@ -125,7 +130,16 @@ class _Tools:
     def memory(self, runtime: ToolRuntime[Any, Any]) -> MemoryStore:
         if runtime.store is None:
             raise ToolException("Long-term memory is not available: this graph has no store.")
-        return MemoryStore(runtime.store, similarity_threshold=self.similarity_threshold)
+        threshold = self.similarity_threshold
+        if threshold is None:
+            threshold = self.settings(runtime).memory_merge_threshold
+        return MemoryStore(runtime.store, similarity_threshold=threshold)
+
+    def settings(self, runtime: ToolRuntime[Any, Any]) -> MemoryContext:
+        try:
+            return memory_settings(runtime)
+        except ValueError as exc:
+            raise ToolException(str(exc)) from None
 
     async def remember(
         self,
@@ -169,8 +183,10 @@ class _Tools:
             f"{earlier[0].get('text')!r}, now {written.memory.text!r} (ref {ref})."
         )
 
-    async def recall(self, query: str, runtime: ToolRuntime[Any, Any], k: int = 5) -> str:
+    async def recall(self, query: str, runtime: ToolRuntime[Any, Any], k: int | None) -> str:
         scope = self.scope(runtime)
+        if k is None:
+            k = self.settings(runtime).memory_k
         try:
             found = await self.memory(runtime).recall(scope, query, k=k)
         except MemoryInputError as exc:
@@ -187,7 +203,7 @@ class _Tools:
 
 
 def memory_tools(
-    *, organization: Organization | None = None, similarity_threshold: float = 0.85
+    *, organization: Organization | None = None, similarity_threshold: float | None = None
 ) -> list[BaseTool]:
     """Build the ``remember``, ``recall`` and ``forget`` tools.
 
@@ -197,7 +213,8 @@ def memory_tools(
     Args:
         organization: Where the calling role's domains are looked up (its domains' memory
             areas are readable and writable); without it a role uses only its own area.
-        similarity_threshold: Similarity at which ``remember`` updates an existing fact.
+        similarity_threshold: Similarity at which ``remember`` updates an existing fact; by
+            default the run's ``context.memory_merge_threshold``.
 
     Returns:
         The three tools, in the order remember, recall, forget.
@@ -209,7 +226,7 @@ def memory_tools(
     ) -> str:
         return await shared.remember(text, runtime, kind, rule)
 
-    async def recall(query: _Query, runtime: ToolRuntime[Any, Any], k: _K = 5) -> str:
+    async def recall(query: _Query, runtime: ToolRuntime[Any, Any], k: _K | None = None) -> str:
         return await shared.recall(query, runtime, k)
 
     async def forget(ref: _Ref, runtime: ToolRuntime[Any, Any]) -> str:
@@ -245,7 +262,7 @@ def register_memory_tools(
     registry: ToolRegistry,
     *,
     organization: Organization | None = None,
-    similarity_threshold: float = 0.85,
+    similarity_threshold: float | None = None,
     replace: bool = False,
 ) -> list[BaseTool]:
     """Add ``remember``, ``recall`` and ``forget`` to ``registry``.
