@@ -7,16 +7,13 @@ resumable streams, ``: heartbeat`` comments while idle, and no ``end`` event: th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from starlette.responses import StreamingResponse
 
 from server.runtime.broker import DONE_EVENT, parse_event_id
 from server.runtime.events import mode_of_event
+from server.runtime.runtime import Runtime
 from server.serde import dumps
-
-if TYPE_CHECKING:
-    from server.runtime.runtime import Runtime
 
 __all__ = ["HEARTBEAT", "frame", "run_events", "sse_response", "thread_events"]
 
