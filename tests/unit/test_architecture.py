@@ -34,7 +34,7 @@ def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 
 def _copy_tree(target: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in (*PRODUCT, "bench", "tests"):
+    for package in (*PRODUCT, "bench", "scripts", "tests"):
         shutil.copytree(ROOT / package, target / package, ignore=ignore)
     shutil.copy2(ROOT / "pyproject.toml", target / "pyproject.toml")
 
@@ -52,6 +52,7 @@ def test_layer_contract_holds() -> None:
         ("tools/calculator.py", "import nodes.agent", "tools is not allowed to import nodes"),
         ("nodes/budget.py", "from graphs import chat", "nodes is not allowed to import graphs"),
         ("bench/server_bench.py", "import tests.support.sse", "bench is not allowed to import"),
+        ("server/app.py", "import scripts.draw_graphs", "server is not allowed to import scripts"),
     ],
 )
 def test_layer_contract_fails_on_an_upward_import(
