@@ -88,6 +88,10 @@ class _SchemaFiller:
             for part in schema["allOf"]:
                 merged.update(self._resolve(part))
             return self.fill(merged, name, depth + 1)
+        return self._fill_typed(schema, name, depth)
+
+    def _fill_typed(self, schema: dict[str, Any], name: str, depth: int) -> Any:
+        """A value of the schema's type (guessed from its keys when it names none)."""
         kind = schema.get("type")
         if isinstance(kind, list):
             kind = next((k for k in kind if k != "null"), "string")

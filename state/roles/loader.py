@@ -193,6 +193,28 @@ def _schema_problems(
 def _load_entries(
     data: Any, label: str, roles: list[Role], circles: list[Circle], problems: list[SetupProblem]
 ) -> None:
+    if not _layout_ok(data, label, problems):
+        return
+    lines = getattr(data, "lines", {})
+    for key, entries, model in _sections(data):
+        if not isinstance(entries, list):
+            problems.append(
+                SetupProblem(
+                    message=f"'{key}' must be a list.",
+                    hint=f"Write each entry under '{key}:' as '- name: ...'.",
+                    file=label,
+                    line=lines.get(key),
+                )
+            )
+            continue
+        entry_lines = getattr(entries, "lines", {})
+        for index, entry in enumerate(entries):
+            where = (label, entry_lines.get(index), index)
+            _load_entry(entry, model, where, roles, circles, problems)
+
+
+def _layout_ok(data: Any, label: str, problems: list[SetupProblem]) -> bool:
+    """Record what is wrong with a file's top level; False when its entries cannot be read."""
     if data is None:
         problems.append(
             SetupProblem(
@@ -201,7 +223,7 @@ def _load_entries(
                 file=label,
             )
         )
-        return
+        return False
     if not isinstance(data, Mapping):
         problems.append(
             SetupProblem(
@@ -211,7 +233,7 @@ def _load_entries(
                 line=1,
             )
         )
-        return
+        return False
     lines = getattr(data, "lines", {})
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
@@ -233,6 +255,12 @@ def _load_entries(
                 line=lines.get("circles"),
             )
         )
+    return True
+
+
+def _sections(data: Mapping[str, Any]) -> list[tuple[str, Any, type[Role] | type[Circle]]]:
+    """The file's lists of entries: ``circle`` (as a list of one), ``circles`` and ``roles``."""
+    lines = getattr(data, "lines", {})
     sections: list[tuple[str, Any, type[Role] | type[Circle]]] = []
     if "circle" in data:
         single = _LineList([data["circle"]])
@@ -242,47 +270,44 @@ def _load_entries(
         sections.append(("circles", data["circles"], Circle))
     if "roles" in data:
         sections.append(("roles", data["roles"], Role))
-    for key, entries, model in sections:
-        if not isinstance(entries, list):
-            problems.append(
-                SetupProblem(
-                    message=f"'{key}' must be a list.",
-                    hint=f"Write each entry under '{key}:' as '- name: ...'.",
-                    file=label,
-                    line=lines.get(key),
-                )
+    return sections
+
+
+def _load_entry(
+    entry: Any,
+    model: type[Role] | type[Circle],
+    where: tuple[str, int | None, int],
+    roles: list[Role],
+    circles: list[Circle],
+    problems: list[SetupProblem],
+) -> None:
+    """Validate one entry (at file, line and position ``where``) into roles or circles."""
+    label, line, index = where
+    kind = "role" if model is Role else "circle"
+    raw_name = entry.get("name") if isinstance(entry, Mapping) else None
+    subject = f"{kind} '{raw_name}'" if isinstance(raw_name, str) else f"{kind} #{index + 1}"
+    if not isinstance(entry, Mapping):
+        problems.append(
+            SetupProblem(
+                message=f"each {kind} must be a mapping of fields.",
+                hint="Start the entry with 'name:'.",
+                file=label,
+                line=line,
+                subject=subject,
             )
-            continue
-        entry_lines = getattr(entries, "lines", {})
-        for index, entry in enumerate(entries):
-            kind = "role" if model is Role else "circle"
-            line = entry_lines.get(index)
-            raw_name = entry.get("name") if isinstance(entry, Mapping) else None
-            subject = (
-                f"{kind} '{raw_name}'" if isinstance(raw_name, str) else f"{kind} #{index + 1}"
-            )
-            if not isinstance(entry, Mapping):
-                problems.append(
-                    SetupProblem(
-                        message=f"each {kind} must be a mapping of fields.",
-                        hint="Start the entry with 'name:'.",
-                        file=label,
-                        line=line,
-                        subject=subject,
-                    )
-                )
-                continue
-            origin = _Origin(label, entry, line)
-            try:
-                item = model.model_validate(entry)
-            except ValidationError as exc:
-                problems.extend(_schema_problems(exc, model, origin, subject))
-                continue
-            item._origin = origin
-            if isinstance(item, Role):
-                roles.append(item)
-            else:
-                circles.append(item)
+        )
+        return
+    origin = _Origin(label, entry, line)
+    try:
+        item = model.model_validate(entry)
+    except ValidationError as exc:
+        problems.extend(_schema_problems(exc, model, origin, subject))
+        return
+    item._origin = origin
+    if isinstance(item, Role):
+        roles.append(item)
+    else:
+        circles.append(item)
 
 
 def _files(path: Path) -> list[Path]:
