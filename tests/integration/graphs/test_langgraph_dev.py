@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import shutil
@@ -156,3 +157,17 @@ async def test_dev_server_governance_pauses_for_approval_and_resumes(dev_server:
     )
     assert isinstance(result, dict)
     assert result["outcome"] == {"status": "applied", "role": "writer", "version": 1}
+
+
+@pytest.mark.parametrize("graph", ["supervisor", "pipeline", "parallel", "reflective", "staff"])
+async def test_dev_server_sees_members_as_subgraphs(dev_server: str, graph: str) -> None:
+    """The official server draws and lists each graph's members as the compiled graph does."""
+    compiled = importlib.import_module(f"graphs.{graph}").graph
+    client = get_client(url=dev_server)
+    (assistant,) = await client.assistants.search(graph_id=graph, limit=1)
+    for xray in (False, 1, 2):  # the official server answers xray=0 with a 422
+        drawn = await client.assistants.get_graph(assistant["assistant_id"], xray=xray)
+        assert [n["id"] for n in drawn["nodes"]] == list(compiled.get_graph(xray=xray).nodes)
+    listed = await client.assistants.get_subgraphs(assistant["assistant_id"], recurse=True)
+    members = {name for name, _ in compiled.get_subgraphs(recurse=True)}
+    assert set(listed) == members and members
