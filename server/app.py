@@ -28,7 +28,17 @@ from server.observability import (
     RequestIdMiddleware,
     aclose_traces,
 )
-from server.routes import assistants, health, mcp, memory, meta, runs, store, threads
+from server.routes import (
+    assistants,
+    health,
+    mcp,
+    memory,
+    meta,
+    protocol_v2,
+    runs,
+    store,
+    threads,
+)
 from server.runtime import Runtime
 from server.startup import (
     finish_embeddings_load,
@@ -152,7 +162,7 @@ def create_app(
     health.install_metrics(app, metrics)
     app.add_middleware(RequestIdMiddleware)
     # A worker process (`staffgraph worker`) executes runs and answers only health and metrics.
-    resources = (assistants, threads, runs, store, memory, mcp) if api else ()
+    resources = (assistants, threads, runs, store, memory, mcp, protocol_v2) if api else ()
     for module in (meta, health, *resources):
         app.include_router(module.router)
     return app

@@ -38,6 +38,7 @@ from server.repos import AssistantsRepo, FinishResult, RunsRepo, storable
 from server.runtime.broker import Broker
 from server.runtime.events import StreamConverter, graph_stream_modes
 from server.runtime.graph_cache import GraphCache, UnknownGraph
+from server.runtime.protocol import PROTOCOL_MODE, protocol_events
 from server.serde import dumps, interrupt_to_dict
 
 __all__ = [
@@ -413,6 +414,10 @@ class Executor:
         context = _context_for(graph, kwargs.get("context"))
         if context is not None:
             options["context"] = context
+        if PROTOCOL_MODE in converter.requested:  # a protocol v2 run (server.runtime.protocol)
+            async for shaped in protocol_events(graph, graph_input, config, options, converter):
+                yield shaped
+            return
         if "events" in converter.requested:
             events = self._stream_events(graph, graph_input, config, options, converter)
             async for converted in events:

@@ -195,7 +195,12 @@ class Runtime:
     # -- creating runs ----------------------------------------------------------------------
 
     async def create_run(
-        self, body: RunCreate, *, thread_id: str | None, claim: bool = True
+        self,
+        body: RunCreate,
+        *,
+        thread_id: str | None,
+        claim: bool = True,
+        stream_modes: list[str] | None = None,
     ) -> CreatedRun:
         """Create a run on ``thread_id`` (``None``: stateless, on a temporary thread).
 
@@ -203,6 +208,7 @@ class Runtime:
             body: the request.
             thread_id: the thread, or ``None`` for a stateless run.
             claim: let this process claim the run at once when a worker slot is free.
+            stream_modes: internal stream modes instead of the body's (protocol v2 runs).
 
         Raises:
             RunError: 404 (thread or assistant missing), 409 (``reject`` while busy), 422.
@@ -215,6 +221,8 @@ class Runtime:
             raise RunError(422, "Invalid thread ID: must be a UUID")
         config = _run_config(body)
         kwargs = _run_kwargs(body, stateless=stateless)
+        if stream_modes:
+            kwargs["stream_mode"] = stream_modes
         reserved = claim and self.workers is not None and self.workers.reserve()
         try:
             result = await self.runs.create(
