@@ -19,6 +19,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from server.runtime.broker import parse_event_id
+from tests.support.fixtures import redis_pair  # noqa: F401  (fixture)
 from tests.support.server import LiveServer
 from tests.support.sse import Frame, parse_frames
 
@@ -60,6 +61,8 @@ REFERENCE_CHAT_DELTAS = [
     "2.",
 ]
 REFERENCE_CHAT_TEXT = 'You asked: "What is 2+2?" The answer turns on 2.'
+Pair = tuple[LiveServer, LiveServer]
+
 REFERENCE_USAGE = {"input_tokens": 3, "output_tokens": 12, "total_tokens": 15}
 REFERENCE_HITL_OUTPUT = {
     "proposal": "send the report",
@@ -675,3 +678,44 @@ async def test_stream_of_a_thread_without_runs_opens_and_heartbeats(
             assert r.status_code == 200
             first = await anext(r.aiter_bytes())
     assert first == b": heartbeat\r\n\r\n"
+
+
+async def test_wire_cancelled_run_ends_with_interrupted_lifecycle(live_server: LiveServer) -> None:
+    client = get_client(url=live_server.url)
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        thread_id = str(uuid.uuid4())
+        run_id = await _start(http, thread_id, "slow", {"seconds": 30})
+        seen: list[Frame] = []
+        body = {"channels": ["lifecycle", "values"]}
+        async with http.stream("POST", f"/threads/{thread_id}/stream/events", json=body) as r:
+            buffer = b""
+            async for chunk in r.aiter_bytes():
+                buffer += chunk
+                complete, _, buffer = buffer.rpartition(b"\r\n\r\n")
+                for frame in parse_frames(complete + b"\r\n\r\n") if complete else []:
+                    seen.append(frame)
+                    if frame.event == "values":  # the run is working: cancel it
+                        await client.runs.cancel(thread_id, run_id, wait=True)
+                if seen and seen[-1].event == "lifecycle" and len(seen) > 1:
+                    break
+    # As langgraph dev: running, the first values, then interrupted with a synthesised id.
+    assert [f.data["params"]["data"] for f in seen] == [
+        {"event": "running", "graph_name": "slow"},
+        {"seconds": 30, "log": []},
+        {"event": "interrupted", "graph_name": "slow"},
+    ]
+    assert seen[-1].data["event_id"] == f"synth:{run_id}:lc||interrupted"
+
+
+async def test_events_of_a_run_on_another_process(redis_pair: Pair) -> None:  # noqa: F811
+    first, second = redis_pair
+    async with (
+        httpx.AsyncClient(base_url=first.url, timeout=30) as one,
+        httpx.AsyncClient(base_url=second.url, timeout=30) as two,
+    ):
+        thread_id = str(uuid.uuid4())
+        run_id = await _start(one, thread_id, "simple", {"messages": "hi"})  # runs on `first`
+        frames = await _frames(two, thread_id, {"channels": ALL_CHANNELS}, _root_end)
+    assert [f.event for f in frames] == ["lifecycle", "values", "values", "values", "lifecycle"]
+    assert frames[0].data["event_id"] == f"synth:{run_id}:lc||running"
+    assert [_without_ids(f.data["params"]["data"]) for f in frames[1:4]] == REFERENCE_SIMPLE_VALUES
