@@ -92,9 +92,10 @@ def _check_tracer(params: dict[str, Any]) -> None:
 async def _interrupt_ids(runtime: Runtime, thread_id: str) -> set[str] | None:
     """Ids of the thread's pending interrupts; ``None`` when the thread does not exist."""
     try:
-        thread = await runtime.threads.get(thread_id)
-    except Exception:  # a malformed id is no thread
-        return None
+        thread_id = str(uuid.UUID(thread_id))
+    except ValueError:
+        return None  # a malformed id names no thread
+    thread = await runtime.threads.get(thread_id)
     if thread is None:
         return None
     found: set[str] = set()

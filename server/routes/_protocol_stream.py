@@ -141,14 +141,22 @@ async def _run_frames(
         yield _wire(cursor, event, item.id, want)
 
 
+async def _runs_to_replay(runtime: Runtime, thread_id: str) -> list[str]:
+    """The runs still in flight, oldest first; else the latest run (the client may have missed
+    its end)."""
+    recent = await runtime.runs.for_thread(thread_id, limit=20, offset=0, status=None)
+    busy = [str(r["run_id"]) for r in reversed(recent) if r["status"] in ("pending", "running")]
+    if busy:
+        return busy
+    return [str(recent[0]["run_id"])] if recent else []
+
+
 async def protocol_stream(
     runtime: Runtime, thread_id: str, want: EventFilter, *, since: int | None
 ) -> AsyncIterator[bytes]:
     """Frames of the thread's latest run and every later one, until the client leaves."""
     cursor = _Cursor(since=since)
-    latest = await runtime.runs.for_thread(thread_id, limit=1, offset=0, status=None)
-    queue = [str(row["run_id"]) for row in latest]
-    queue += [r for r in await runtime.runs.inflight(thread_id) if r not in queue]
+    queue = await _runs_to_replay(runtime, thread_id)
     followed: set[str] = set()
     live: set[str] = set()
     watcher = runtime.broker.watch_thread(thread_id)
