@@ -69,6 +69,18 @@ async def mcp_delete() -> Response:
     return _transport_error("No MCP session to end: this endpoint is stateless", 404)
 
 
+def _transport_problem(request: Request, message: Any) -> str | None:
+    """Why the transport refuses the message (checked in the reference's order), if it does."""
+    if not _accepts(request):
+        return "Accept header must include application/json or text/event-stream"
+    if not isinstance(message, dict):
+        # Batches were dropped from the transport in 2025-06-18; the reference refuses them too.
+        return "Invalid message format."
+    if message.get("jsonrpc") != "2.0":
+        return "Invalid JSON-RPC message. Missing or invalid jsonrpc version."
+    return None
+
+
 @router.post("/mcp")
 async def mcp_post(request: Request, runtime: RuntimeDep) -> Response:
     """Answer one JSON-RPC message."""
@@ -76,13 +88,9 @@ async def mcp_post(request: Request, runtime: RuntimeDep) -> Response:
         message = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
         return _transport_error("Invalid JSON")
-    if not _accepts(request):
-        return _transport_error("Accept header must include application/json or text/event-stream")
-    if not isinstance(message, dict):
-        # Batches were dropped from the transport in 2025-06-18; the reference refuses them too.
-        return _transport_error("Invalid message format.")
-    if message.get("jsonrpc") != "2.0":
-        return _transport_error("Invalid JSON-RPC message. Missing or invalid jsonrpc version.")
+    problem = _transport_problem(request, message)
+    if problem is not None:
+        return _transport_error(problem)
     request_id, method = message.get("id"), message.get("method")
     if request_id is None and not method:
         return _transport_error(

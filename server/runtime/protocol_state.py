@@ -91,6 +91,27 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def _tool_fields(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(value.get("tool_call_id"), str):
+        out["tool_call_id"] = value["tool_call_id"]
+    if value.get("status") in ("success", "error"):
+        out["status"] = value["status"]
+    if value.get("artifact") is not None:
+        out["artifact"] = value["artifact"]
+    return out
+
+
+def _ai_fields(value: dict[str, Any]) -> dict[str, Any]:
+    valid, invalid = _tool_calls(value)
+    out: dict[str, Any] = {}
+    if valid:
+        out["tool_calls"] = valid
+    if invalid:
+        out["invalid_tool_calls"] = invalid
+    return out
+
+
 def _message(value: dict[str, Any], kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {"type": kind, "content": _content(value.get("content", ""))}
     for key in ("id", "name"):
@@ -99,18 +120,9 @@ def _message(value: dict[str, Any], kind: str) -> dict[str, Any]:
     if isinstance(value.get("response_metadata"), dict) and value["response_metadata"]:
         out["response_metadata"] = value["response_metadata"]
     if kind == "tool":
-        if isinstance(value.get("tool_call_id"), str):
-            out["tool_call_id"] = value["tool_call_id"]
-        if value.get("status") in ("success", "error"):
-            out["status"] = value["status"]
-        if value.get("artifact") is not None:
-            out["artifact"] = value["artifact"]
-    if kind == "ai":
-        valid, invalid = _tool_calls(value)
-        if valid:
-            out["tool_calls"] = valid
-        if invalid:
-            out["invalid_tool_calls"] = invalid
+        out.update(_tool_fields(value))
+    elif kind == "ai":
+        out.update(_ai_fields(value))
     return out
 
 
