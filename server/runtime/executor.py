@@ -414,13 +414,9 @@ class Executor:
         context = _context_for(graph, kwargs.get("context"))
         if context is not None:
             options["context"] = context
-        if PROTOCOL_MODE in converter.requested:  # a protocol v2 run (server.runtime.protocol)
-            async for shaped in protocol_events(graph, graph_input, config, options, converter):
-                yield shaped
-            return
-        if "events" in converter.requested:
-            events = self._stream_events(graph, graph_input, config, options, converter)
-            async for converted in events:
+        special = self._special_stream(graph, graph_input, config, options, converter)
+        if special is not None:
+            async for converted in special:
                 yield converted
             return
         subgraphs = options["subgraphs"]
@@ -431,6 +427,21 @@ class Executor:
                 namespace, (mode, payload) = (), chunk
             for converted in converter.convert(namespace, mode, payload):
                 yield converted
+
+    def _special_stream(
+        self,
+        graph: Pregel,
+        graph_input: Any,
+        config: Any,
+        options: dict[str, Any],
+        converter: StreamConverter,
+    ) -> AsyncIterator[tuple[str, bytes]] | None:
+        """The ``events`` mode's or a protocol v2 run's stream; ``None`` for plain ``astream``."""
+        if PROTOCOL_MODE in converter.requested:  # see server.runtime.protocol
+            return protocol_events(graph, graph_input, config, options, converter)
+        if "events" in converter.requested:
+            return self._stream_events(graph, graph_input, config, options, converter)
+        return None
 
     async def _stream_events(
         self,
