@@ -1,29 +1,32 @@
 """Loading the graphs named in langgraph.json and attaching our persistence to them.
 
-A graph entry points at a compiled graph, an uncompiled ``StateGraph``, or a factory (sync or
-async, taking nothing or the run's ``RunnableConfig``) that returns either. Compiled graphs from
+A graph entry points at a compiled graph, an uncompiled ``StateGraph``, or a factory that returns
+either (see :mod:`server.graph_factory`: sync or async, a context manager or not, taking the
+run's ``RunnableConfig`` and/or a ``ServerRuntime``). Compiled graphs from
 user code carry no checkpointer; we attach ours per run with ``graph.copy(update=...)``, which is
 cheap and leaves the loaded object untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
-import inspect
 import logging
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
+from langgraph.store.base import BaseStore
 
 from server.config import LangGraphConfig
+from server.graph_factory import AccessContext, FactoryCall, FactoryError, classify, open_factory
 
 __all__ = [
     "GraphLoadError",
@@ -57,17 +60,48 @@ class LoadedGraph:
     source: str
     description: str | None
     target: Any
+    call: FactoryCall | None = None
+    """How to call the target when it is a factory (see :func:`server.graph_factory.classify`)."""
 
     @property
     def is_factory(self) -> bool:
-        """Whether the graph is built per run by a factory function."""
+        """Whether the graph is built per use by a factory function."""
         return not isinstance(self.target, Pregel | StateGraph)
 
-    async def build(self, config: RunnableConfig | None = None) -> Pregel:
-        """Return a compiled graph (calling the factory if the entry is one)."""
-        target = self.target
-        if self.is_factory:
-            target = await _call_factory(target, config or {})
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        config: RunnableConfig | None = None,
+        *,
+        store: BaseStore,
+        access: AccessContext = "threads.read",
+        context: Any = None,
+    ) -> AsyncIterator[Pregel]:
+        """Yield a compiled graph, calling the factory (and staying in its context) if needed.
+
+        Args:
+            config: the run's config (factories receive it).
+            store: the server's store (a factory's ``runtime.store``).
+            access: why the graph is needed (a factory's ``runtime.access_context``).
+            context: the run's context (a factory's ``runtime.execution_runtime.context``).
+
+        Raises:
+            GraphLoadError: the factory produced something that is not a graph.
+        """
+        if not self.is_factory:
+            yield self._compiled(self.target)
+            return
+        async with open_factory(
+            self.target,
+            self.call or classify(self.target),
+            config=config or {},
+            access=access,
+            store=store,
+            context=context,
+        ) as built:
+            yield self._compiled(built)
+
+    def _compiled(self, target: Any) -> Pregel:
         if isinstance(target, StateGraph):
             target = target.compile()
         if not isinstance(target, Pregel):
@@ -76,17 +110,6 @@ class LoadedGraph:
                 "expected a compiled graph or a StateGraph"
             )
         return target
-
-
-async def _call_factory(factory: Callable[..., Any], config: RunnableConfig) -> Any:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
-    result = factory(config) if len(params) >= 1 else factory()
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 def import_object(config: LangGraphConfig, spec: str, *, what: str) -> Any:
@@ -158,7 +181,13 @@ class GraphRegistry:
                     f"graph {graph_id!r} ({spec.path}) is a {type(target).__name__}; expected a "
                     "compiled graph, a StateGraph or a factory function"
                 )
-            graphs[graph_id] = LoadedGraph(graph_id, spec.path, spec.description, target)
+            call = None
+            if not isinstance(target, Pregel | StateGraph):
+                try:
+                    call = classify(target)
+                except FactoryError as exc:
+                    raise GraphLoadError(f"graph {graph_id!r} ({spec.path}): {exc}") from None
+            graphs[graph_id] = LoadedGraph(graph_id, spec.path, spec.description, target, call)
             log.info("loaded graph %s from %s", graph_id, spec.path)
         return cls(graphs)
 

@@ -21,7 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from server.errors import validation_detail
-from server.routes.assistants import _schemas as graph_schemas
+from server.graph_schemas import graph_schemas
 from server.runtime import RunError, Runtime
 from server.schemas import RunCreate
 

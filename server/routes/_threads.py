@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.pregel import Pregel
 
+from server.graph_factory import AccessContext
 from server.routes._common import fail, valid_uuid
 from server.runtime import Runtime
 from server.runtime.graph_cache import UnknownGraph
@@ -36,7 +37,13 @@ async def load_thread(runtime: Runtime, thread_id: str) -> dict[str, Any]:
     return row
 
 
-async def load_graph(runtime: Runtime, thread: dict[str, Any], *, required: bool) -> Pregel | None:
+async def load_graph(
+    runtime: Runtime,
+    thread: dict[str, Any],
+    *,
+    required: bool,
+    access: AccessContext = "threads.read",
+) -> Pregel | None:
     graph_id = (thread.get("metadata") or {}).get("graph_id")
     if not graph_id:
         if not required:
@@ -49,7 +56,7 @@ async def load_graph(runtime: Runtime, thread: dict[str, Any], *, required: bool
             "metadata (by setting the 'graph_id' field) before running this operation.",
         )
     try:
-        return await runtime.graphs.get(str(graph_id))
+        return await runtime.graphs.get(str(graph_id), access=access)
     except UnknownGraph:
         fail(404, f"Graph '{graph_id}' of thread {thread['thread_id']} is not served here")
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from fastapi import APIRouter, Query
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
-from pydantic import TypeAdapter
 from starlette.responses import Response
 
+from server.graph_schemas import graph_schemas
 from server.graphs import assistant_id_for
 from server.ids import new_id
 from server.routes._common import (
@@ -211,7 +209,7 @@ async def get_schemas(assistant_id: str, runtime: RuntimeDep) -> Response:
     """Input, output, state, config and context JSON schemas of the assistant's graph."""
     row = await _resolve(runtime, assistant_id)
     graph = await _plain_graph(runtime, row["graph_id"])
-    return json_response({"graph_id": row["graph_id"], **_schemas(graph)})
+    return json_response({"graph_id": row["graph_id"], **graph_schemas(graph)})
 
 
 @router.get("/assistants/{assistant_id}/subgraphs")
@@ -224,7 +222,7 @@ async def get_subgraphs(
     graph = await _plain_graph(runtime, row["graph_id"])
     found: dict[str, Any] = {}
     async for name, subgraph in graph.aget_subgraphs(namespace=namespace, recurse=recurse):
-        found[name] = _schemas(subgraph)
+        found[name] = graph_schemas(subgraph)
     return json_response(found)
 
 
@@ -234,42 +232,3 @@ async def _plain_graph(runtime: RuntimeDep, graph_id: str) -> Pregel:
             404, f"Graph '{graph_id}' not found. Expected one of: {sorted(runtime.registry.ids())}"
         )
     return await runtime.graphs.plain(graph_id)
-
-
-@functools.lru_cache(maxsize=256)
-def _schemas(graph: Pregel) -> dict[str, Any]:
-    # Pregel objects are immutable once compiled and hashable by identity: cache per graph.
-    config = _safe(graph.get_config_jsonschema)
-    return {
-        "input_schema": _safe(graph.get_input_jsonschema),
-        "output_schema": _safe(graph.get_output_jsonschema),
-        "state_schema": _state_schema(graph),
-        "config_schema": config if config and config.get("properties") else {},
-        "context_schema": _safe(graph.get_context_jsonschema),
-    }
-
-
-def _safe(fn: Any) -> Any:
-    try:
-        return fn()
-    except Exception:  # a schema pydantic cannot express is shown as absent, not a 500
-        return None
-
-
-def _state_schema(graph: Pregel) -> dict[str, Any] | None:
-    """The full state (every channel, each optional) as the reference shows it."""
-    if not isinstance(graph, CompiledStateGraph):
-        return _safe(graph.get_input_jsonschema)
-    try:
-        schema = TypeAdapter(graph.builder.state_schema).json_schema()
-    except Exception:
-        return None
-    properties = {
-        key: {"default": None, **{k: v for k, v in prop.items() if k != "default"}}
-        for key, prop in schema.get("properties", {}).items()
-    }
-    out: dict[str, Any] = {"properties": properties, "title": f"{graph.name}_state"}
-    if "$defs" in schema:
-        out = {"$defs": schema["$defs"], **out}
-    out["type"] = "object"
-    return out

@@ -64,7 +64,7 @@ async def post_state_at(
 async def update_state(thread_id: str, body: ThreadStateUpdate, runtime: RuntimeDep) -> Response:
     """Write values as if ``as_node`` produced them (``__copy__`` forks a checkpoint)."""
     thread = await load_thread(runtime, thread_id)
-    graph = await load_graph(runtime, thread, required=True)
+    graph = await load_graph(runtime, thread, required=True, access="threads.update")
     assert graph is not None
     tid = str(thread["thread_id"])
     config = state_config(tid, body.checkpoint, checkpoint_id=body.checkpoint_id)

@@ -43,7 +43,10 @@ async def create_thread(runtime: RuntimeDep, body: ThreadCreate | None = None) -
     graph: Pregel | None = None
     if body.supersteps:
         graph = await load_graph(
-            runtime, {"thread_id": thread_id, "metadata": metadata}, required=True
+            runtime,
+            {"thread_id": thread_id, "metadata": metadata},
+            required=True,
+            access="threads.update",
         )
     row, created = await runtime.threads.create(
         thread_id, metadata=metadata, if_exists=body.if_exists or "raise"

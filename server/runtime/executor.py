@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import version
@@ -39,6 +40,7 @@ from server.runtime.broker import Broker
 from server.runtime.events import StreamConverter, graph_stream_modes
 from server.runtime.graph_cache import GraphCache, UnknownGraph
 from server.runtime.protocol import PROTOCOL_MODE, protocol_events
+from server.runtime.run_context import run_context
 from server.serde import dumps, interrupt_to_dict
 
 __all__ = [
@@ -237,13 +239,21 @@ class Executor:
         resumable = bool(kwargs.get("resumable"))
         graph: Pregel | None = None
         usage = UsageCallbackHandler()
+        exits = AsyncExitStack()  # a context-manager graph factory stays entered until here
         try:
             await self._broker.publish(
                 run_id, "metadata", dumps({"run_id": run_id, "attempt": row["attempt"]})
             )
             await self._broker.announce(thread_id, run_id)
             config = await self._observed(config, kwargs, usage)
-            graph = await self._graphs.get(watch.graph_id, config, scratch=scratch)
+            graph = await self._graphs.get(
+                watch.graph_id,
+                config,
+                scratch=scratch,
+                access="threads.create_run",
+                context=kwargs.get("context") or {},
+                exits=exits,
+            )
             if active.cancel_action is not None:
                 raise asyncio.CancelledError  # cancelled before it could start
             async for event, data in self._stream(graph, row, kwargs, config, converter):
@@ -267,6 +277,8 @@ class Executor:
             outcome = _Outcome(
                 "error", converter.final_values(), {}, body, dumps({"__error__": body})
             )
+        finally:
+            await exits.aclose()
         if scratch:
             await self._graphs.scratch.adelete_thread(thread_id)
         if not storable([outcome.values, outcome.interrupts, outcome.error]):
@@ -411,9 +423,7 @@ class Executor:
         for key in ("interrupt_before", "interrupt_after"):
             if kwargs.get(key):
                 options[key] = kwargs[key]
-        context = _context_for(graph, kwargs.get("context"))
-        if context is not None:
-            options["context"] = context
+        options["context"] = run_context(graph, kwargs)
         special = self._special_stream(graph, graph_input, config, options, converter)
         if special is not None:
             async for converted in special:
@@ -533,25 +543,3 @@ def command_from(body: Mapping[str, Any]) -> Command[Any]:
         resume=body.get("resume"),
         goto=goto if goto is not None else (),
     )
-
-
-def _context_for(graph: Pregel, context: Any) -> Any:
-    """The run context, keeping only keys the graph's context schema declares.
-
-    Studio sends context keys of its own; a dataclass schema would reject them.
-    """
-    if not context:
-        return None
-    schema = getattr(graph, "context_schema", None)
-    if schema is None:
-        return context
-    fields: set[str] | None = None
-    if hasattr(schema, "__dataclass_fields__"):
-        fields = set(schema.__dataclass_fields__)
-    elif hasattr(schema, "model_fields"):
-        fields = set(schema.model_fields)
-    elif hasattr(schema, "__annotations__"):
-        fields = set(getattr(schema, "__annotations__", {}))
-    if fields is None:
-        return context
-    return {k: v for k, v in context.items() if k in fields}

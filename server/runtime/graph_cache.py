@@ -2,11 +2,13 @@
 
 Compiled graphs from langgraph.json carry no persistence. ``graph.copy(update=...)`` attaches
 ours; the copy is cached per graph id because graph objects are immutable once compiled.
-Factory graphs are built per run (their output may depend on the run's config), then copied.
+Factory graphs are built per use (their output may depend on the run's config and context), then
+copied; a context-manager factory stays entered for the whole run it was built for.
 """
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -14,6 +16,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
 
+from server.graph_factory import AccessContext
 from server.graphs import GraphRegistry
 from state.db import Persistence
 
@@ -39,7 +42,14 @@ class GraphCache:
         return graph_id in self._graphs
 
     async def get(
-        self, graph_id: str, config: RunnableConfig | None = None, *, scratch: bool = False
+        self,
+        graph_id: str,
+        config: RunnableConfig | None = None,
+        *,
+        scratch: bool = False,
+        access: AccessContext = "threads.read",
+        context: Any = None,
+        exits: AsyncExitStack | None = None,
     ) -> Pregel:
         """The graph with a checkpointer and the store attached.
 
@@ -47,6 +57,10 @@ class GraphCache:
             graph_id: id from langgraph.json.
             config: the run's config (factories receive it).
             scratch: use the in-memory checkpointer instead of Postgres.
+            access: why the graph is needed (factories receive it in their runtime).
+            context: the run's context (factories executing a run receive it).
+            exits: keeps a context-manager factory's context open until this stack closes
+                (a run's whole execution); without it the context closes before this returns.
 
         Raises:
             UnknownGraph: no such graph here.
@@ -58,7 +72,12 @@ class GraphCache:
         if cached is not None:
             return cached
         loaded = self._graphs.get(graph_id)
-        graph = await loaded.build(config)
+        opened = loaded.open(config, store=self._persistence.store, access=access, context=context)
+        if exits is not None:
+            graph = await exits.enter_async_context(opened)
+        else:
+            async with opened as graph:
+                pass
         checkpointer: BaseCheckpointSaver[Any] = (
             self.scratch if scratch else self._persistence.checkpointer
         )
@@ -75,4 +94,8 @@ class GraphCache:
         """
         if graph_id not in self._graphs:
             raise UnknownGraph(graph_id)
-        return await self._graphs.get(graph_id).build({})
+        opened = self._graphs.get(graph_id).open(
+            {}, store=self._persistence.store, access="assistants.read"
+        )
+        async with opened as graph:
+            return graph

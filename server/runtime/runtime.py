@@ -24,6 +24,7 @@ from server.repos import AssistantsRepo, CancelResult, RunsRepo, ThreadsRepo, ru
 from server.runtime.broker import DONE_EVENT, Broker, InProcessBroker, StreamEvent
 from server.runtime.executor import Executor, decode_done, encode_done
 from server.runtime.graph_cache import GraphCache
+from server.runtime.run_context import ContextConflict, request_context
 from server.runtime.worker import PgNotifier, WorkerPool
 from server.schemas import RunCreate
 from server.serde import dumps
@@ -219,7 +220,7 @@ class Runtime:
             thread_id = new_id()
         elif not is_uuid(thread_id):
             raise RunError(422, "Invalid thread ID: must be a UUID")
-        config = _run_config(body)
+        config, context = _run_config(body)
         kwargs = _run_kwargs(body, stateless=stateless)
         if stream_modes:
             kwargs["stream_mode"] = stream_modes
@@ -232,7 +233,7 @@ class Runtime:
                 metadata=body.metadata or {},
                 kwargs=kwargs,
                 config=config,
-                context=body.context or {},
+                context=context,
                 strategy=body.multitask_strategy or "enqueue",
                 if_not_exists="create" if stateless else (body.if_not_exists or "reject"),
                 temporary=stateless,
@@ -404,16 +405,24 @@ def _refuse_if_not_created(outcome: str) -> None:
         )
 
 
-def _run_config(body: RunCreate) -> dict[str, Any]:
-    """The run's stored config: the request's, with the checkpoint it starts from."""
+def _run_config(body: RunCreate) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's stored config and context: the request's, mirroring each other (see
+    :func:`server.runtime.run_context.request_context`), with the checkpoint it starts from.
+
+    Raises:
+        RunError: 400, both ``context`` and ``config.configurable`` were given.
+    """
     config = body.config.model_dump(exclude_none=True) if body.config else {}
-    configurable = dict(config.get("configurable") or {})
+    try:
+        configurable, context = request_context(config.get("configurable") or {}, body.context)
+    except ContextConflict as exc:
+        raise RunError(400, str(exc)) from None
     if body.checkpoint is not None:
         configurable.update(body.checkpoint.configurable())
     if body.checkpoint_id:
         configurable["checkpoint_id"] = body.checkpoint_id
     config["configurable"] = configurable
-    return config
+    return config, context
 
 
 def _run_kwargs(body: RunCreate, *, stateless: bool) -> dict[str, Any]:
