@@ -332,14 +332,18 @@ class RunsRepo:
         thread_id: str | None = None,
         run_ids: Sequence[str] | None = None,
         status: str | None = None,
+        assistant_id: str | None = None,
     ) -> CancelResult:
         """Stop runs: queued ones are ended here, running ones flagged for their worker.
 
-        Select by ``run_ids`` (optionally on ``thread_id``), by ``thread_id`` alone, or by
-        ``status`` (``pending``, ``running`` or ``all``).
+        Select by ``run_ids`` (optionally on ``thread_id``), by ``thread_id`` alone, by
+        ``status`` (``pending``, ``running`` or ``all``), or by ``assistant_id``.
         """
         clauses = ["status IN ('pending', 'running')"]
         params: list[Any] = []
+        if assistant_id is not None:
+            clauses.append("assistant_id = %s")
+            params.append(assistant_id)
         if run_ids is not None:
             clauses.append("run_id = ANY(%s::uuid[])")
             params.append(list(run_ids))
@@ -384,6 +388,21 @@ class RunsRepo:
                 for tid in threads:
                     await _settle_thread(conn, tid)
         return CancelResult(running=running, settled=settled)
+
+    async def settle_cancelled(self, thread_ids: Sequence[str]) -> None:
+        """Leave threads whose runs were just cancelled ``idle``, as the reference does when
+        an assistant is deleted: unless another run is in flight or a real interrupt waits.
+        """
+        if not thread_ids:
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE threads SET status = 'idle', updated_at = now() "
+                "WHERE thread_id = ANY(%s::uuid[]) AND status = 'interrupted' "
+                "AND interrupts = '{}'::jsonb AND NOT EXISTS (SELECT 1 FROM runs r "
+                "WHERE r.thread_id = threads.thread_id AND r.status IN ('pending', 'running'))",
+                (list(thread_ids),),
+            )
 
     async def delete_checkpoints_of_run(self, thread_id: str, run_id: str) -> None:
         """Remove the checkpoints a run wrote (rollback), with their pending writes."""

@@ -146,10 +146,18 @@ async def patch_assistant(assistant_id: str, body: AssistantPatch, runtime: Runt
 async def delete_assistant(
     assistant_id: str, runtime: RuntimeDep, delete_threads: bool = False
 ) -> Response:
-    """Delete an assistant (and, with ``delete_threads``, the threads it ran on)."""
+    """Delete an assistant (and, with ``delete_threads``, the threads it ran on).
+
+    Its queued and running runs are cancelled first and end ``interrupted``; their threads
+    are left ``idle``, as the reference leaves them.
+    """
     assistant_id = valid_uuid(assistant_id, "assistant")
+    if await runtime.assistants.get(assistant_id) is None:
+        fail(404, f"Assistant with ID {assistant_id} not found")
+    stopped = await runtime.cancel(action="interrupt", assistant_id=assistant_id, wait=True)
     if not await runtime.assistants.delete(assistant_id, delete_threads=delete_threads):
         fail(404, f"Assistant with ID {assistant_id} not found")
+    await runtime.runs.settle_cancelled(sorted({tid for tid, _ in stopped.running}))
     return no_content()
 
 
@@ -177,13 +185,22 @@ async def set_latest(assistant_id: str, body: AssistantLatest, runtime: RuntimeD
 
 
 def _xray(value: str | None) -> bool | int:
-    if value is None or value.lower() in ("false", "0", ""):
+    """The reference's reading of ``xray``: empty, ``true``/``True``, ``false``/``False``, or a
+    positive integer depth; anything else (``0`` included) is a 422.
+    """
+    if not value:
         return False
-    if value.lower() == "true":
+    if value in ("true", "True"):
         return True
-    if value.isdigit() and int(value) <= 100:
-        return int(value)
-    fail(422, "Invalid xray value")
+    if value in ("false", "False"):
+        return False
+    try:
+        depth = int(value)
+    except ValueError:
+        fail(422, "Invalid xray value")
+    if depth <= 0:
+        fail(422, "Invalid xray value")
+    return depth
 
 
 @router.get("/assistants/{assistant_id}/graph")

@@ -8,12 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
 from server.repos import run_to_api
 from server.routes import _runs, stateless_runs
 from server.routes._common import fail, json_response, no_content, raise_run_error, valid_uuid
+from server.routes._waiting import join_body, json_stream
 from server.runtime import RunError, Runtime, RuntimeDep
 from server.runtime.sse import run_events, sse_response, thread_events
 from server.schemas import STREAM_MODES, RunCreate
@@ -41,11 +42,9 @@ async def stream_run(thread_id: str, body: RunCreate, runtime: RuntimeDep) -> Re
 
 
 @router.post("/threads/{thread_id}/runs/wait")
-async def wait_run(
-    thread_id: str, body: RunCreate, request: Request, runtime: RuntimeDep
-) -> Response:
+async def wait_run(thread_id: str, body: RunCreate, runtime: RuntimeDep) -> Response:
     """Create a run on the thread and answer with its final values (errors as ``__error__``)."""
-    return await _runs.wait(request, runtime, body, valid_uuid(thread_id, "thread"))
+    return await _runs.wait(runtime, body, valid_uuid(thread_id, "thread"))
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -103,13 +102,15 @@ async def delete_run(thread_id: str, run_id: str, runtime: RuntimeDep) -> Respon
 async def join_run(
     thread_id: str, run_id: str, runtime: RuntimeDep, cancel_on_disconnect: bool = False
 ) -> Response:
-    """Wait for the run and answer with the thread's values (or the run's error)."""
+    """Wait for the run and answer with the thread's values (or the run's error).
+
+    A newline is written every 5 s while the run is quiet (see ``server.routes._waiting``).
+    """
     row = await _run_row(runtime, thread_id, run_id)
-    try:
-        output = await runtime.join(str(row["thread_id"]), str(row["run_id"]))
-    except RunError as exc:
-        raise_run_error(exc)
-    return json_response(output)
+    tid, rid = str(row["thread_id"]), str(row["run_id"])
+    base = f"/threads/{tid}/runs/{rid}"
+    body = join_body(runtime, thread_id=tid, run_id=rid, cancel_on_disconnect=cancel_on_disconnect)
+    return json_stream(body, headers={"Content-Location": base, "Location": f"{base}/join"})
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")

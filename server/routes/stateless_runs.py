@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
 from server.routes._common import fail, json_response, no_content, valid_uuid
@@ -31,9 +31,9 @@ async def stream_stateless_run(body: RunCreate, runtime: RuntimeDep) -> Response
 
 
 @router.post("/runs/wait")
-async def wait_stateless_run(body: RunCreate, request: Request, runtime: RuntimeDep) -> Response:
+async def wait_stateless_run(body: RunCreate, runtime: RuntimeDep) -> Response:
     """Create a run on a temporary thread and answer with its final values."""
-    return await wait(request, runtime, body, None)
+    return await wait(runtime, body, None)
 
 
 @router.post("/runs/batch")

@@ -2,7 +2,8 @@
 
 Event names follow the LangGraph Server API: the stream mode (``messages-tuple`` is sent as
 ``messages``; the legacy ``messages`` mode as ``messages/metadata``, ``messages/partial`` and
-``messages/complete``), with ``|<namespace>`` appended for subgraph output.
+``messages/complete``), with ``|<namespace>`` appended for subgraph output, except the legacy
+``messages/*`` names, which the reference sends without one whatever graph produced them.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class StreamConverter:
         if "messages-tuple" in self.requested:
             out.append(("messages" + suffix, dumps(payload)))
         if "messages" in self.requested:
-            out.extend(self._legacy_message(payload, suffix))
+            out.extend(self._legacy_message(payload))
         return out
 
     def _checkpoint_events(self, mode: str, payload: Any, suffix: str) -> list[Converted]:
@@ -103,7 +104,7 @@ class StreamConverter:
             payload = _with_checkpoint_refs(payload)
         return [(mode + suffix, dumps(payload))]
 
-    def _legacy_message(self, payload: Any, suffix: str) -> list[Converted]:
+    def _legacy_message(self, payload: Any) -> list[Converted]:
         message, metadata = payload
         if not isinstance(message, BaseMessage):
             return []
@@ -111,15 +112,15 @@ class StreamConverter:
         out: list[Converted] = []
         if msg_id not in self._messages:
             self._messages[msg_id] = None
-            out.append(("messages/metadata" + suffix, dumps({msg_id: {"metadata": metadata}})))
+            out.append(("messages/metadata", dumps({msg_id: {"metadata": metadata}})))
         if isinstance(message, BaseMessageChunk):
             previous = self._messages[msg_id]
             merged = message if previous is None else previous + message
             self._messages[msg_id] = merged
             whole = message_chunk_to_message(merged)
-            out.append(("messages/partial" + suffix, dumps([whole])))
+            out.append(("messages/partial", dumps([whole])))
         else:
-            out.append(("messages/complete" + suffix, dumps([message])))
+            out.append(("messages/complete", dumps([message])))
         return out
 
     def final_values(self) -> Any:

@@ -355,10 +355,15 @@ class Runtime:
         run_ids: list[str] | None = None,
         status: str | None = None,
         wait: bool = False,
+        assistant_id: str | None = None,
     ) -> CancelResult:
         """Cancel runs (see :meth:`RunsRepo.cancel`), signal the running ones, optionally wait."""
         result = await self.runs.cancel(
-            action=action, thread_id=thread_id, run_ids=run_ids, status=status
+            action=action,
+            thread_id=thread_id,
+            run_ids=run_ids,
+            status=status,
+            assistant_id=assistant_id,
         )
         for run_id in result.settled:
             await self.broker.finish(run_id, encode_done("interrupted", b"{}"), resumable=True)

@@ -161,3 +161,10 @@ _tools_builder.add_node(search)
 _tools_builder.add_edge(START, "search")
 opaque = _tools_builder.compile(name="opaque")
 """A graph whose state has an inexpressible channel."""
+
+
+_nested_builder = StateGraph(State, input_schema=InputState, context_schema=Context)
+_nested_builder.add_node("agent", react_agent)
+_nested_builder.add_edge(START, "agent")
+nested = _nested_builder.compile(name="nested")
+"""The template agent as a subgraph node: its messages stream with a namespace."""
