@@ -28,6 +28,7 @@ from server.observability import (
     RequestIdMiddleware,
     aclose_traces,
 )
+from server.repos.thread_ttl import ThreadTTLRepo
 from server.routes import (
     assistants,
     health,
@@ -46,6 +47,7 @@ from server.startup import (
     resolve_store_ttl,
     start_embeddings_load,
 )
+from server.ttl_sweeper import ThreadTTLSweeper
 from state.db import describe_database, open_persistence
 from state.settings import Settings, redact_url
 
@@ -120,6 +122,10 @@ def create_app(
             )
             await runtime.start()
             stack.push_async_callback(runtime.stop)
+            ttl = config.checkpointer.ttl if config.checkpointer else None
+            sweeper = ThreadTTLSweeper(ThreadTTLRepo(persistence.pool), ttl)
+            sweeper.start()
+            stack.push_async_callback(sweeper.stop)
             app.state.ctx = AppContext(
                 settings=settings,
                 config=config,

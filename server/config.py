@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -20,6 +20,7 @@ __all__ = [
     "GraphSpec",
     "LangGraphConfig",
     "StoreIndexConfig",
+    "ThreadTTLConfig",
     "load_config",
 ]
 
@@ -106,6 +107,26 @@ class AuthConfig(BaseModel):
     disable_studio_auth: bool = False
 
 
+class ThreadTTLConfig(BaseModel):
+    """``checkpointer.ttl``: threads' default time-to-live and how often expired ones are swept."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    strategy: Literal["delete", "keep_latest"] = "delete"
+    default_ttl: float | None = Field(default=None, ge=-1e7, le=1e7)
+    """Minutes a thread created without its own ``ttl`` lives; unset: forever."""
+    sweep_interval_minutes: float = Field(default=5.0, gt=0, le=1e6)
+    sweep_limit: int = Field(default=1000, ge=1, le=100_000)
+
+
+class CheckpointerConfig(BaseModel):
+    """``checkpointer`` (only ``ttl`` is read)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ttl: ThreadTTLConfig | None = None
+
+
 class LangGraphConfig(BaseModel):
     """A parsed langgraph.json; relative paths are resolved against :attr:`base_dir`."""
 
@@ -117,6 +138,7 @@ class LangGraphConfig(BaseModel):
     store: StoreConfig | None = None
     http: HttpConfig | None = None
     auth: AuthConfig | None = None
+    checkpointer: CheckpointerConfig | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("graphs", mode="before")

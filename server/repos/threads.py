@@ -231,7 +231,7 @@ class ThreadsRepo:
                     await conn.execute("DELETE FROM threads WHERE thread_id = %s", (thread_id,))
                     await delete_checkpoints(conn, thread_id)
                 else:
-                    await _keep_latest_checkpoint(conn, thread_id)
+                    await keep_latest_checkpoint(conn, thread_id)
             return len(found)
 
     async def storage(self, thread_id: str) -> dict[str, Any]:
@@ -275,7 +275,7 @@ class ThreadsRepo:
         }
 
 
-async def _keep_latest_checkpoint(conn: AsyncConnection[Any], thread_id: str) -> None:
+async def keep_latest_checkpoint(conn: AsyncConnection[Any], thread_id: str) -> None:
     # Checkpoint ids are time-ordered (uuid6), so the greatest id per namespace is the latest.
     await conn.execute(
         "DELETE FROM checkpoints c WHERE c.thread_id = %(t)s AND c.checkpoint_id <> "

@@ -6,14 +6,23 @@ from typing import Any
 
 from langgraph.pregel import Pregel
 
+from server.context import AppContext
 from server.graph_factory import AccessContext
+from server.repos.thread_ttl import ThreadTTLRepo
 from server.routes._common import fail, valid_uuid
 from server.runtime import Runtime
 from server.runtime.graph_cache import UnknownGraph
-from server.schemas import CheckpointConfig
+from server.schemas import CheckpointConfig, ThreadTTL
 from server.serde import interrupt_to_dict
 
-__all__ = ["EMPTY_STATE", "load_graph", "load_thread", "record_state", "state_config"]
+__all__ = [
+    "EMPTY_STATE",
+    "apply_ttl",
+    "load_graph",
+    "load_thread",
+    "record_state",
+    "state_config",
+]
 
 EMPTY_STATE: dict[str, Any] = {
     "values": {},
@@ -83,3 +92,22 @@ async def record_state(runtime: Runtime, graph: Pregel, thread_id: str) -> None:
         interrupts=interrupts,
         status="interrupted" if state.next else "idle",
     )
+
+
+async def apply_ttl(
+    ctx: AppContext, thread_id: str, ttl: ThreadTTL | None, *, created: bool
+) -> None:
+    """Set the thread's TTL from the request, or (a new thread without one) the config's default.
+
+    A ``ttl`` without minutes takes ``checkpointer.ttl.default_ttl`` (none configured: no expiry).
+    """
+    config = ctx.config.checkpointer.ttl if ctx.config.checkpointer else None
+    default = config.default_ttl if config is not None else None
+    if ttl is not None:
+        minutes = ttl.ttl if ttl.ttl is not None else default
+        strategy = ttl.strategy
+    elif created and config is not None and default is not None:
+        minutes, strategy = default, config.strategy
+    else:
+        return
+    await ThreadTTLRepo(ctx.persistence.pool).set(thread_id, strategy=strategy, minutes=minutes)

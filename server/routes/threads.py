@@ -10,6 +10,7 @@ from langgraph.pregel import Pregel
 from langgraph.types import StateUpdate
 from starlette.responses import Response
 
+from server.deps import Ctx
 from server.ids import new_id
 from server.routes import thread_state
 from server.routes._common import (
@@ -20,7 +21,7 @@ from server.routes._common import (
     select_fields,
     valid_uuid,
 )
-from server.routes._threads import load_graph, load_thread, record_state, state_config
+from server.routes._threads import apply_ttl, load_graph, load_thread, record_state, state_config
 from server.runtime import RuntimeDep
 from server.runtime.executor import command_from
 from server.schemas import ThreadCount, ThreadCreate, ThreadPatch, ThreadPrune, ThreadSearch
@@ -35,7 +36,9 @@ def _update_values(values: Any, command: dict[str, Any] | None) -> Any:
 
 
 @router.post("/threads")
-async def create_thread(runtime: RuntimeDep, body: ThreadCreate | None = None) -> Response:
+async def create_thread(
+    runtime: RuntimeDep, ctx: Ctx, body: ThreadCreate | None = None
+) -> Response:
     """Create a thread (``if_exists``), optionally pre-seeded with ``supersteps``."""
     body = body or ThreadCreate()
     thread_id = valid_uuid(body.thread_id, "thread") if body.thread_id else new_id()
@@ -53,6 +56,8 @@ async def create_thread(runtime: RuntimeDep, body: ThreadCreate | None = None) -
     )
     if row is None:
         fail(409, f"Thread with ID {thread_id} already exists")
+    if created:
+        await apply_ttl(ctx, thread_id, body.ttl, created=True)
     if created and graph is not None and body.supersteps:
         steps = [
             [
@@ -131,12 +136,15 @@ async def get_thread(
 
 
 @router.patch("/threads/{thread_id}")
-async def patch_thread(thread_id: str, body: ThreadPatch, runtime: RuntimeDep) -> Response:
-    """Merge metadata into the thread's."""
+async def patch_thread(
+    thread_id: str, body: ThreadPatch, runtime: RuntimeDep, ctx: Ctx
+) -> Response:
+    """Merge metadata into the thread's; a ``ttl`` restarts its TTL from now."""
     thread_id = valid_uuid(thread_id, "thread")
     row = await runtime.threads.patch(thread_id, metadata=body.metadata or {})
     if row is None:
         fail(404, f"Thread with ID {thread_id} not found")
+    await apply_ttl(ctx, thread_id, body.ttl, created=False)
     return json_response(row)
 
 

@@ -27,6 +27,7 @@ from server.schemas.threads import (
     ThreadSearch,
     ThreadStateAtCheckpoint,
     ThreadStateUpdate,
+    ThreadTTL,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "ThreadCreate",
     "ThreadHistory",
     "ThreadPatch",
+    "ThreadTTL",
     "ThreadPrune",
     "ThreadSearch",
     "ThreadStateAtCheckpoint",

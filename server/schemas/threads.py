@@ -8,6 +8,9 @@ from pydantic import Field
 
 from server.schemas.common import CheckpointConfig, JsonObject, Limit, Offset, Request, SortOrder
 
+MAX_TTL_MINUTES = 10 * 366 * 24 * 60
+"""Ten years: beyond that a TTL means nothing (and Postgres intervals stay exact)."""
+
 __all__ = [
     "ThreadCount",
     "ThreadCreate",
@@ -19,6 +22,7 @@ __all__ = [
     "ThreadStateAtCheckpoint",
     "ThreadStateUpdate",
     "ThreadStatus",
+    "ThreadTTL",
     "SuperstepUpdate",
     "Superstep",
 ]
@@ -51,13 +55,28 @@ class Superstep(Request):
     updates: list[SuperstepUpdate] = Field(max_length=100)
 
 
+class ThreadTTL(Request):
+    """A thread's time-to-live: what happens when it runs out, and in how many minutes."""
+
+    strategy: Literal["delete", "keep_latest"] = Field(
+        default="delete",
+        description="'delete' removes the thread; 'keep_latest' prunes it to its latest state.",
+    )
+    ttl: float | None = Field(
+        default=None,
+        ge=-MAX_TTL_MINUTES,
+        le=MAX_TTL_MINUTES,
+        description="Minutes from now until the thread is swept (0 or less: the next sweep).",
+    )
+
+
 class ThreadCreate(Request):
     """``POST /threads``."""
 
     thread_id: str | None = Field(default=None, max_length=100)
     metadata: JsonObject | None = None
     if_exists: Literal["raise", "do_nothing"] | None = None
-    ttl: JsonObject | None = None
+    ttl: ThreadTTL | None = None
     supersteps: list[Superstep] | None = Field(default=None, max_length=100)
 
 
@@ -65,7 +84,7 @@ class ThreadPatch(Request):
     """``PATCH /threads/{id}``: metadata is merged into the stored metadata."""
 
     metadata: JsonObject | None = None
-    ttl: JsonObject | None = None
+    ttl: ThreadTTL | None = None
 
 
 class ThreadSearch(Request):
