@@ -31,6 +31,7 @@ from server.observability import (
 from server.repos.thread_ttl import ThreadTTLRepo
 from server.routes import (
     assistants,
+    crons,
     health,
     mcp,
     memory,
@@ -41,6 +42,7 @@ from server.routes import (
     threads,
 )
 from server.runtime import Runtime
+from server.runtime.scheduling import start_schedulers
 from server.startup import (
     finish_embeddings_load,
     resolve_store_index,
@@ -126,6 +128,11 @@ def create_app(
             sweeper = ThreadTTLSweeper(ThreadTTLRepo(persistence.pool), ttl)
             sweeper.start()
             stack.push_async_callback(sweeper.stop)
+            scheduler = start_schedulers(settings, runtime, persistence, database.url)
+            # Registered after the runtime so it stops before it: no run is created while
+            # workers shut down.
+            if scheduler is not None:
+                stack.push_async_callback(scheduler.stop)
             app.state.ctx = AppContext(
                 settings=settings,
                 config=config,
@@ -142,6 +149,7 @@ def create_app(
                 runtime=runtime,
                 metrics=metrics,
                 tracing=tracing,
+                crons=scheduler,
             )
             # Started last, so the model's seconds of imports do not slow the rest of start-up
             # down; its shutdown callback runs first and waits for a load still under way.
@@ -168,7 +176,7 @@ def create_app(
     health.install_metrics(app, metrics)
     app.add_middleware(RequestIdMiddleware)
     # A worker process (`staffgraph worker`) executes runs and answers only health and metrics.
-    resources = (assistants, threads, runs, store, memory, mcp, protocol_v2) if api else ()
+    resources = (assistants, threads, runs, crons, store, memory, mcp, protocol_v2) if api else ()
     for module in (meta, health, *resources):
         app.include_router(module.router)
     return app

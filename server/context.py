@@ -11,6 +11,7 @@ from server.config import LangGraphConfig
 from server.graphs import GraphRegistry
 from server.observability import LangSmithTracing, Metrics
 from server.runtime import Runtime
+from server.runtime.cron import CronScheduler
 from state.db import Persistence
 from state.settings import Settings
 
@@ -42,3 +43,5 @@ class AppContext:
     """This app's Prometheus metrics (also ``app.state.metrics`` for ``/metrics``)."""
     tracing: LangSmithTracing | None = None
     """LangSmith tracing of runs; ``None`` when ``LANGSMITH_TRACING`` is off."""
+    crons: CronScheduler | None = None
+    """This process's cron scheduler; ``None`` with ``STAFFGRAPH_CRON_SCHEDULER=false``."""

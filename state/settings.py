@@ -28,12 +28,14 @@ __all__ = [
     "DatabaseSettings",
     "EmbeddingsSettings",
     "ModelSettings",
+    "CronSettings",
     "ObservabilitySettings",
     "RedisSettings",
     "ServerSettings",
     "Settings",
     "TracingSettings",
     "SettingsInvalid",
+    "WebhookSettings",
     "describe_error",
     "load_settings",
     "redact_url",
@@ -277,6 +279,44 @@ class ObservabilitySettings(BaseSettings):
         return value.lower() if isinstance(value, str) else value
 
 
+class CronSettings(BaseSettings):
+    """The cron scheduler every server and worker process runs."""
+
+    model_config = SettingsConfigDict(env_prefix="STAFFGRAPH_CRON_", **_COMMON)  # type: ignore[typeddict-item]
+
+    scheduler: bool = Field(default=True, description="Fire due crons from this process.")
+    interval_seconds: float = Field(
+        default=5.0,
+        ge=0.05,
+        le=3600,
+        description="Most seconds between two looks for due crons (sooner when one is due).",
+    )
+
+
+class WebhookSettings(BaseSettings):
+    """Webhooks called when runs end: address guard, signature, timeout and retries."""
+
+    model_config = SettingsConfigDict(env_prefix="STAFFGRAPH_WEBHOOK_", **_COMMON)  # type: ignore[typeddict-item]
+
+    allow_private: bool = Field(
+        default=False,
+        description="Also call loopback, private, link-local and CGNAT addresses.",
+    )
+    secret: SecretStr | None = Field(
+        default=None, description="Key of the X-Staffgraph-Signature HMAC-SHA256 header."
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Most seconds one call may take."
+    )
+    max_attempts: int = Field(default=5, ge=1, le=20, description="Calls before giving up.")
+    backoff_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="Wait before the first retry; doubled after each failure (at most 1 h).",
+    )
+
+
 class Settings(BaseModel):
     """All settings, one group per concern. Build it with :func:`load_settings`."""
 
@@ -287,6 +327,8 @@ class Settings(BaseModel):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    crons: CronSettings = Field(default_factory=CronSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
 
 # Environment variable names per (group, field) for error messages.
@@ -321,6 +363,8 @@ _PREFIXES = {
     "TracingSettings": "LANGSMITH_",
     "ServerSettings": "STAFFGRAPH_",
     "ObservabilitySettings": "STAFFGRAPH_",
+    "CronSettings": "STAFFGRAPH_CRON_",
+    "WebhookSettings": "STAFFGRAPH_WEBHOOK_",
 }
 
 
@@ -344,6 +388,8 @@ def load_settings() -> Settings:
         ("tracing", TracingSettings),
         ("server", ServerSettings),
         ("observability", ObservabilitySettings),
+        ("crons", CronSettings),
+        ("webhooks", WebhookSettings),
     ):
         try:
             groups[name] = cls()

@@ -9,7 +9,8 @@ so each one is a single round trip holding the thread's row lock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -124,9 +125,14 @@ class RunsRepo:
         after_seconds: float,
         owner: str | None,
         lease_seconds: float,
+        conn: AsyncConnection[DictRow] | None = None,
     ) -> CreateResult:
-        """Create a run (claimed for ``owner`` straight away when nothing is ahead of it)."""
-        async with self._pool.connection() as conn:
+        """Create a run (claimed for ``owner`` straight away when nothing is ahead of it).
+
+        ``conn``: create it inside the caller's transaction (a cron firing) instead of on a
+        connection of the pool.
+        """
+        async with _connection(self._pool, conn) as conn:
             cur = await conn.execute(
                 "SELECT * FROM staffgraph_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
                 "%s, %s, %s, %s)",
@@ -430,6 +436,17 @@ class RunsRepo:
             )
             row = await cur.fetchone()
             return row["run_id"] if row else None
+
+
+@asynccontextmanager
+async def _connection(
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]], conn: AsyncConnection[DictRow] | None
+) -> AsyncIterator[AsyncConnection[DictRow]]:
+    if conn is not None:
+        yield conn
+    else:
+        async with pool.connection() as pooled:
+            yield pooled
 
 
 async def _settle_thread(conn: Any, thread_id: str) -> None:

@@ -6,6 +6,7 @@ from starlette.responses import Response
 
 from server.routes._common import raise_run_error
 from server.routes._waiting import json_stream, wait_body
+from server.routes.webhooks import check_webhook_or_422
 from server.runtime import CreatedRun, RunError, Runtime
 from server.runtime.sse import run_events, sse_response
 from server.schemas import RunCreate
@@ -25,6 +26,8 @@ def paths(created: CreatedRun, *, stateless: bool) -> str:
 
 
 async def create(runtime: Runtime, body: RunCreate, thread_id: str | None) -> CreatedRun:
+    if body.webhook is not None:
+        await check_webhook_or_422(body.webhook, runtime.settings.webhooks)
     try:
         return await runtime.create_run(body, thread_id=thread_id)
     except RunError as exc:

@@ -28,7 +28,7 @@ async def info(ctx: Ctx) -> dict[str, Any]:
         "langgraph_py_version": version("langgraph"),
         "flags": {
             "assistants": True,
-            "crons": False,
+            "crons": True,
             "langsmith": ctx.settings.tracing.tracing,
         },
         "host": {"kind": "self-hosted", "project_id": None, "revision_id": None},

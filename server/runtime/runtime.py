@@ -17,6 +17,9 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
 from server.graphs import GraphRegistry, assistant_id_for
 from server.ids import new_id
 from server.observability import LangSmithTracing, Metrics
@@ -202,6 +205,7 @@ class Runtime:
         thread_id: str | None,
         claim: bool = True,
         stream_modes: list[str] | None = None,
+        conn: AsyncConnection[DictRow] | None = None,
     ) -> CreatedRun:
         """Create a run on ``thread_id`` (``None``: stateless, on a temporary thread).
 
@@ -210,6 +214,8 @@ class Runtime:
             thread_id: the thread, or ``None`` for a stateless run.
             claim: let this process claim the run at once when a worker slot is free.
             stream_modes: internal stream modes instead of the body's (protocol v2 runs).
+            conn: create the run in the caller's open transaction (a cron firing); it is
+                never claimed here then, workers take it once the transaction commits.
 
         Raises:
             RunError: 404 (thread or assistant missing), 409 (``reject`` while busy), 422.
@@ -224,7 +230,7 @@ class Runtime:
         kwargs = _run_kwargs(body, stateless=stateless)
         if stream_modes:
             kwargs["stream_mode"] = stream_modes
-        reserved = claim and self.workers is not None and self.workers.reserve()
+        reserved = claim and conn is None and self.workers is not None and self.workers.reserve()
         try:
             result = await self.runs.create(
                 run_id=new_id(),
@@ -241,6 +247,7 @@ class Runtime:
                 after_seconds=body.after_seconds or 0.0,
                 owner=self.owner if reserved else None,
                 lease_seconds=self.lease_seconds,
+                conn=conn,
             )
         except BaseException:
             if reserved and self.workers is not None:
