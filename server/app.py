@@ -40,6 +40,7 @@ from server.routes import (
     runs,
     store,
     threads,
+    webhooks,
 )
 from server.runtime import Runtime
 from server.runtime.scheduling import start_schedulers
@@ -128,9 +129,10 @@ def create_app(
             sweeper = ThreadTTLSweeper(ThreadTTLRepo(persistence.pool), ttl)
             sweeper.start()
             stack.push_async_callback(sweeper.stop)
-            scheduler = start_schedulers(settings, runtime, persistence, database.url)
-            # Registered after the runtime so it stops before it: no run is created while
-            # workers shut down.
+            scheduler, deliverer = start_schedulers(settings, runtime, persistence, database.url)
+            # Registered after the runtime so they stop before it: no run is created or
+            # webhook claimed while workers shut down.
+            stack.push_async_callback(deliverer.stop)
             if scheduler is not None:
                 stack.push_async_callback(scheduler.stop)
             app.state.ctx = AppContext(
@@ -176,7 +178,8 @@ def create_app(
     health.install_metrics(app, metrics)
     app.add_middleware(RequestIdMiddleware)
     # A worker process (`staffgraph worker`) executes runs and answers only health and metrics.
-    resources = (assistants, threads, runs, crons, store, memory, mcp, protocol_v2) if api else ()
+    routers = (assistants, threads, runs, crons, webhooks, store, memory, mcp, protocol_v2)
+    resources = routers if api else ()
     for module in (meta, health, *resources):
         app.include_router(module.router)
     return app

@@ -21,7 +21,11 @@ import pytest
 from state.db import Persistence, open_persistence
 from state.embedded import EmbeddedPostgres
 
-pytest_plugins = ["tests.support.openai_stub", "tests.support.server"]
+pytest_plugins = [
+    "tests.support.openai_stub",
+    "tests.support.server",
+    "tests.support.webhook_receiver",
+]
 
 # Tests never reach a real provider or LangSmith, whatever the developer's shell exports.
 for _var in ("OPENAI_API_KEY", "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "MODEL", "EMBEDDINGS"):

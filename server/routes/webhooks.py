@@ -1,12 +1,19 @@
-"""Webhook URLs of runs and crons: refused at creation when they could never be called."""
+"""How a run's webhook delivery went (staffgraph's own endpoint; the reference has none)."""
 
 from __future__ import annotations
 
-from server.routes._common import fail
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from server.deps import Ctx
+from server.repos.webhooks import WebhooksRepo, delivery_to_api
+from server.routes._common import fail, json_response, valid_uuid
 from server.runtime.webhooks import WebhookRefused, check_webhook
 from state.settings import WebhookSettings
 
-__all__ = ["check_webhook_or_422"]
+__all__ = ["check_webhook_or_422", "router"]
+
+router = APIRouter(tags=["Runs"])
 
 
 async def check_webhook_or_422(url: str, settings: WebhookSettings) -> None:
@@ -15,3 +22,17 @@ async def check_webhook_or_422(url: str, settings: WebhookSettings) -> None:
         await check_webhook(url, settings=settings)
     except WebhookRefused as exc:
         fail(422, str(exc))
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/webhook")
+async def get_webhook_delivery(thread_id: str, run_id: str, ctx: Ctx) -> Response:
+    """The webhook delivery of a run that ended: ``status`` (``pending``, ``sending``,
+    ``delivered``, ``failed``), ``attempts``, the receiver's last status code or the last
+    error, and when the next attempt is due. Kept after a stateless run's thread is gone.
+    """
+    thread_id = valid_uuid(thread_id, "thread")
+    run_id = valid_uuid(run_id, "run")
+    row = await WebhooksRepo(ctx.persistence.pool).get(thread_id, run_id)
+    if row is None:
+        fail(404, f"No webhook delivery for run {run_id}: it has no webhook or has not ended")
+    return json_response(delivery_to_api(row))

@@ -1,10 +1,12 @@
-"""Start this process's cron scheduler (coordinated with the other processes in Postgres)."""
+"""Start this process's cron scheduler and webhook deliverer (both Postgres-coordinated)."""
 
 from __future__ import annotations
 
 from server.repos.crons import CronsRepo
+from server.repos.webhooks import WebhooksRepo
 from server.runtime.cron import CronScheduler
 from server.runtime.runtime import Runtime
+from server.runtime.webhook_delivery import WebhookDeliverer
 from state.db import Persistence
 from state.settings import Settings
 
@@ -13,9 +15,9 @@ __all__ = ["start_schedulers"]
 
 def start_schedulers(
     settings: Settings, runtime: Runtime, persistence: Persistence, database_url: str
-) -> CronScheduler | None:
-    """Start the cron scheduler unless ``STAFFGRAPH_CRON_SCHEDULER=false``. The caller stops
-    it (before the runtime).
+) -> tuple[CronScheduler | None, WebhookDeliverer]:
+    """Start the webhook deliverer and, unless ``STAFFGRAPH_CRON_SCHEDULER=false``, the cron
+    scheduler. The caller stops both (before the runtime).
     """
     scheduler = None
     if settings.crons.scheduler:
@@ -25,4 +27,10 @@ def start_schedulers(
             interval=settings.crons.interval_seconds,
         )
         scheduler.start()
-    return scheduler
+    deliverer = WebhookDeliverer(
+        repo=WebhooksRepo(persistence.pool),
+        settings=settings.webhooks,
+        database_url=database_url,
+    )
+    deliverer.start()
+    return scheduler, deliverer
