@@ -30,6 +30,7 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from nodes._private import humanize
+from nodes.effects import EffectLedgerMiddleware
 from nodes.memory import MAX_INSTRUCTIONS, ActingRoleMiddleware
 from nodes.middleware import (
     MemoryRecall,
@@ -223,6 +224,7 @@ def build_role_agent(
         stack.append(ActingRoleMiddleware(role.name))
     stack.extend(_policy_middleware(role, registry))
     stack.extend(middleware)
+    stack.append(EffectLedgerMiddleware())  # innermost: wraps the tool call itself
     agent = create_agent(
         # The placeholder never answers: RuntimeModelMiddleware swaps in the run's model.
         model if model is not None else OfflineChatModel(),

@@ -108,6 +108,7 @@ def create_app(
                     min_size=settings.database.pool_min_size,
                     max_size=settings.database.pool_max_size,
                     timeout=settings.database.connect_timeout,
+                    unreachable_after=settings.database.pool_timeout,
                     index=index,
                     ttl=resolve_store_ttl(config),
                 )

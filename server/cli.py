@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 import uvicorn
+from fastapi import FastAPI
 
 from server.app import create_app
 from server.config import ConfigError, load_config
@@ -122,18 +124,43 @@ def _serve(settings: Settings, log_config: dict[str, Any] | None, *, api: bool) 
         # embedded Postgres, leaving its postmaster running; the shutdown is done, so absorb it.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _ignore_signal)
-        uvicorn.run(
-            app,
-            host=settings.server.host,
-            port=settings.server.port,
-            log_config=log_config,
-            # Levels come from log_config; uvicorn's own access log is off because
-            # RequestIdMiddleware writes one line per request, with its request id.
-            log_level=None,
-            access_log=False,
-            timeout_graceful_shutdown=10,
+        grace = settings.server.shutdown_grace_seconds
+        server = _GracefulServer(
+            uvicorn.Config(
+                app,
+                host=settings.server.host,
+                port=settings.server.port,
+                log_config=log_config,
+                # Levels come from log_config; uvicorn's own access log is off because
+                # RequestIdMiddleware writes one line per request, with its request id.
+                log_level=None,
+                access_log=False,
+                # Streams of runs in flight stay open while those runs finish.
+                timeout_graceful_shutdown=max(math.ceil(grace), 1),
+            ),
+            app=app,
         )
+        server.run()
     return 0
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn's server, telling the run workers to stop claiming as soon as a signal comes.
+
+    uvicorn first waits for open connections (the streams of runs in flight), then runs the
+    lifespan's shutdown, where the workers wait for their runs; claiming new runs meanwhile
+    would only give them more to wait for.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        ctx = getattr(self._app.state, "ctx", None)  # set once the lifespan has started
+        if ctx is not None and ctx.runtime is not None:
+            ctx.runtime.stop_claiming()
+        super().handle_exit(sig, frame)
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:

@@ -1,4 +1,8 @@
-"""Error bodies: always JSON ``{"detail": ...}``, never a traceback or an internal message."""
+"""Error bodies: always JSON ``{"detail": ...}``, never a traceback or an internal message.
+
+An unreachable Postgres or Redis is not a server error: the request is answered ``503`` with
+``Retry-After``, quickly (the pool gives up on a connection after ``DATABASE_POOL_TIMEOUT``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["install_error_handlers", "validation_detail"]
+from state.retry import TRANSIENT_ERRORS, is_transient
+
+__all__ = ["RETRY_AFTER_SECONDS", "install_error_handlers", "validation_detail"]
+
+RETRY_AFTER_SECONDS = 2
+"""What ``Retry-After`` says while a backing service is unreachable."""
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,27 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _unavailable() -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "A backing service (Postgres or Redis) is unreachable; retry shortly."},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _unreachable(request: Request, exc: Exception) -> JSONResponse:
+    if not is_transient(exc):  # e.g. a query timeout: an OperationalError, but not an outage
+        return await _unexpected(request, exc)
+    log.warning(
+        "%s %s: backing service unreachable (%s: %s)",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        exc,
+    )
+    return _unavailable()
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Logged with the traceback for operators; the client gets a stable body with no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -59,4 +89,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the JSON error handlers on ``app``."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Registered per class, not caught in the catch-all: Starlette re-raises what reaches the
+    # ``Exception`` handler after answering, which drops the client's keep-alive connection.
+    for transient in TRANSIENT_ERRORS:
+        app.add_exception_handler(transient, _unreachable)
     app.add_exception_handler(Exception, _unexpected)

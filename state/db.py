@@ -1,7 +1,8 @@
 """Postgres pool, our SQL migrations, and LangGraph's saver and store on that pool.
 
 One :class:`psycopg_pool.AsyncConnectionPool` serves everything: our own tables, LangGraph's
-``AsyncPostgresSaver`` (checkpoints) and ``AsyncPostgresStore`` (long-term memory with pgvector).
+``AsyncPostgresSaver`` (checkpoints; as :class:`~state.checkpoints.FencedPostgresSaver`, fenced
+by the run's lease) and ``AsyncPostgresStore`` (long-term memory with pgvector).
 
 The store's vector index is HNSW (cosine) built with :data:`HNSW_M` and
 :data:`HNSW_EF_CONSTRUCTION`, searched with :data:`HNSW_EF_SEARCH`, which every pool
@@ -29,6 +30,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from state.checkpoints import FencedPostgresSaver
+from state.pool import OutageAwarePool
 from state.settings import redact_url
 
 __all__ = [
@@ -154,20 +157,41 @@ async def configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 async def open_pool(
-    url: str, *, min_size: int, max_size: int, timeout: float
+    url: str,
+    *,
+    min_size: int,
+    max_size: int,
+    timeout: float,
+    checkout_timeout: float = 30.0,
+    unreachable_after: float = 30.0,
 ) -> AsyncConnectionPool:
     """Open the shared pool (autocommit, dict rows: what LangGraph's saver and store need).
 
-    Each new connection is configured by :func:`configure_connection`.
+    Each new connection is configured by :func:`configure_connection`, and every connection is
+    checked as it is handed out: after a Postgres restart the pool's connections are all dead,
+    and a check costs one round trip where a dead connection would fail the caller's query.
+
+    Args:
+        url: libpq URL.
+        min_size: connections kept open.
+        max_size: most connections open.
+        timeout: seconds to wait for Postgres at start.
+        checkout_timeout: seconds a caller waits for a connection while every one is busy.
+        unreachable_after: seconds without a connection after which Postgres is probed; when
+            it is unreachable the caller gets ``PoolTimeout`` then (the server answers 503
+            with ``Retry-After``, workers retry with backoff). See :mod:`state.pool`.
     """
     await check_connection(url, timeout=timeout)
-    pool: AsyncConnectionPool = AsyncConnectionPool(
+    pool: AsyncConnectionPool = OutageAwarePool(
         url,
+        unreachable_after=unreachable_after,
         min_size=min_size,
         max_size=max_size,
         open=False,
         kwargs={"autocommit": True, "row_factory": dict_row},
         configure=configure_connection,
+        check=AsyncConnectionPool.check_connection,
+        timeout=max(checkout_timeout, unreachable_after),
         name="staffgraph",
     )
     await pool.open(wait=True, timeout=timeout)
@@ -297,6 +321,8 @@ async def open_persistence(
     min_size: int = 1,
     max_size: int = 20,
     timeout: float = 5.0,
+    checkout_timeout: float = 30.0,
+    unreachable_after: float = 30.0,
     index: IndexConfig | None = None,
     ttl: TTLConfig | None = None,
 ) -> AsyncIterator[Persistence]:
@@ -309,6 +335,9 @@ async def open_persistence(
         min_size: connections kept open.
         max_size: most connections open.
         timeout: seconds to wait for Postgres.
+        checkout_timeout: seconds a caller waits for a connection while all are busy.
+        unreachable_after: seconds without a connection before Postgres counts as unreachable
+            (see :func:`open_pool`).
         index: the store's vector index (dims, embed, fields); ``None`` disables vector search.
             It is an HNSW index with :data:`HNSW_M` and :data:`HNSW_EF_CONSTRUCTION` unless
             ``index`` carries its own ``ann_index_config``.
@@ -317,9 +346,16 @@ async def open_persistence(
     Raises:
         DatabaseUnavailable: Postgres cannot be reached.
     """
-    pool = await open_pool(url, min_size=min_size, max_size=max_size, timeout=timeout)
+    pool = await open_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        checkout_timeout=checkout_timeout,
+        unreachable_after=unreachable_after,
+    )
     try:
-        checkpointer = AsyncPostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
+        checkpointer = FencedPostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
         store_kwargs: dict[str, Any] = {}
         if index is not None:
             store_kwargs["index"] = {

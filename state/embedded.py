@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +97,35 @@ class EmbeddedPostgres:
             self.stop()
             raise
         return str(server.get_uri(database=DATABASE_NAME))
+
+    def pg_ctl(self, *args: str, timeout: float = 60.0) -> None:
+        """Run ``pg_ctl -D <pgdata> <args>`` on this server, as the user it runs as.
+
+        For operators (and the fault tests): ``pg_ctl("restart", "-m", "fast")`` restarts it
+        with the options it was started with. Call :meth:`start` first.
+
+        Raises:
+            EmbeddedPostgresError: not started here, or pg_ctl failed.
+        """
+        if self._server is None:
+            raise EmbeddedPostgresError("the embedded Postgres was not started by this process")
+        command = [str(self._server.bin_path / "pg_ctl"), "-w", "-D", str(self.pgdata), *args]
+        # Not pipes: a postmaster started by pg_ctl inherits them and would hold them open.
+        with tempfile.TemporaryFile("w+") as errors:
+            result = subprocess.run(
+                command,
+                user=self._server.system_user,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            errors.seek(0)
+            detail = errors.read().strip()
+        if result.returncode != 0:
+            raise EmbeddedPostgresError(f"pg_ctl {' '.join(args)} failed: {detail}")
 
     def stop(self) -> None:
         """Release this handle; the server stops when the last handle of any process is gone."""

@@ -81,6 +81,13 @@ class DatabaseSettings(BaseSettings):
     connect_timeout: float = Field(
         default=5.0, gt=0, le=60, description="Seconds to wait for the first connection."
     )
+    pool_timeout: float = Field(
+        default=1.5,
+        gt=0,
+        le=120,
+        description="Seconds without a pool connection after which Postgres is probed; when "
+        "it is unreachable the request is answered 503 (a busy pool is waited for).",
+    )
 
     @field_validator("url")
     @classmethod
@@ -109,6 +116,12 @@ class RedisSettings(BaseSettings):
     )
     stream_ttl_seconds: int = Field(
         default=600, ge=10, le=86_400, description="How long finished run streams can be replayed."
+    )
+    retry_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long a write to Redis keeps retrying while Redis is unreachable.",
     )
 
     @field_validator("url")
@@ -233,6 +246,13 @@ class ServerSettings(BaseSettings):
     )
     heartbeat_seconds: float = Field(
         default=10.0, ge=0.5, le=1800, description="How often workers renew their leases."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="At shutdown, how long runs in flight may take to finish before they are "
+        "stopped and put back in the queue.",
     )
     cors_allow_origins: str | None = Field(
         default=None,

@@ -54,6 +54,8 @@ def database_url() -> Iterator[str]:
 
 # Tables whose rows tests create; schema and migrations stay.
 _DATA_TABLES = (
+    "tool_effects",
+    "tool_effect_attempts",
     "runs",
     "threads",
     "assistant_versions",

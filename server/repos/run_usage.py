@@ -16,7 +16,7 @@ USER_SQL = (
     "nullif(kwargs #>> '{config,configurable,user_id}', ''), "
     "nullif(kwargs #>> '{config,metadata,user_id}', ''))"
 )
-"""SQL for the user a run belongs to: the same rule as ``server.runtime.executor.run_user``."""
+"""SQL for the user a run belongs to: the same rule as ``server.runtime.run_config.run_user``."""
 
 _GROUPS = {"assistant": "assistant_id::text", "user": USER_SQL, "graph": "metadata ->> 'graph_id'"}
 _MAX_GROUPS = 1000

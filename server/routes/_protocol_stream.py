@@ -19,7 +19,7 @@ import orjson
 
 from server.runtime import Runtime
 from server.runtime.broker import DONE_EVENT
-from server.runtime.executor import decode_done
+from server.runtime.outcome import decode_done
 from server.runtime.protocol import PROTOCOL_MODE, synth_id
 from server.runtime.sse import HEARTBEAT, frame
 from server.serde import dumps

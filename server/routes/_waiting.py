@@ -14,7 +14,7 @@ from starlette.responses import StreamingResponse
 
 from server.runtime import Runtime
 from server.runtime.broker import DONE_EVENT
-from server.runtime.executor import decode_done
+from server.runtime.outcome import decode_done
 
 __all__ = ["KEEPALIVE", "join_body", "json_stream", "wait_body"]
 

@@ -125,6 +125,8 @@ async def join_run_stream(
     """Stream a run's events from now on, or replay after ``Last-Event-ID`` (resumable runs)."""
     row = await _run_row(runtime, thread_id, run_id)
     modes = None
+    # The SDK sends an empty ``stream_mode=`` when none is given: no filter, as the reference.
+    stream_mode = [m for m in stream_mode or () if m]
     if stream_mode:
         unknown = [m for m in stream_mode if m not in STREAM_MODES]
         if unknown:

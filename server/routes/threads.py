@@ -23,7 +23,7 @@ from server.routes._common import (
 )
 from server.routes._threads import apply_ttl, load_graph, load_thread, record_state, state_config
 from server.runtime import RuntimeDep
-from server.runtime.executor import command_from
+from server.runtime.run_config import command_from
 from server.schemas import ThreadCount, ThreadCreate, ThreadPatch, ThreadPrune, ThreadSearch
 
 __all__ = ["router"]

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from server.runtime.broker import DONE_EVENT, Broker, InProcessBroker, StreamEvent
-from server.runtime.executor import decode_done, encode_done
+from server.runtime.outcome import decode_done, encode_done
 from server.runtime.runtime import CreatedRun, RunError, Runtime, is_uuid
 
 __all__ = [

@@ -1,9 +1,15 @@
 """Executing one claimed run: stream the graph, publish its events, record how it ended.
 
 The order at the end matters: the run row (with its token usage) and the thread are updated in
-Postgres, and the run's metrics recorded, *before* the done marker goes to the broker, so a
-client that sees its stream end and then reads the run (the SDK does exactly that) or scrapes
-``/metrics`` finds the final status and numbers.
+Postgres, and the run's metrics recorded, *before* anything about the end goes to the broker
+(the error event, the done marker). So a client that sees its stream end and then reads the run
+(the SDK does exactly that) or scrapes ``/metrics`` finds the final status and numbers, and a
+broker outage never leaves a run unrecorded: readers fall back to Postgres.
+
+Failures of the infrastructure are not failures of the run. A connection-level error that the
+retries of the checkpointer and the queue could not get past gives the run back to the queue
+(another attempt continues from its last checkpoint); only the graph's own errors end it in
+``error``, logged at error level with the run and thread ids.
 
 Every run is observed: a :class:`~server.observability.UsageCallbackHandler` in its callbacks
 counts tokens per node, role and model; with LangSmith on, a tracer makes it one trace named
@@ -15,19 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from datetime import datetime
-from importlib.metadata import version
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables.config import merge_configs
 from langgraph.pregel import Pregel
-from langgraph.types import Command, Send
 
-from nodes.team import interrupts_configurable
 from server.observability import (
     LangSmithTracing,
     Metrics,
@@ -36,123 +37,29 @@ from server.observability import (
     run_tracing_config,
 )
 from server.repos import AssistantsRepo, FinishResult, RunsRepo, storable
+from server.runtime.active import ActiveRun, RunPublisher
 from server.runtime.broker import Broker
 from server.runtime.events import StreamConverter, graph_stream_modes
 from server.runtime.graph_cache import GraphCache, UnknownGraph
+from server.runtime.outcome import THREAD_STATUS, Outcome, encode_done, error_body
 from server.runtime.protocol import PROTOCOL_MODE, protocol_events
+from server.runtime.run_config import command_from, queue_wait, run_config
 from server.runtime.run_context import run_context
 from server.serde import dumps, interrupt_to_dict
+from state.effects import CURRENT_LEDGER, EffectLedger
+from state.fencing import RUN_FENCE, LeaseLost, RunFence
+from state.retry import is_transient, retrying
 
-__all__ = [
-    "ActiveRun",
-    "Executor",
-    "command_from",
-    "decode_done",
-    "encode_done",
-    "error_body",
-    "queue_wait",
-    "run_user",
-]
+__all__ = ["Executor"]
 
 log = logging.getLogger(__name__)
 
-_THREAD_STATUS = {"success": "idle", "error": "error", "interrupted": "interrupted"}
-_LANGGRAPH_VERSION = version("langgraph")
-_API_VERSION = version("staffgraph")
+MAX_INFRA_ATTEMPTS = 5
+"""Attempts after which a run that keeps meeting infrastructure failures ends in ``error``."""
 
 
-def encode_done(status: str, output: bytes) -> bytes:
-    """Data of a done marker: the final status and the run's output (JSON)."""
-    return status.encode() + b"\n" + output
-
-
-def decode_done(data: bytes) -> tuple[str, bytes]:
-    """``(status, output JSON)`` from a done marker's data."""
-    status, _, output = data.partition(b"\n")
-    return status.decode(), output
-
-
-def run_user(
-    stored_config: Mapping[str, Any], context: Mapping[str, Any] | None = None
-) -> str | None:
-    """The user a run belongs to, for traces and usage totals; None when nobody is named.
-
-    First non-empty string of: ``configurable.langgraph_auth_user_id`` (set by auth),
-    ``context.user_id`` (what memory scopes by), ``configurable.user_id``,
-    ``metadata.user_id``. ``server.repos.runs.USER_SQL`` is the same rule in SQL.
-    """
-    configurable = stored_config.get("configurable")
-    metadata = stored_config.get("metadata")
-    sources: tuple[tuple[Any, str], ...] = (
-        (configurable, "langgraph_auth_user_id"),
-        (context, "user_id"),
-        (configurable, "user_id"),
-        (metadata, "user_id"),
-    )
-    for source, key in sources:
-        if isinstance(source, Mapping):
-            value = source.get(key)
-            if isinstance(value, str) and value:
-                return value
-    return None
-
-
-def _moment(value: Any) -> datetime | None:
-    # Rows come as psycopg rows (datetimes) or as to_jsonb output (ISO strings).
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return None
-
-
-def queue_wait(row: Mapping[str, Any]) -> float | None:
-    """Seconds a run waited between becoming due and a worker taking it (first attempt only).
-
-    Due is the later of ``created_at`` and ``available_at`` (``after_seconds`` delays it).
-    A retried run's ``started_at`` is its first start, so retries report None.
-    """
-    if row.get("attempt") != 1:
-        return None
-    started = _moment(row.get("started_at"))
-    due = [m for m in (_moment(row.get("created_at")), _moment(row.get("available_at"))) if m]
-    if started is None or not due:
-        return None
-    return max(0.0, (started - max(due)).total_seconds())
-
-
-def error_body(exc: BaseException) -> dict[str, str]:
-    """``{"error": <exception class>, "message": <str(exc)>}`` as the stream reports failures."""
-    return {"error": type(exc).__name__, "message": str(exc)}
-
-
-@dataclass
-class ActiveRun:
-    """A run executing in this process."""
-
-    run_id: str
-    thread_id: str
-    token: int
-    task: asyncio.Task[Any] | None = None
-    cancel_action: str | None = None
-    """Set before the task is cancelled on purpose (``interrupt`` / ``rollback``)."""
-    lost: bool = False
-    """The lease was lost: another worker may own the run; write nothing."""
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class _Outcome:
-    status: str
-    values: Any
-    interrupts: dict[str, Any]
-    error: dict[str, Any] | None
-    output: bytes
-    delete_run: bool = False
-    thread_status: str | None = None
+class _Requeue(Exception):
+    """The run met an infrastructure failure: give it back to the queue."""
 
 
 @dataclass
@@ -178,6 +85,7 @@ class Executor:
         metrics: Metrics | None = None,
         tracing: LangSmithTracing | None = None,
         assistants: AssistantsRepo | None = None,
+        ledger: EffectLedger | None = None,
     ) -> None:
         """Create the executor.
 
@@ -191,6 +99,7 @@ class Executor:
                 each run's usage.
             tracing: LangSmith tracing, or None when off.
             assistants: where a traced run's assistant name is looked up.
+            ledger: the effect ledger the runs' side-effecting tool calls go through.
         """
         self._graphs = graphs
         self._runs = runs
@@ -200,6 +109,7 @@ class Executor:
         self._metrics = metrics if metrics is not None else Metrics()
         self._tracing = tracing
         self._assistants = assistants
+        self._ledger = ledger
 
     async def execute(
         self, row: Mapping[str, Any], active: ActiveRun, *, owner: str | None
@@ -210,8 +120,11 @@ class Executor:
         Returns ``None`` when the lease was lost (nothing recorded).
         """
         kwargs: dict[str, Any] = row["kwargs"]
-        config = self._config(row, kwargs)
+        config = run_config(row, kwargs, api_url=self._api_url)
         watch = _Watch(graph_id=str(config["configurable"].get("graph_id")), started=0.0)
+        # The run's own task runs this, in its own context: what is set here is the run's only.
+        RUN_FENCE.set(RunFence(str(row["run_id"]), active.token))
+        CURRENT_LEDGER.set(self._ledger)
         with log_context(run_id=str(row["run_id"]), thread_id=str(row["thread_id"])):
             self._metrics.run_started(watch.graph_id)
             watch.started = time.perf_counter()
@@ -236,51 +149,116 @@ class Executor:
         requested: list[str] = list(kwargs.get("stream_mode") or ["values"])
         scratch = bool(row.get("temporary")) and row.get("on_completion") != "keep"
         converter = StreamConverter(requested, emit_checkpoints=not scratch)
-        resumable = bool(kwargs.get("resumable"))
-        graph: Pregel | None = None
         usage = UsageCallbackHandler()
+        try:
+            outcome = await self._outcome(row, active, kwargs, config, watch, converter, usage)
+        except _Requeue as exc:
+            await self._requeue(row, active, exc)
+            return None
+        except LeaseLost as exc:
+            log.warning("run %s stopped: %s", run_id, exc)
+            active.lost = True
+            return None
+        if active.lost:
+            return None
+        if scratch:
+            await self._graphs.scratch.adelete_thread(thread_id)
+        result = await self._finish(row, active, outcome, usage, owner=owner)
+        if result is None:
+            return None
+        self._record(row, watch, "rollback" if outcome.delete_run else outcome.status, usage)
+        await self._announce_end(run_id, outcome, resumable=bool(kwargs.get("resumable")))
+        return result
+
+    async def _outcome(
+        self,
+        row: Mapping[str, Any],
+        active: ActiveRun,
+        kwargs: dict[str, Any],
+        config: Any,
+        watch: _Watch,
+        converter: StreamConverter,
+        usage: UsageCallbackHandler,
+    ) -> Outcome:
+        """Execute the graph; how it ended (a cancel, an error of the graph, or success).
+
+        Raises:
+            _Requeue: an infrastructure failure outlasted the retries.
+            asyncio.CancelledError: shutdown, or the lease was lost.
+        """
+        run_id = str(row["run_id"])
+        graph: Pregel | None = None
+        publisher = RunPublisher(self._broker, run_id)
         exits = AsyncExitStack()  # a context-manager graph factory stays entered until here
         try:
-            await self._broker.publish(
-                run_id, "metadata", dumps({"run_id": run_id, "attempt": row["attempt"]})
+            await publisher.publish(
+                "metadata", dumps({"run_id": run_id, "attempt": row["attempt"]})
             )
-            await self._broker.announce(thread_id, run_id)
+            await publisher.announce(str(row["thread_id"]))
             config = await self._observed(config, kwargs, usage)
             graph = await self._graphs.get(
                 watch.graph_id,
                 config,
-                scratch=scratch,
+                scratch=not converter.emit_checkpoints,
                 access="threads.create_run",
                 context=kwargs.get("context") or {},
                 exits=exits,
             )
+            active.streaming = True
             if active.cancel_action is not None:
-                raise asyncio.CancelledError  # cancelled before it could start
+                raise asyncio.CancelledError  # cancelled before the graph could start
             async for event, data in self._stream(graph, row, kwargs, config, converter):
-                await self._broker.publish(run_id, event, data)
-            outcome = await self._succeeded(graph, thread_id, converter)
+                await publisher.publish(event, data)
+            active.streaming = False
+            return await self._succeeded(graph, str(row["thread_id"]), converter)
         except asyncio.CancelledError:
+            active.streaming = False
             task = asyncio.current_task()
             if active.cancel_action is None or active.lost:
                 raise  # shutdown or lost lease: the worker requeues / lets go of the run
             if task is not None:
                 task.uncancel()
-            outcome = await self._cancelled(graph, row, converter, active.cancel_action)
+            return await self._cancelled(graph, row, converter, active.cancel_action)
+        except LeaseLost:
+            active.streaming = False
+            raise
         except UnknownGraph as exc:
             body = {"error": "GraphNotFound", "message": f"graph {exc.args[0]!r} is not served"}
-            await self._broker.publish(run_id, "error", dumps(body))
-            outcome = _Outcome("error", None, {}, body, dumps({"__error__": body}))
+            return Outcome("error", None, {}, body, dumps({"__error__": body}))
         except Exception as exc:
+            active.streaming = False
+            if is_transient(exc) and row["attempt"] < MAX_INFRA_ATTEMPTS:
+                raise _Requeue(f"{type(exc).__name__}: {exc}") from exc
             body = error_body(exc)
-            log.info("run %s failed: %s: %s", run_id, body["error"], body["message"])
-            await self._broker.publish(run_id, "error", dumps(body))
-            outcome = _Outcome(
-                "error", converter.final_values(), {}, body, dumps({"__error__": body})
-            )
+            # The thread id is in the log context (every line of the run carries it).
+            log.error("run %s failed: %s: %s", run_id, body["error"], body["message"], exc_info=exc)
+            return Outcome("error", converter.final_values(), {}, body, dumps({"__error__": body}))
         finally:
             await exits.aclose()
-        if scratch:
-            await self._graphs.scratch.adelete_thread(thread_id)
+
+    async def _requeue(self, row: Mapping[str, Any], active: ActiveRun, exc: _Requeue) -> None:
+        """Give the run back to the queue; if even that fails, let its lease lapse."""
+        run_id = str(row["run_id"])
+        log.warning("run %s met an infrastructure failure (%s); requeueing it", run_id, exc)
+        try:
+            await retrying(
+                lambda: self._runs.release(run_id, active.token), what=f"requeueing run {run_id}"
+            )
+        except Exception:
+            log.warning("could not requeue run %s; its lease will lapse", run_id, exc_info=True)
+        active.lost = True  # either way, it is no longer ours to record
+
+    async def _finish(
+        self,
+        row: Mapping[str, Any],
+        active: ActiveRun,
+        outcome: Outcome,
+        usage: UsageCallbackHandler,
+        *,
+        owner: str | None,
+    ) -> FinishResult | None:
+        """Record the outcome in Postgres (retried: it is fenced, so a repeat is harmless)."""
+        run_id = str(row["run_id"])
         if not storable([outcome.values, outcome.interrupts, outcome.error]):
             # Postgres cannot store a NUL in jsonb. The thread row is only a copy of the
             # checkpointed state, so it keeps its previous values rather than failing the run.
@@ -288,27 +266,39 @@ class Executor:
             if outcome.error is not None and not storable(outcome.error):
                 outcome.error = {"error": outcome.error["error"], "message": "(unprintable)"}
         usage_json = usage.usage.to_dict(pricing=self._metrics.pricing)
-        result = await self._runs.finish(
-            run_id=run_id,
-            thread_id=thread_id,
-            token=active.token,
-            status=outcome.status,
-            thread_status=outcome.thread_status or _THREAD_STATUS[outcome.status],
-            values=outcome.values,
-            interrupts=outcome.interrupts,
-            error=outcome.error,
-            delete_run=outcome.delete_run,
-            owner=owner,
-            lease_seconds=self._lease_seconds,
-            usage=usage_json,
+        result = await retrying(
+            lambda: self._runs.finish(
+                run_id=run_id,
+                thread_id=str(row["thread_id"]),
+                token=active.token,
+                status=outcome.status,
+                thread_status=outcome.thread_status or THREAD_STATUS[outcome.status],
+                values=outcome.values,
+                interrupts=outcome.interrupts,
+                error=outcome.error,
+                delete_run=outcome.delete_run,
+                owner=owner,
+                lease_seconds=self._lease_seconds,
+                usage=usage_json,
+            ),
+            what=f"recording the end of run {run_id}",
         )
-        if result.outcome == "stale":
-            return None
-        self._record(row, watch, "rollback" if outcome.delete_run else outcome.status, usage)
-        await self._broker.finish(
-            run_id, encode_done(outcome.status, outcome.output), resumable=resumable
-        )
-        return result
+        return None if result.outcome == "stale" else result
+
+    async def _announce_end(self, run_id: str, outcome: Outcome, *, resumable: bool) -> None:
+        """Tell the broker (after Postgres knows): the error event, then the done marker.
+
+        A broker that stays unreachable past its retries loses nothing: followers read the end
+        from Postgres when their stream goes quiet.
+        """
+        try:
+            if outcome.status == "error" and outcome.error is not None:
+                await self._broker.publish(run_id, "error", dumps(outcome.error))
+            await self._broker.finish(
+                run_id, encode_done(outcome.status, outcome.output), resumable=resumable
+            )
+        except Exception:
+            log.warning("could not end the stream of run %s in the broker", run_id, exc_info=True)
 
     def _record(
         self, row: Mapping[str, Any], watch: _Watch, status: str, usage: UsageCallbackHandler
@@ -366,41 +356,6 @@ class Executor:
             log.warning("could not read assistant %s to name the trace", assistant_id)
             return None
         return str(assistant["name"]) if assistant and assistant.get("name") else None
-
-    def _config(self, row: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Any:
-        run_id = str(row["run_id"])
-        thread_id = str(row["thread_id"])
-        stored: dict[str, Any] = dict(kwargs.get("config") or {})
-        configurable = {
-            **(stored.get("configurable") or {}),
-            "run_id": run_id,
-            "thread_id": thread_id,
-            "user_id": "",
-            # interrupt_before/after names inside members (`writer:model`) reach the members.
-            **interrupts_configurable(
-                kwargs.get("interrupt_before"), kwargs.get("interrupt_after")
-            ),
-        }
-        metadata = {
-            **(stored.get("metadata") or {}),
-            # The reference writes the authenticated user here ("" without auth); a user the
-            # client named is kept, so traces and usage can be attributed to them.
-            "user_id": run_user(stored, kwargs.get("context")) or "",
-            "run_attempt": row["attempt"],
-            "langgraph_version": _LANGGRAPH_VERSION,
-            "langgraph_api_version": _API_VERSION,
-            "langgraph_host": "self-hosted",
-            "langgraph_api_url": self._api_url,
-            "run_id": run_id,
-            "thread_id": thread_id,
-        }
-        config: dict[str, Any] = {
-            **{k: v for k, v in stored.items() if k not in ("configurable", "metadata")},
-            "configurable": configurable,
-            "metadata": metadata,
-            "run_id": uuid.UUID(run_id),
-        }
-        return config
 
     async def _stream(
         self,
@@ -481,11 +436,11 @@ class Executor:
 
     async def _succeeded(
         self, graph: Pregel, thread_id: str, converter: StreamConverter
-    ) -> _Outcome:
+    ) -> Outcome:
         values = converter.final_values()
         output = dumps(converter.last_values if converter.last_values is not None else {})
         if not converter.interrupted:
-            return _Outcome("success", values, {}, None, output)
+            return Outcome("success", values, {}, None, output)
         interrupts: dict[str, Any] = {}
         if converter.interrupts:  # dynamic interrupts: the thread shows them per task
             state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
@@ -494,7 +449,7 @@ class Executor:
                 for task in state.tasks
                 if task.interrupts
             }
-        return _Outcome("interrupted", values, interrupts, None, output)
+        return Outcome("interrupted", values, interrupts, None, output)
 
     async def _cancelled(
         self,
@@ -502,10 +457,14 @@ class Executor:
         row: Mapping[str, Any],
         converter: StreamConverter,
         action: str,
-    ) -> _Outcome:
+    ) -> Outcome:
         thread_id = str(row["thread_id"])
         if action == "rollback":
-            await self._runs.delete_checkpoints_of_run(thread_id, str(row["run_id"]))
+            run_id = str(row["run_id"])
+            await retrying(
+                lambda: self._runs.delete_checkpoints_of_run(thread_id, run_id),
+                what=f"rolling back run {run_id}",
+            )
         values: Any = converter.final_values()
         interrupts: dict[str, Any] = {}
         thread_status = "interrupted"
@@ -520,7 +479,7 @@ class Executor:
             if action == "rollback":
                 thread_status = "interrupted" if state.next else "idle"
         output = dumps(values if values is not None else {})
-        return _Outcome(
+        return Outcome(
             "interrupted",
             values,
             interrupts,
@@ -529,17 +488,3 @@ class Executor:
             delete_run=action == "rollback",
             thread_status=thread_status,
         )
-
-
-def command_from(body: Mapping[str, Any]) -> Command[Any]:
-    """A LangGraph ``Command`` from its API body (``goto`` may hold ``Send`` dicts)."""
-    goto: Any = body.get("goto")
-    if isinstance(goto, dict):
-        goto = Send(goto["node"], goto.get("input"))
-    elif isinstance(goto, list):
-        goto = [Send(g["node"], g.get("input")) if isinstance(g, dict) else g for g in goto]
-    return Command(
-        update=body.get("update"),
-        resume=body.get("resume"),
-        goto=goto if goto is not None else (),
-    )

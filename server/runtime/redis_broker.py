@@ -4,6 +4,11 @@ One stream per run (``XADD`` with ``MAXLEN``; ids ``<ms>-<seq>`` are what client
 from), one small stream per thread announcing runs as they start, and a pub/sub channel for
 cancel signals. A finished run's stream expires after the replay TTL; a running one after a
 day, so a crashed worker leaves nothing behind for long.
+
+Redis may restart under us. Socket reads wait longer than the ``XREAD`` block time (a quiet run
+is not a dead connection); readers reconnect and go on from the last id they yielded, so a
+subscriber sees no gap and no repeat; writes are retried with backoff for up to
+``retry_seconds`` (the run waits rather than losing its events).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from server.runtime.broker import (
     StreamEvent,
     parse_event_id,
 )
+from state.retry import RetryPolicy, is_transient, retrying
 
 __all__ = ["RedisBroker"]
 
@@ -32,6 +38,10 @@ log = logging.getLogger(__name__)
 
 _RUNNING_TTL = 86_400
 _BLOCK_MS = int(HEARTBEAT_SECONDS * 1000)
+# A blocked XREAD answers within the block time; the socket waits that long plus a margin, so
+# only a dead connection times out (redis-py's default socket timeout equals the block time).
+_SOCKET_TIMEOUT = HEARTBEAT_SECONDS + 10.0
+_CONNECT_TIMEOUT = 5.0
 
 
 def _text(value: Any) -> str:
@@ -51,6 +61,7 @@ class RedisBroker(Broker):
         replay_ttl: int = 600,
         finished_ttl: int = 60,
         prefix: str = "staffgraph:",
+        retry_seconds: float = 60.0,
     ) -> None:
         """Create the broker (connections open lazily, in :meth:`start`).
 
@@ -59,6 +70,7 @@ class RedisBroker(Broker):
             replay_ttl: seconds a finished resumable run stays replayable.
             finished_ttl: seconds any other finished run's stream is kept.
             prefix: key prefix (lets several deployments share one Redis).
+            retry_seconds: how long a write keeps retrying while Redis is unreachable.
         """
         self._url = url
         self._replay_ttl = replay_ttl
@@ -66,6 +78,7 @@ class RedisBroker(Broker):
         self._prefix = prefix
         self._client: redis.Redis | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._writes = RetryPolicy(first_delay=0.1, max_delay=2.0, deadline=retry_seconds)
 
     @property
     def client(self) -> redis.Redis:
@@ -86,7 +99,13 @@ class RedisBroker(Broker):
 
     async def start(self, on_cancel: CancelHandler | None = None) -> None:
         """Connect, check Redis answers, and listen for cancel signals."""
-        self._client = redis.from_url(self._url, decode_responses=False)
+        self._client = redis.from_url(
+            self._url,
+            decode_responses=False,
+            socket_timeout=_SOCKET_TIMEOUT,
+            socket_connect_timeout=_CONNECT_TIMEOUT,
+            health_check_interval=30,
+        )
         await self._client.ping()
         if on_cancel is not None:
             self._listener = asyncio.create_task(self._listen(on_cancel), name="redis-cancel")
@@ -122,24 +141,36 @@ class RedisBroker(Broker):
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
-    async def publish(self, run_id: str, event: str, data: bytes) -> None:
-        """``XADD`` the event (and keep the running-run expiry)."""
-        key = self._run_key(run_id)
+    async def _append(self, key: str, fields: dict[str, Any], *, maxlen: int, ttl: int) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"e": event, "d": data}, maxlen=MAX_EVENTS_PER_RUN, approximate=True)
-            pipe.expire(key, _RUNNING_TTL)
-            await pipe.execute()
-
-    async def finish(self, run_id: str, data: bytes, *, resumable: bool) -> None:
-        """``XADD`` the done marker and start the replay TTL."""
-        key = self._run_key(run_id)
-        ttl = self._replay_ttl if resumable else self._finished_ttl
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.xadd(
-                key, {"e": DONE_EVENT, "d": data}, maxlen=MAX_EVENTS_PER_RUN, approximate=True
-            )
+            pipe.xadd(key, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
             pipe.expire(key, ttl)
             await pipe.execute()
+
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        """``XADD`` the event (and keep the running-run expiry), retried while Redis is down.
+
+        A retry after a reply lost in a broken connection can append the event twice (the
+        stream stays ordered and gap-free; that one event repeats).
+        """
+        key = self._run_key(run_id)
+        fields = {"e": event, "d": data}
+        await retrying(
+            lambda: self._append(key, fields, maxlen=MAX_EVENTS_PER_RUN, ttl=_RUNNING_TTL),
+            what=f"publishing an event of run {run_id}",
+            policy=self._writes,
+        )
+
+    async def finish(self, run_id: str, data: bytes, *, resumable: bool) -> None:
+        """``XADD`` the done marker and start the replay TTL (retried while Redis is down)."""
+        key = self._run_key(run_id)
+        ttl = self._replay_ttl if resumable else self._finished_ttl
+        fields = {"e": DONE_EVENT, "d": data}
+        await retrying(
+            lambda: self._append(key, fields, maxlen=MAX_EVENTS_PER_RUN, ttl=ttl),
+            what=f"ending the stream of run {run_id}",
+            policy=self._writes,
+        )
 
     async def _tail_id(self, key: str) -> str:
         last = await self.client.xrevrange(key, count=1)
@@ -154,11 +185,11 @@ class RedisBroker(Broker):
         if position is not None:
             cursor = f"{position[0]}-{position[1]}"
         elif live and after is None:
-            cursor = await self._tail_id(key)
+            cursor = await retrying(lambda: self._tail_id(key), what=f"joining run {run_id}")
         else:
             cursor = "0-0"
         while True:
-            reply: Any = await self.client.xread({key: cursor}, count=500, block=_BLOCK_MS)
+            reply = await self._read(key, cursor, count=500)
             if not reply:
                 yield None
                 continue
@@ -169,20 +200,36 @@ class RedisBroker(Broker):
                 if event == DONE_EVENT:
                     return
 
+    async def _read(self, key: str, cursor: str, *, count: int) -> Any:
+        """One blocking ``XREAD`` after ``cursor``; ``None`` (an idle tick) when Redis is down.
+
+        The caller keeps its cursor, so the next read after a reconnect goes on exactly where
+        the last one stopped. The wait before that read is the idle tick's.
+        """
+        try:
+            return await self.client.xread({key: cursor}, count=count, block=_BLOCK_MS)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("reading %s from Redis failed (%s); reconnecting", key, exc)
+            await asyncio.sleep(1.0)
+            return None
+
     async def announce(self, thread_id: str, run_id: str) -> None:
-        """Add the run to the thread's announcement stream."""
+        """Add the run to the thread's announcement stream (retried while Redis is down)."""
         key = self._thread_key(thread_id)
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"r": run_id}, maxlen=100, approximate=True)
-            pipe.expire(key, _RUNNING_TTL)
-            await pipe.execute()
+        await retrying(
+            lambda: self._append(key, {"r": run_id}, maxlen=100, ttl=_RUNNING_TTL),
+            what=f"announcing run {run_id}",
+            policy=self._writes,
+        )
 
     async def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
         """Run ids as they start on the thread, from now on."""
         key = self._thread_key(thread_id)
-        cursor = await self._tail_id(key)
+        cursor = await retrying(lambda: self._tail_id(key), what="reading a thread's stream")
         while True:
-            reply: Any = await self.client.xread({key: cursor}, count=100, block=_BLOCK_MS)
+            reply = await self._read(key, cursor, count=100)
             if not reply:
                 yield None
                 continue
@@ -191,5 +238,8 @@ class RedisBroker(Broker):
                 yield _text(fields[b"r"])
 
     async def send_cancel(self, run_id: str, action: str) -> None:
-        """Publish a cancel signal to every process."""
-        await self.client.publish(self._cancel_channel, f"{run_id}:{action}")
+        """Publish a cancel signal to every process (retried briefly; Postgres is the fallback)."""
+        await retrying(
+            lambda: self.client.publish(self._cancel_channel, f"{run_id}:{action}"),
+            what=f"signalling the cancel of run {run_id}",
+        )

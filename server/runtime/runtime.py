@@ -25,13 +25,16 @@ from server.ids import new_id
 from server.observability import LangSmithTracing, Metrics
 from server.repos import AssistantsRepo, CancelResult, RunsRepo, ThreadsRepo, run_to_api
 from server.runtime.broker import DONE_EVENT, Broker, InProcessBroker, StreamEvent
-from server.runtime.executor import Executor, decode_done, encode_done
+from server.runtime.executor import Executor
 from server.runtime.graph_cache import GraphCache
+from server.runtime.outcome import decode_done, encode_done
 from server.runtime.run_context import ContextConflict, request_context
 from server.runtime.worker import PgNotifier, WorkerPool
 from server.schemas import RunCreate
 from server.serde import dumps
 from state.db import Persistence
+from state.effects import EffectLedger
+from state.retry import is_transient
 from state.settings import Settings
 
 __all__ = ["CreatedRun", "Runtime", "RunError", "is_uuid"]
@@ -129,6 +132,7 @@ class Runtime:
             metrics=self.metrics,
             tracing=tracing,
             assistants=self.assistants,
+            ledger=EffectLedger(persistence.pool, url=database_url),
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.workers: WorkerPool | None = None
@@ -141,6 +145,7 @@ class Runtime:
                 capacity=settings.server.workers * settings.server.runs_per_worker,
                 lease_seconds=self.lease_seconds,
                 heartbeat_seconds=heartbeat_seconds,
+                shutdown_grace=settings.server.shutdown_grace_seconds,
             )
         self._database_url = database_url
         self._notifier: PgNotifier | None = None
@@ -161,8 +166,13 @@ class Runtime:
             self._notifier.start()
             self.workers.start()
 
+    def stop_claiming(self) -> None:
+        """Claim no more runs (the first step of a graceful shutdown; safe from a signal)."""
+        if self.workers is not None:
+            self.workers.stop_claiming()
+
     async def stop(self) -> None:
-        """Stop workers (their runs go back to the queue), then the broker."""
+        """Stop workers (runs in flight get the shutdown grace), then the broker."""
         if self._notifier is not None:
             await self._notifier.stop()
         if self.workers is not None:
@@ -285,7 +295,8 @@ class Runtime:
         """The run's events until its done marker (yielded), ``None`` on idle ticks.
 
         On idle ticks the run row is checked too, so a run that ended without a marker (deleted
-        while queued, its stream expired) still ends the iteration with a synthetic marker.
+        while queued, its stream expired, the broker unreachable when it ended) still ends the
+        iteration with a marker built from Postgres.
 
         Each follower (SSE stream, join, ``runs/wait``) counts in the stream subscribers
         gauge until it stops, whether the run ended or the client went away.
@@ -302,9 +313,7 @@ class Runtime:
         try:
             async for event in self.broker.subscribe(run_id, after=after, live=live):
                 if event is None:
-                    row = await self.runs.get_any(run_id)
-                    if row is None or row["status"] in _FINISHED:
-                        event = StreamEvent("0-0", DONE_EVENT, await self._stored_output(row))
+                    event = await self._ended_in_postgres(run_id)
                 if event is not None and event.event == DONE_EVENT:
                     # Callers stop at the marker without closing this generator, so the
                     # gauge drops before it is handed over rather than when it is collected.
@@ -314,6 +323,22 @@ class Runtime:
                 yield event
         finally:
             unsubscribe()
+
+    async def _ended_in_postgres(self, run_id: str) -> StreamEvent | None:
+        """A done marker built from Postgres when the run ended there; None while it runs.
+
+        Also None while Postgres is unreachable: the follower keeps waiting (the broker's
+        marker or the next idle tick ends it), it does not fail.
+        """
+        try:
+            row = await self.runs.get_any(run_id)
+            if row is None or row["status"] in _FINISHED:
+                return StreamEvent("0-0", DONE_EVENT, await self._stored_output(row))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("cannot check run %s in Postgres (%s); still waiting", run_id, exc)
+        return None
 
     async def _stored_output(self, row: dict[str, Any] | None) -> bytes:
         """Done-marker data built from Postgres, for a run whose own marker is gone."""
@@ -461,4 +486,8 @@ def _default_broker(settings: Settings) -> Broker:
         return InProcessBroker(replay_ttl=float(ttl))
     from server.runtime.redis_broker import RedisBroker
 
-    return RedisBroker(settings.redis.url.get_secret_value(), replay_ttl=ttl)
+    return RedisBroker(
+        settings.redis.url.get_secret_value(),
+        replay_ttl=ttl,
+        retry_seconds=settings.redis.retry_seconds,
+    )

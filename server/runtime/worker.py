@@ -7,6 +7,15 @@ fencing token makes the old owner's late writes count for nothing.
 
 Workers wake up at once when a run is created: in this process through :meth:`WorkerPool.wake`,
 from other processes through Postgres ``NOTIFY staffgraph_runs``; a slow poll is the fallback.
+
+A worker stops a run the moment its lease is no longer provably its own: a heartbeat that finds
+the lease taken, or heartbeats failing for so long that the lease may have lapsed (the last
+renewal's expiry minus one heartbeat of margin). Checkpoint writes are fenced by the lease
+token as well (``state.checkpoints``), so a run stopped late still writes nothing.
+
+Shutdown is graceful: claiming stops at once, runs in flight get ``shutdown_grace`` seconds to
+finish (heartbeats go on meanwhile), and only the ones still going after that are stopped and
+put back in the queue.
 """
 
 from __future__ import annotations
@@ -14,15 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import psycopg
 
 from server.repos import FinishResult, RunsRepo
+from server.runtime.active import ActiveRun
 from server.runtime.broker import Broker
-from server.runtime.executor import ActiveRun, Executor, encode_done
+from server.runtime.executor import Executor
+from server.runtime.outcome import encode_done
 from server.serde import dumps
+from state.retry import retrying
 
 __all__ = ["PgNotifier", "WorkerPool"]
 
@@ -97,8 +110,22 @@ class WorkerPool:
         heartbeat_seconds: float,
         poll_seconds: float = 2.0,
         max_attempts: int = 3,
+        shutdown_grace: float = 30.0,
     ) -> None:
-        """Create the pool (call :meth:`start` to begin claiming)."""
+        """Create the pool (call :meth:`start` to begin claiming).
+
+        Args:
+            runs: the run queue.
+            executor: executes claimed runs.
+            broker: ends the streams of runs the sweeper fails.
+            owner: this process's lease owner name.
+            capacity: most runs executing at a time.
+            lease_seconds: lease of a claimed run.
+            heartbeat_seconds: interval between lease renewals.
+            poll_seconds: longest wait between two looks at the queue.
+            max_attempts: attempts after which a run whose worker died fails.
+            shutdown_grace: seconds :meth:`stop` lets runs in flight finish.
+        """
         self._runs = runs
         self._executor = executor
         self._broker = broker
@@ -108,6 +135,7 @@ class WorkerPool:
         self._heartbeat_seconds = heartbeat_seconds
         self._poll_seconds = poll_seconds
         self._max_attempts = max_attempts
+        self._shutdown_grace = shutdown_grace
         self.active: dict[str, ActiveRun] = {}
         self._reserved = 0
         self._wake = asyncio.Event()
@@ -133,6 +161,10 @@ class WorkerPool:
         """Make the claim loop look for runs now."""
         self._wake.set()
 
+    def stop_claiming(self) -> None:
+        """Take no more runs; those executing go on (called on SIGTERM, before :meth:`stop`)."""
+        self._stopping = True
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -144,11 +176,26 @@ class WorkerPool:
         ]
 
     async def stop(self) -> None:
-        """Stop claiming; put runs still executing back in the queue for another worker."""
+        """Stop claiming; let runs in flight finish within the grace; requeue the rest."""
         self._stopping = True
-        for task in self._loops:
+        claim = self._loops[0] if self._loops else None
+        background = self._loops[1:]
+        if claim is not None:
+            claim.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claim
+        # Heartbeats go on while runs finish, or their leases would lapse under them.
+        if self.active:
+            log.info(
+                "waiting up to %.0f s for %d runs in flight", self._shutdown_grace, len(self.active)
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._shutdown_grace):
+                    while self.active:
+                        await next(iter(self.active.values())).done.wait()
+        for task in background:
             task.cancel()
-        for task in self._loops:
+        for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         running = list(self.active.values())
@@ -160,12 +207,16 @@ class WorkerPool:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await active.task
         if running:
+            log.warning("requeueing %d runs still going after the shutdown grace", len(running))
             await self._requeue([a for a in running if not a.lost])
 
     async def _requeue(self, runs: list[ActiveRun]) -> None:
         for active in runs:
             try:
-                await self._runs.release(active.run_id, active.token)
+                await retrying(
+                    lambda a=active: self._runs.release(a.run_id, a.token),  # type: ignore[misc]
+                    what=f"requeueing run {active.run_id}",
+                )
             except Exception:
                 log.warning("could not requeue run %s at shutdown", active.run_id, exc_info=True)
 
@@ -185,7 +236,17 @@ class WorkerPool:
         )
         self.active[active.run_id] = active
         active.task = asyncio.create_task(self._execute(row, active), name=f"run-{active.run_id}")
+        # Bookkeeping in a done callback, not in the coroutine's ``finally``: a task cancelled
+        # before its first step never runs its body, and its run would stay here (and its lease
+        # renewed) forever.
+        active.task.add_done_callback(lambda _task, a=active: self._forget(a))  # type: ignore[misc]
         return active
+
+    def _forget(self, active: ActiveRun) -> None:
+        if self.active.get(active.run_id) is active:
+            del self.active[active.run_id]
+        active.done.set()
+        self.wake()
 
     async def _execute(self, row: Mapping[str, Any], active: ActiveRun) -> None:
         result: FinishResult | None = None
@@ -196,21 +257,20 @@ class WorkerPool:
         except Exception:
             log.exception("run %s could not be recorded", active.run_id)
         finally:
-            self.active.pop(active.run_id, None)
-            active.done.set()
+            self._forget(active)
         if result is not None and result.next_run is not None:
             # The thread's next queued run was claimed for us in the same transaction.
-            self.start_claimed(result.next_run)
-        self.wake()
+            if self._stopping:
+                await self._requeue([_claimed(result.next_run)])
+            else:
+                self.start_claimed(result.next_run)
 
     def cancel_local(self, run_id: str, action: str) -> bool:
         """Stop a run executing here. Returns whether it was here."""
         active = self.active.get(run_id)
-        if active is None or active.task is None:
+        if active is None:
             return False
-        if active.cancel_action is None:
-            active.cancel_action = action
-            active.task.cancel()
+        active.stop(action)
         return True
 
     # -- background loops -------------------------------------------------------------------
@@ -221,8 +281,10 @@ class WorkerPool:
                 async with asyncio.timeout(self._poll_seconds):
                     await self._wake.wait()
             self._wake.clear()
+            if self._stopping:
+                return
             try:
-                while True:
+                while not self._stopping:
                     free = self.capacity - len(self.active) - self._reserved
                     if free <= 0:
                         break
@@ -239,28 +301,54 @@ class WorkerPool:
                 log.warning("claiming runs failed; retrying", exc_info=True)
 
     async def _heartbeat_loop(self) -> None:
+        # Until when each run's lease is provably ours: the expiry of its last renewal, less a
+        # heartbeat of margin for clocks and for the renewal that is late.
+        provable: dict[str, float] = {}
         while True:
             await asyncio.sleep(self._heartbeat_seconds)
             ids = list(self.active)
+            for run_id in [r for r in provable if r not in self.active]:
+                del provable[run_id]
             if not ids:
                 continue
+            sent = time.monotonic()
             try:
                 held = await self._runs.heartbeat(self.owner, ids, lease_seconds=self.lease_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
+                self._drop_unprovable(provable, ids)
                 continue
             for run_id in ids:
                 active = self.active.get(run_id)
-                if active is None or active.task is None:
+                if active is None:
                     continue
                 if run_id not in held:
                     log.warning("lost the lease of run %s; stopping it here", run_id)
-                    active.lost = True
-                    active.task.cancel()
-                elif held[run_id] is not None:
-                    self.cancel_local(run_id, str(held[run_id]))
+                    active.lose()
+                    continue
+                provable[run_id] = sent + self.lease_seconds - self._heartbeat_seconds
+                if held[run_id] is not None:
+                    active.stop(str(held[run_id]))
+
+    def _drop_unprovable(self, provable: dict[str, float], ids: list[str]) -> None:
+        """Stop the runs whose lease may have lapsed while heartbeats fail."""
+        now = time.monotonic()
+        for run_id in ids:
+            active = self.active.get(run_id)
+            if active is None:
+                continue
+            # A run claimed since the last renewal holds the lease it was claimed with.
+            until = provable.setdefault(
+                run_id, active.claimed_at + self.lease_seconds - self._heartbeat_seconds
+            )
+            if now >= until:
+                log.warning(
+                    "cannot renew the lease of run %s and it may have lapsed; stopping it here",
+                    run_id,
+                )
+                active.lose()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -276,10 +364,19 @@ class WorkerPool:
                 log.warning("run %s lost its worker: %s", item["run_id"], item["outcome"])
                 if item["outcome"] == "failed":
                     body = {"error": "WorkerLost", "message": "the run's worker stopped"}
-                    await self._broker.finish(
-                        item["run_id"],
-                        encode_done("error", dumps({"__error__": body})),
-                        resumable=True,
-                    )
+                    try:
+                        await self._broker.finish(
+                            item["run_id"],
+                            encode_done("error", dumps({"__error__": body})),
+                            resumable=True,
+                        )
+                    except Exception:  # followers read the end from Postgres
+                        log.warning("could not end the stream of run %s", item["run_id"])
             if swept:
                 self.wake()
+
+
+def _claimed(row: Mapping[str, Any]) -> ActiveRun:
+    return ActiveRun(
+        run_id=str(row["run_id"]), thread_id=str(row["thread_id"]), token=int(row["fencing_token"])
+    )

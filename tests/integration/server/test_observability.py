@@ -429,6 +429,8 @@ async def test_logs_are_json_events_with_request_and_run_ids(traced: LiveServer)
         f"run {run_id} finished",
     }
     assert all(e["thread_id"] == thread_id for e in of_run)
+    failed = next(e for e in of_run if e["message"].startswith(f"run {run_id} failed"))
+    assert failed["level"] == "ERROR" and "Traceback" in failed["exc"]  # operators see it
     finished = next(e for e in of_run if "finished" in e["message"])
     assert finished["status"] == "error" and finished["graph_id"] == "failing"
     access = [e for e in events if e["logger"] == "server.access" and thread_id in e["message"]]

@@ -1,0 +1,86 @@
+"""A run executing in this process: its handle and the publisher of its events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.runtime.broker import Broker
+from state.retry import is_transient
+
+__all__ = ["ActiveRun", "RunPublisher"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveRun:
+    """A run executing in this process."""
+
+    run_id: str
+    thread_id: str
+    token: int
+    task: asyncio.Task[Any] | None = None
+    cancel_action: str | None = None
+    """Set when the run is to stop on purpose (``interrupt`` / ``rollback``)."""
+    streaming: bool = False
+    """The graph is executing: only then does a cancel interrupt the task. Before, the flag is
+    checked when the graph would start; after, the result is being recorded and must be."""
+    claimed_at: float = field(default_factory=time.monotonic)
+    """When this process got the lease (monotonic clock)."""
+    lost: bool = False
+    """The lease is not provably ours: another worker may own the run; write nothing."""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self, action: str) -> None:
+        """Ask the run to stop (``interrupt`` / ``rollback``); idempotent."""
+        if self.cancel_action is not None:
+            return
+        self.cancel_action = action
+        if self.streaming and self.task is not None:
+            self.task.cancel()
+
+    def lose(self) -> None:
+        """The lease is gone: stop at once, whatever the run is doing, and record nothing."""
+        if not self.lost:
+            self.lost = True
+            if self.task is not None:
+                self.task.cancel()
+
+
+class RunPublisher:
+    """Publishes one run's events; a broker down past its retries stops publishing, not the run.
+
+    The run goes on and its end is recorded in Postgres, where followers find it.
+    """
+
+    def __init__(self, broker: Broker, run_id: str) -> None:
+        self._broker = broker
+        self._run_id = run_id
+        self._broken = False
+
+    async def publish(self, event: str, data: bytes) -> None:
+        if self._broken:
+            return
+        try:
+            await self._broker.publish(self._run_id, event, data)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._broken = True
+            log.warning(
+                "the broker stayed unreachable (%s); run %s goes on without streaming",
+                exc,
+                self._run_id,
+            )
+
+    async def announce(self, thread_id: str) -> None:
+        try:
+            await self._broker.announce(thread_id, self._run_id)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("could not announce run %s (%s)", self._run_id, exc)

@@ -1,0 +1,90 @@
+"""The connection pool: waits while Postgres is busy, gives up fast while it is unreachable.
+
+A caller waiting for a connection is in one of two situations that look the same from inside
+the pool: every connection is busy (wait: one will be free soon), or Postgres is down and no
+connection can be made (give up now: the server answers 503 with ``Retry-After``, a worker
+retries with backoff). :class:`OutageAwarePool` tells them apart: after ``unreachable_after``
+seconds without a connection it makes one probe connection of its own; if that fails too,
+Postgres is unreachable and the caller gets ``PoolTimeout`` at once, otherwise it keeps
+waiting up to the pool's full timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+__all__ = ["OutageAwarePool"]
+
+log = logging.getLogger(__name__)
+
+
+class OutageAwarePool(AsyncConnectionPool):
+    """``AsyncConnectionPool`` that fails fast while Postgres is unreachable."""
+
+    def __init__(self, conninfo: str, *, unreachable_after: float, **kwargs: Any) -> None:
+        """Create the pool.
+
+        Args:
+            conninfo: libpq URL.
+            unreachable_after: seconds without a connection after which Postgres is probed.
+            **kwargs: as ``AsyncConnectionPool`` (``timeout`` is the longest wait while busy).
+        """
+        super().__init__(conninfo, **kwargs)
+        self._url = conninfo
+        self.unreachable_after = unreachable_after
+        self._down_until = 0.0
+        self._probe: asyncio.Future[bool] | None = None
+        self._probed_at = float("-inf")
+        self._probe_answer = True
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        """A connection; ``PoolTimeout`` within ``unreachable_after`` while Postgres is down."""
+        total = self.timeout if timeout is None else timeout
+        first = min(total, self.unreachable_after)
+        if time.monotonic() < self._down_until:
+            first = min(first, 0.2)  # known down a moment ago: do not queue behind it
+        try:
+            return await super().getconn(first)
+        except PoolTimeout:
+            if total <= first or not await self._reachable():
+                raise
+        return await super().getconn(total - first)
+
+    async def _reachable(self) -> bool:
+        """Whether Postgres accepts a connection: one probe at a time, its answer kept 1 s.
+
+        Every waiter of a busy pool asks at once; probing for each would add a connection
+        per waiter to a server that may already be at its connection limit.
+        """
+        now = time.monotonic()
+        if now < self._probed_at + 1.0:
+            return self._probe_answer
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._connect_once())
+        probe = self._probe
+        try:
+            return await asyncio.shield(probe)
+        finally:
+            if probe.done() and self._probe is probe:
+                self._probe = None
+
+    async def _connect_once(self) -> bool:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, connect_timeout=max(1, int(self.unreachable_after))
+            )
+        except (psycopg.OperationalError, OSError) as exc:
+            log.warning("Postgres is unreachable: %s", str(exc).strip().splitlines()[0])
+            self._down_until = time.monotonic() + 1.0
+            answer = False
+        else:
+            await conn.close()
+            answer = True
+        self._probed_at, self._probe_answer = time.monotonic(), answer
+        return answer
