@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("graphs", "nodes", "tools", "state", "server")
+MAX_MODULE_LINES = 500
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -65,3 +66,20 @@ def test_layer_contract_fails_on_an_upward_import(
     assert result.returncode != 0
     assert message in result.stdout
     assert "BROKEN" in result.stdout
+
+
+def _product_modules() -> list[Path]:
+    return sorted(path for package in PRODUCT for path in (ROOT / package).rglob("*.py"))
+
+
+def test_no_product_module_exceeds_the_line_limit() -> None:
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in _product_modules()
+    }
+    assert len(sizes) > 50  # the walk found the product, not an empty directory
+    too_long = {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    assert not too_long, (
+        f"modules over {MAX_MODULE_LINES} lines (split them into a package of cohesive "
+        f"files): {too_long}"
+    )
