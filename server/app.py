@@ -16,6 +16,8 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from nodes.models import describe_chat_model, get_chat_model
+from server.auth import KeyPolicy, KeysRepo
+from server.auth.setup import build_policy
 from server.config import LangGraphConfig
 from server.context import AppContext, DatabaseTarget
 from server.errors import install_error_handlers
@@ -87,7 +89,9 @@ def create_app(
 
     Raises:
         PriceTableError: ``STAFFGRAPH_PRICE_TABLE`` names a file that cannot be used.
+        CustomAuthError: ``auth.path`` names something that is not a usable ``Auth``.
     """
+    policy = build_policy(settings, config)
     metrics = Metrics(
         pricing=pricing if pricing is not None else PriceTable.from_settings(settings)
     )
@@ -124,6 +128,9 @@ def create_app(
                 metrics=metrics,
                 tracing=tracing,
             )
+            if isinstance(policy, KeyPolicy):
+                await policy.start(KeysRepo(persistence.pool), database.url)
+                stack.push_async_callback(policy.stop)
             await runtime.start()
             stack.push_async_callback(runtime.stop)
             ttl = config.checkpointer.ttl if config.checkpointer else None
@@ -171,7 +178,13 @@ def create_app(
         version=version("staffgraph"),
         description="LangGraph Server API for staffgraph's AI staff graphs.",
         lifespan=lifespan,
+        # Served by server.routes.meta, behind their own auth decision (STAFFGRAPH_DOCS_PUBLIC).
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
+    app.state.auth_policy = policy
+    app.state.settings = settings
     install_error_handlers(app)
     install_middleware(app, settings, config)
     # Added last, so outermost: every response (CORS preflights and 413s included) is timed

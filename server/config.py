@@ -105,6 +105,11 @@ class AuthConfig(BaseModel):
 
     path: str | None = None
     disable_studio_auth: bool = False
+    openapi: dict[str, Any] | None = Field(
+        default=None,
+        description="OpenAPI security: `securitySchemes` (or `security_schemes`), `security`, "
+        "and per-route `paths` overrides, as in the LangGraph Server.",
+    )
 
 
 class ThreadTTLConfig(BaseModel):

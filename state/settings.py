@@ -259,6 +259,15 @@ class ServerSettings(BaseSettings):
         validation_alias="CORS_ALLOW_ORIGINS",
         description="Comma-separated CORS origins when langgraph.json sets no http.cors.",
     )
+    auth: Literal["none", "keys"] = Field(
+        default="none",
+        description="`keys`: built-in API keys (`staffgraph keys create`); `none`: no "
+        "authentication, allowed on a loopback bind only. `auth.path` in langgraph.json wins.",
+    )
+    metrics_public: bool = Field(default=True, description="Serve /metrics without authentication.")
+    docs_public: bool = Field(
+        default=True, description="Serve /docs and /openapi.json without authentication."
+    )
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> ServerSettings:
@@ -269,7 +278,7 @@ class ServerSettings(BaseSettings):
             )
         return self
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "auth", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -9,6 +9,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
+from server.auth.filters import Filter, filter_sql
 from server.repos._db import jsonb
 from server.repos.threads import delete_checkpoints
 
@@ -44,10 +45,16 @@ async def _record_version(
 
 
 def _filters(
-    *, graph_id: str | None, name: str | None, metadata: dict[str, Any] | None
+    *,
+    graph_id: str | None,
+    name: str | None,
+    metadata: dict[str, Any] | None,
+    auth: Filter | None = None,
 ) -> tuple[sql.Composable, dict[str, Any]]:
     clauses: list[sql.Composable] = []
     params: dict[str, Any] = {}
+    if auth:
+        clauses.append(filter_sql(auth, params))
     if graph_id is not None:
         clauses.append(sql.SQL("graph_id = %(graph_id)s"))
         params["graph_id"] = graph_id
@@ -213,9 +220,10 @@ class AssistantsRepo:
         offset: int,
         sort_by: str | None,
         sort_order: str | None,
+        auth: Filter | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """A page of assistants and the total that match."""
-        where, params = _filters(graph_id=graph_id, name=name, metadata=metadata)
+        """A page of assistants and the total that match (``auth``: only visible ones)."""
+        where, params = _filters(graph_id=graph_id, name=name, metadata=metadata, auth=auth)
         column = sort_by if sort_by in _SORTABLE else "created_at"
         direction = sql.SQL("ASC" if sort_order == "asc" else "DESC")
         query = sql.SQL(
@@ -239,10 +247,15 @@ class AssistantsRepo:
         return rows, total
 
     async def count(
-        self, *, graph_id: str | None, name: str | None, metadata: dict[str, Any] | None
+        self,
+        *,
+        graph_id: str | None,
+        name: str | None,
+        metadata: dict[str, Any] | None,
+        auth: Filter | None = None,
     ) -> int:
-        """How many assistants match."""
-        where, params = _filters(graph_id=graph_id, name=name, metadata=metadata)
+        """How many assistants match (``auth``: only visible ones)."""
+        where, params = _filters(graph_id=graph_id, name=name, metadata=metadata, auth=auth)
         async with self._pool.connection() as conn:
             return await self._count(conn, where, params)
 

@@ -9,6 +9,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
+from server.auth.filters import Filter, filter_sql
 from server.repos._db import jsonb
 
 __all__ = ["ThreadsRepo"]
@@ -27,9 +28,12 @@ def _filters(
     metadata: dict[str, Any] | None = None,
     values: dict[str, Any] | None = None,
     status: str | None = None,
+    auth: Filter | None = None,
 ) -> tuple[sql.Composable, dict[str, Any]]:
     clauses: list[sql.Composable] = []
     params: dict[str, Any] = {}
+    if auth:
+        clauses.append(filter_sql(auth, params))
     if ids is not None:
         clauses.append(sql.SQL("thread_id = ANY(%(ids)s::uuid[])"))
         params["ids"] = list(ids)
@@ -142,9 +146,12 @@ class ThreadsRepo:
         offset: int,
         sort_by: str | None,
         sort_order: str | None,
+        auth: Filter | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """A page of matching threads and how many match in all."""
-        where, params = _filters(ids=ids, metadata=metadata, values=values, status=status)
+        """A page of matching threads and how many match in all (``auth``: only visible ones)."""
+        where, params = _filters(
+            ids=ids, metadata=metadata, values=values, status=status, auth=auth
+        )
         column = sort_by if sort_by in _SORTABLE else "created_at"
         direction = sql.SQL("ASC" if sort_order == "asc" else "DESC")
         query = sql.SQL(
@@ -165,9 +172,10 @@ class ThreadsRepo:
         metadata: dict[str, Any] | None,
         values: dict[str, Any] | None,
         status: str | None,
+        auth: Filter | None = None,
     ) -> int:
-        """How many threads match."""
-        where, params = _filters(metadata=metadata, values=values, status=status)
+        """How many threads match (``auth``: only visible ones)."""
+        where, params = _filters(metadata=metadata, values=values, status=status, auth=auth)
         async with self._pool.connection() as conn:
             return await self._count(conn, where, params)
 
@@ -180,6 +188,19 @@ class ThreadsRepo:
         )
         row: Any = await cur.fetchone()
         return int(row["n"]) if row else 0
+
+    async def with_active_runs(self, *, status: str | None, auth: Filter | None) -> list[str]:
+        """Visible threads that have queued or running runs (``status`` narrows to one)."""
+        states = ("pending", "running") if status in (None, "all") else (status,)
+        params: dict[str, Any] = {"states": list(states)}
+        query = sql.SQL(
+            "SELECT t.thread_id::text AS thread_id FROM threads t WHERE {flt} AND EXISTS "
+            "(SELECT 1 FROM runs r WHERE r.thread_id = t.thread_id "
+            "AND r.status = ANY(%(states)s))"
+        ).format(flt=filter_sql(auth, params, "metadata"))
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            return [row["thread_id"] for row in await cur.fetchall()]
 
     async def copy(self, thread_id: str, new_id: str) -> dict[str, Any] | None:
         """Clone a thread and all its checkpoints under ``new_id``. ``None`` if it is missing."""

@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from fastapi import HTTPException
 from pydantic import ValidationError
 
+from server.auth import Access
 from server.errors import validation_detail
 from server.graph_schemas import graph_schemas
-from server.runtime import RunError, Runtime
+from server.routes._runs import create
+from server.runtime import Runtime
 from server.schemas import RunCreate
 
 __all__ = ["ToolCallResult", "call_tool", "list_tools", "tool_name"]
@@ -123,8 +126,17 @@ def _offset(cursor: Any) -> int:
         return 0  # an unknown cursor starts from the beginning, as the reference does
 
 
-async def _assistants(runtime: Runtime, *, limit: int, offset: int) -> list[dict[str, Any]]:
+async def _assistants(
+    runtime: Runtime, access: Access, *, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    # The caller's assistants only (and everyone's per-graph ones), as /assistants/search.
+    flt = await access.check(
+        {"graph_id": None, "metadata": {}, "limit": limit, "offset": offset},
+        resource="assistants",
+        action="search",
+    )
     rows, _ = await runtime.assistants.search(
+        auth=flt,
         graph_id=None,
         name=None,
         metadata=None,
@@ -136,10 +148,10 @@ async def _assistants(runtime: Runtime, *, limit: int, offset: int) -> list[dict
     return rows
 
 
-async def list_tools(runtime: Runtime, cursor: Any) -> dict[str, Any]:
+async def list_tools(runtime: Runtime, access: Access, cursor: Any) -> dict[str, Any]:
     """One ``tools/list`` page starting at ``cursor`` (an offset; MCP cursors are strings)."""
     offset = _offset(cursor)
-    rows = await _assistants(runtime, limit=PAGE_SIZE, offset=offset)
+    rows = await _assistants(runtime, access, limit=PAGE_SIZE, offset=offset)
     seen: set[str] = set()
     tools: list[dict[str, Any]] = []
     for row in rows:
@@ -168,10 +180,10 @@ def _error(text: str) -> ToolCallResult:
     return ToolCallResult({"isError": True, "content": [{"type": "text", "text": text}]})
 
 
-async def _resolve(runtime: Runtime, name: Any) -> tuple[str | None, str | None]:
+async def _resolve(runtime: Runtime, access: Access, name: Any) -> tuple[str | None, str | None]:
     if not isinstance(name, str) or not name:
         return None, f"Unknown tool: {name}"
-    rows = await _assistants(runtime, limit=MAX_ASSISTANTS, offset=0)
+    rows = await _assistants(runtime, access, limit=MAX_ASSISTANTS, offset=0)
     matches = [row for row in rows if tool_name(row["name"]) == name]
     if not matches:
         return None, f"Unknown tool: {name}"
@@ -181,10 +193,17 @@ async def _resolve(runtime: Runtime, name: Any) -> tuple[str | None, str | None]
 
 
 async def call_tool(
-    runtime: Runtime, name: Any, arguments: Any, context: dict[str, Any] | None
+    runtime: Runtime,
+    access: Access,
+    name: Any,
+    arguments: Any,
+    context: dict[str, Any] | None,
 ) -> ToolCallResult:
-    """Run the assistant called ``name`` on a temporary thread with ``arguments`` as its input."""
-    assistant_id, unknown = await _resolve(runtime, name)
+    """Run the assistant called ``name`` on a temporary thread with ``arguments`` as its input.
+
+    The run is the caller's, authorized like ``POST /runs`` (``server.routes._runs.create``).
+    """
+    assistant_id, unknown = await _resolve(runtime, access, name)
     if assistant_id is None:
         return ToolCallResult(unknown=unknown)
     try:
@@ -196,9 +215,9 @@ async def call_tool(
     except ValidationError as exc:
         return _error(validation_detail(exc.errors()))
     try:
-        created = await runtime.create_run(body, thread_id=None)
-    except RunError as exc:
-        return _error(exc.detail)
+        created = await create(runtime, body, None, access)
+    except HTTPException as exc:
+        return _error(str(exc.detail))
     status, output = await runtime.wait(created.run_id)
     value = orjson.loads(output)
     if isinstance(value, dict) and "__error__" in value:

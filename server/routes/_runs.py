@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
-from server.routes._common import raise_run_error
+from server.auth import Access, Caller, matches
+from server.routes._common import fail, raise_run_error
 from server.routes._waiting import json_stream, wait_body
 from server.routes.webhooks import check_webhook_or_422
 from server.runtime import CreatedRun, RunError, Runtime
 from server.runtime.sse import run_events, sse_response
 from server.schemas import RunCreate
 
-__all__ = ["NO_MATCH", "create", "paths", "stream", "wait"]
+__all__ = ["NOT_FOUND", "NO_MATCH", "assistant_usable", "create", "paths", "stream", "wait"]
 
 NO_MATCH = (
     "No matching runs to cancel. Please verify the thread ID and run IDs are correct, and the "
@@ -25,17 +28,106 @@ def paths(created: CreatedRun, *, stateless: bool) -> str:
     return f"/threads/{created.thread_id}/runs/{created.run_id}"
 
 
-async def create(runtime: Runtime, body: RunCreate, thread_id: str | None) -> CreatedRun:
+NOT_FOUND = "Thread or assistant not found."
+
+
+def _check_user(body: RunCreate, caller: Caller) -> None:
+    """Refuse a run that names another user than the authenticated one (admins may)."""
+    if not caller.enforced or caller.is_admin:
+        return
+    configurable = (body.config.configurable if body.config else None) or {}
+    for where, named in (
+        ("context.user_id", (body.context or {}).get("user_id")),
+        ("config.configurable.user_id", configurable.get("user_id")),
+    ):
+        if named is not None and named != caller.identity:
+            fail(403, f"{where} must be the authenticated user's id, or left out")
+
+
+def _value(body: RunCreate, thread_id: str | None) -> dict[str, Any]:
+    """What a ``threads`` ``create_run`` handler gets, as in the reference."""
+    return {
+        "thread_id": thread_id,
+        "assistant_id": body.assistant_id,
+        "run_id": None,
+        "status": "pending",
+        "metadata": dict(body.metadata or {}),
+        "prevent_insert_if_inflight": False,
+        "multitask_strategy": body.multitask_strategy or "enqueue",
+        "if_not_exists": "create" if thread_id is None else (body.if_not_exists or "reject"),
+        "after_seconds": body.after_seconds or 0,
+        "kwargs": {
+            "input": body.input,
+            "config": body.config.model_dump(exclude_none=True) if body.config else {},
+            "context": dict(body.context or {}),
+        },
+    }
+
+
+async def assistant_usable(runtime: Runtime, access: Access, assistant: str) -> bool:
+    if assistant in runtime.registry:
+        return True  # a graph id names its per-graph default assistant: everyone's
+    try:
+        assistant_id = runtime.resolve_assistant(assistant)
+    except RunError as exc:
+        raise_run_error(exc)
+    row = await runtime.assistants.get(assistant_id)
+    if row is None or (row["metadata"] or {}).get("created_by") == "system":
+        return True  # a missing one is the runtime's 404; each graph's default is everyone's
+    return await access.visible(
+        row["metadata"], {"assistant_id": assistant_id}, resource="assistants", action="read"
+    )
+
+
+async def create(
+    runtime: Runtime, body: RunCreate, thread_id: str | None, access: Access
+) -> CreatedRun:
+    """Authorize and create a run: on a thread the caller may run on, as the caller."""
     if body.webhook is not None:
         await check_webhook_or_422(body.webhook, runtime.settings.webhooks)
+    if not access.caller.enforced:
+        # The local operator (no auth): nothing to scope, so no extra reads on the run path.
+        return await _create(runtime, body, thread_id, access, None)
+    _check_user(body, access.caller)
+    value = _value(body, thread_id)
+    flt = await access.check(value, resource="threads", action="create_run")
+    existing = await runtime.threads.get(thread_id) if thread_id is not None else None
+    if existing is not None and not matches(flt, existing["metadata"]):
+        fail(404, NOT_FOUND)
+    thread_metadata = None
+    if existing is None:
+        stamped: dict[str, Any] = {"thread_id": thread_id, "metadata": {}}
+        await access.check(stamped, resource="threads", action="create")
+        thread_metadata = stamped.get("metadata") or {}
+    if not await assistant_usable(runtime, access, body.assistant_id):
+        fail(404, NOT_FOUND)
+    if value.get("metadata") != (body.metadata or {}):
+        body = body.model_copy(update={"metadata": value.get("metadata")})
+    return await _create(runtime, body, thread_id, access, thread_metadata)
+
+
+async def _create(
+    runtime: Runtime,
+    body: RunCreate,
+    thread_id: str | None,
+    access: Access,
+    thread_metadata: dict[str, Any] | None,
+) -> CreatedRun:
     try:
-        return await runtime.create_run(body, thread_id=thread_id)
+        return await runtime.create_run(
+            body,
+            thread_id=thread_id,
+            identity=access.caller.run_configurable(),
+            thread_metadata=thread_metadata,
+        )
     except RunError as exc:
         raise_run_error(exc)
 
 
-async def stream(runtime: Runtime, body: RunCreate, thread_id: str | None) -> Response:
-    created = await create(runtime, body, thread_id)
+async def stream(
+    runtime: Runtime, body: RunCreate, thread_id: str | None, access: Access
+) -> Response:
+    created = await create(runtime, body, thread_id, access)
     base = paths(created, stateless=thread_id is None)
     events = run_events(
         runtime,
@@ -47,8 +139,10 @@ async def stream(runtime: Runtime, body: RunCreate, thread_id: str | None) -> Re
     return sse_response(events, headers={"Content-Location": base, "Location": f"{base}/stream"})
 
 
-async def wait(runtime: Runtime, body: RunCreate, thread_id: str | None) -> Response:
-    created = await create(runtime, body, thread_id)
+async def wait(
+    runtime: Runtime, body: RunCreate, thread_id: str | None, access: Access
+) -> Response:
+    created = await create(runtime, body, thread_id, access)
     # Even a stateless wait names its temporary thread here, as the reference does.
     base = paths(created, stateless=False)
     output = wait_body(

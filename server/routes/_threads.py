@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.pregel import Pregel
 
+from server.auth import Access, matches
 from server.context import AppContext
 from server.graph_factory import AccessContext
 from server.repos.thread_ttl import ThreadTTLRepo
@@ -38,10 +39,24 @@ EMPTY_STATE: dict[str, Any] = {
 }
 
 
-async def load_thread(runtime: Runtime, thread_id: str) -> dict[str, Any]:
+async def load_thread(
+    runtime: Runtime,
+    thread_id: str,
+    access: Access,
+    *,
+    action: str | None = None,
+    value: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The thread if the caller may ``action`` it (default: the route's action), else 404.
+
+    Another owner's thread answers exactly as a missing one.
+    """
     thread_id = valid_uuid(thread_id, "thread")
+    flt = await access.check(
+        {"thread_id": thread_id, **(value or {})}, resource="threads", action=action
+    )
     row = await runtime.threads.get(thread_id)
-    if row is None:
+    if row is None or not matches(flt, row["metadata"]):
         fail(404, f"Thread with ID {thread_id} not found")
     return row
 

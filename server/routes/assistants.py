@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from langgraph.pregel import Pregel
 from starlette.responses import Response
 
+from server.auth import Access, matches, protect
 from server.graph_schemas import graph_schemas
 from server.graphs import assistant_id_for
 from server.ids import new_id
@@ -32,6 +33,12 @@ from server.schemas import (
 __all__ = ["router"]
 
 router = APIRouter(tags=["Assistants"])
+
+Create = Annotated[Access, protect("assistants", "create")]
+Read = Annotated[Access, protect("assistants", "read")]
+Update = Annotated[Access, protect("assistants", "update")]
+Delete = Annotated[Access, protect("assistants", "delete")]
+Search = Annotated[Access, protect("assistants", "search")]
 
 
 def _graph_or_404(runtime: RuntimeDep, graph_id: str) -> None:
@@ -58,22 +65,40 @@ def _config_and_context(
     return config, dict(context or {})
 
 
-async def _resolve(runtime: RuntimeDep, assistant_id: str) -> dict[str, Any]:
-    """The assistant by UUID, or by graph id (its default assistant)."""
+async def _resolve(
+    runtime: RuntimeDep,
+    assistant_id: str,
+    access: Access,
+    *,
+    value: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The assistant by UUID, or by graph id (its default assistant), if the caller may act on
+    it; another owner's assistant answers 404 exactly like a missing one."""
     if assistant_id in runtime.registry:
         assistant_id = assistant_id_for(assistant_id)
-    row = await runtime.assistants.get(valid_uuid(assistant_id, "assistant"))
-    if row is None:
+    assistant_id = valid_uuid(assistant_id, "assistant")
+    flt = await access.check({"assistant_id": assistant_id, **(value or {})})
+    row = await runtime.assistants.get(assistant_id)
+    if row is None or not matches(flt, row["metadata"]):
         fail(404, f"Assistant with ID {assistant_id} not found")
     return row
 
 
 @router.post("/assistants")
-async def create_assistant(body: AssistantCreate, runtime: RuntimeDep) -> Response:
+async def create_assistant(body: AssistantCreate, runtime: RuntimeDep, access: Create) -> Response:
     """Create an assistant (``if_exists``: ``raise`` → 409, ``do_nothing`` → the existing one)."""
     _graph_or_404(runtime, body.graph_id)
     assistant_id = valid_uuid(body.assistant_id, "assistant") if body.assistant_id else new_id()
     config, context = _config_and_context(body.config, body.context)
+    value: dict[str, Any] = {
+        "assistant_id": assistant_id,
+        "graph_id": body.graph_id,
+        "config": config,
+        "context": context,
+        "metadata": dict(body.metadata or {}),
+        "name": body.name or "Untitled",
+    }
+    await access.check(value)
     row = await runtime.assistants.create(
         assistant_id,
         graph_id=body.graph_id,
@@ -81,22 +106,35 @@ async def create_assistant(body: AssistantCreate, runtime: RuntimeDep) -> Respon
         description=body.description,
         config=config,
         context=context,
-        metadata=body.metadata or {},
+        metadata=value.get("metadata") or {},
     )
     if row is None:
         if body.if_exists == "do_nothing":
             existing = await runtime.assistants.get(assistant_id)
-            if existing is not None:
+            if existing is not None and await access.visible(
+                existing["metadata"], {"assistant_id": assistant_id}, action="read"
+            ):
                 return json_response(existing)
         fail(409, f"Assistant {assistant_id} already exists")
     return json_response(row)
 
 
 @router.post("/assistants/search")
-async def search_assistants(runtime: RuntimeDep, body: AssistantSearch | None = None) -> Response:
+async def search_assistants(
+    runtime: RuntimeDep, access: Search, body: AssistantSearch | None = None
+) -> Response:
     """List assistants matching graph id, name and metadata; paging headers included."""
     body = body or AssistantSearch()
+    flt = await access.check(
+        {
+            "graph_id": body.graph_id,
+            "metadata": body.metadata or {},
+            "limit": body.limit,
+            "offset": body.offset,
+        }
+    )
     rows, total = await runtime.assistants.search(
+        auth=flt,
         graph_id=body.graph_id,
         name=body.name,
         metadata=body.metadata,
@@ -110,26 +148,41 @@ async def search_assistants(runtime: RuntimeDep, body: AssistantSearch | None = 
 
 
 @router.post("/assistants/count")
-async def count_assistants(runtime: RuntimeDep, body: AssistantCount | None = None) -> Response:
+async def count_assistants(
+    runtime: RuntimeDep, access: Search, body: AssistantCount | None = None
+) -> Response:
     """How many assistants match."""
     body = body or AssistantCount()
+    flt = await access.check({"graph_id": body.graph_id, "metadata": body.metadata or {}})
     total = await runtime.assistants.count(
-        graph_id=body.graph_id, name=body.name, metadata=body.metadata
+        graph_id=body.graph_id, name=body.name, metadata=body.metadata, auth=flt
     )
     return json_response(total)
 
 
 @router.get("/assistants/{assistant_id}")
-async def get_assistant(assistant_id: str, runtime: RuntimeDep) -> Response:
+async def get_assistant(assistant_id: str, runtime: RuntimeDep, access: Read) -> Response:
     """One assistant."""
-    return json_response(await _resolve(runtime, assistant_id))
+    return json_response(await _resolve(runtime, assistant_id, access))
 
 
 @router.patch("/assistants/{assistant_id}")
-async def patch_assistant(assistant_id: str, body: AssistantPatch, runtime: RuntimeDep) -> Response:
+async def patch_assistant(
+    assistant_id: str, body: AssistantPatch, runtime: RuntimeDep, access: Update
+) -> Response:
     """Record a new version with the given fields changed (metadata is merged)."""
     assistant_id = valid_uuid(assistant_id, "assistant")
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    value: dict[str, Any] = {
+        "graph_id": changes.get("graph_id"),
+        "config": changes.get("config") or {},
+        "context": changes.get("context"),
+        "metadata": dict(changes.get("metadata") or {}),
+        "name": changes.get("name"),
+    }
+    await _resolve(runtime, assistant_id, access, value=value)
+    if "metadata" in changes:
+        changes["metadata"] = value.get("metadata") or {}
     if "graph_id" in changes:
         _graph_or_404(runtime, changes["graph_id"])
     if "config" in changes or "context" in changes:
@@ -144,7 +197,7 @@ async def patch_assistant(assistant_id: str, body: AssistantPatch, runtime: Runt
 
 @router.delete("/assistants/{assistant_id}")
 async def delete_assistant(
-    assistant_id: str, runtime: RuntimeDep, delete_threads: bool = False
+    assistant_id: str, runtime: RuntimeDep, access: Delete, delete_threads: bool = False
 ) -> Response:
     """Delete an assistant (and, with ``delete_threads``, the threads it ran on).
 
@@ -152,8 +205,7 @@ async def delete_assistant(
     are left ``idle``, as the reference leaves them.
     """
     assistant_id = valid_uuid(assistant_id, "assistant")
-    if await runtime.assistants.get(assistant_id) is None:
-        fail(404, f"Assistant with ID {assistant_id} not found")
+    await _resolve(runtime, assistant_id, access)
     stopped = await runtime.cancel(action="interrupt", assistant_id=assistant_id, wait=True)
     if not await runtime.assistants.delete(assistant_id, delete_threads=delete_threads):
         fail(404, f"Assistant with ID {assistant_id} not found")
@@ -163,11 +215,14 @@ async def delete_assistant(
 
 @router.post("/assistants/{assistant_id}/versions")
 async def list_versions(
-    assistant_id: str, runtime: RuntimeDep, body: AssistantVersionsSearch | None = None
+    assistant_id: str,
+    runtime: RuntimeDep,
+    access: Read,
+    body: AssistantVersionsSearch | None = None,
 ) -> Response:
     """Stored versions of the assistant, newest first."""
     body = body or AssistantVersionsSearch()
-    row = await _resolve(runtime, assistant_id)
+    row = await _resolve(runtime, assistant_id, access)
     versions = await runtime.assistants.versions(
         str(row["assistant_id"]), metadata=body.metadata, limit=body.limit, offset=body.offset
     )
@@ -175,9 +230,12 @@ async def list_versions(
 
 
 @router.post("/assistants/{assistant_id}/latest")
-async def set_latest(assistant_id: str, body: AssistantLatest, runtime: RuntimeDep) -> Response:
+async def set_latest(
+    assistant_id: str, body: AssistantLatest, runtime: RuntimeDep, access: Update
+) -> Response:
     """Make a stored version the current one."""
     assistant_id = valid_uuid(assistant_id, "assistant")
+    await _resolve(runtime, assistant_id, access, value={"version": body.version})
     row = await runtime.assistants.set_latest(assistant_id, body.version)
     if row is None:
         fail(404, f"Assistant {assistant_id} has no version {body.version}")
@@ -205,11 +263,14 @@ def _xray(value: str | None) -> bool | int:
 
 @router.get("/assistants/{assistant_id}/graph")
 async def get_graph(
-    assistant_id: str, runtime: RuntimeDep, xray: str | None = Query(default=None, max_length=10)
+    assistant_id: str,
+    runtime: RuntimeDep,
+    access: Read,
+    xray: str | None = Query(default=None, max_length=10),
 ) -> Response:
     """Nodes and edges of the assistant's graph (``xray``: draw subgraphs, bool or depth)."""
     depth = _xray(xray)
-    row = await _resolve(runtime, assistant_id)
+    row = await _resolve(runtime, assistant_id, access)
     graph = await _plain_graph(runtime, row["graph_id"])
     drawable = (await graph.aget_graph(xray=depth)).to_json()
     nodes = []
@@ -222,9 +283,9 @@ async def get_graph(
 
 
 @router.get("/assistants/{assistant_id}/schemas")
-async def get_schemas(assistant_id: str, runtime: RuntimeDep) -> Response:
+async def get_schemas(assistant_id: str, runtime: RuntimeDep, access: Read) -> Response:
     """Input, output, state, config and context JSON schemas of the assistant's graph."""
-    row = await _resolve(runtime, assistant_id)
+    row = await _resolve(runtime, assistant_id, access)
     graph = await _plain_graph(runtime, row["graph_id"])
     return json_response({"graph_id": row["graph_id"], **graph_schemas(graph)})
 
@@ -232,10 +293,14 @@ async def get_schemas(assistant_id: str, runtime: RuntimeDep) -> Response:
 @router.get("/assistants/{assistant_id}/subgraphs")
 @router.get("/assistants/{assistant_id}/subgraphs/{namespace}")
 async def get_subgraphs(
-    assistant_id: str, runtime: RuntimeDep, namespace: str | None = None, recurse: bool = False
+    assistant_id: str,
+    runtime: RuntimeDep,
+    access: Read,
+    namespace: str | None = None,
+    recurse: bool = False,
 ) -> Response:
     """Schemas of the graph's subgraphs (optionally under ``namespace``, recursively)."""
-    row = await _resolve(runtime, assistant_id)
+    row = await _resolve(runtime, assistant_id, access)
     graph = await _plain_graph(runtime, row["graph_id"])
     found: dict[str, Any] = {}
     async for name, subgraph in graph.aget_subgraphs(namespace=namespace, recurse=recurse):

@@ -8,15 +8,17 @@ and fires it on ``schedule`` (see :mod:`server.runtime.cron`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from server.auth import Access, matches, protect
 from server.deps import Ctx
 from server.ids import new_id
 from server.repos.crons import CronsRepo, cron_to_api
 from server.routes._common import fail, json_response, no_content, page_response, valid_uuid
+from server.routes._runs import assistant_usable
 from server.routes.webhooks import check_webhook_or_422
 from server.runtime import RunError, Runtime, RuntimeDep
 from server.runtime.cron import ScheduleError, check_schedule, check_timezone, next_run_date
@@ -102,33 +104,84 @@ def _first_run(schedule: str, timezone: str | None) -> datetime | None:
     return next_run_date(schedule, timezone, after=datetime.now(UTC))
 
 
+Create = Annotated[Access, protect("crons", "create")]
+Read = Annotated[Access, protect("crons", "read")]
+Search = Annotated[Access, protect("crons", "search")]
+Update = Annotated[Access, protect("crons", "update")]
+Delete = Annotated[Access, protect("crons", "delete")]
+CronBody = TypeVar("CronBody", bound=ThreadCronCreate)
+_SCAN = 10_000  # crons scanned when a search or count is scoped to the caller's
+
+
+async def _owned(ctx: Ctx, access: Access, cron_id: str) -> dict[str, Any]:
+    """The cron if the caller may act on it; another owner's answers like a missing one."""
+    flt = await access.check({"cron_id": cron_id})
+    row = await _crons(ctx).get(cron_id)
+    if row is None or not matches(flt, row["metadata"]):
+        _not_found(cron_id)
+    return row
+
+
+async def _authorized(
+    access: Access, runtime: Runtime, body: CronBody, thread_id: str | None
+) -> CronBody:
+    """Stamp the owner on the cron and check the caller may run on the thread, as the caller."""
+    if thread_id is not None:
+        flt = await access.check({"thread_id": thread_id}, resource="threads", action="create_run")
+        thread = await runtime.threads.get(thread_id)
+        if thread is None or not matches(flt, thread["metadata"]):
+            fail(
+                404,
+                f"Thread with ID '{thread_id}' not found. Please verify the ID is correct and "
+                "the thread hasn't been deleted or expired.",
+            )
+    if access.caller.enforced and not access.caller.is_admin:
+        named = (body.context or {}).get("user_id") if hasattr(body, "context") else None
+        if named is not None and named != access.caller.identity:
+            fail(403, "context.user_id must be the authenticated user's id, or left out")
+    if access.caller.enforced and not await assistant_usable(runtime, access, body.assistant_id):
+        fail(404, f"Assistant '{body.assistant_id}' not found")
+    value: dict[str, Any] = {"metadata": dict(body.metadata or {}), "thread_id": thread_id}
+    await access.check(value)
+    return body.model_copy(update={"metadata": value.get("metadata") or {}})
+
+
 @router.post("/runs/crons")
-async def create_cron(body: CronCreate, ctx: Ctx, runtime: RuntimeDep) -> Response:
+async def create_cron(body: CronCreate, ctx: Ctx, runtime: RuntimeDep, access: Create) -> Response:
     """Create a cron whose every run starts on a new thread."""
+    body = await _authorized(access, runtime, body, None)
     return await _create(ctx, runtime, body, None)
 
 
 @router.post("/threads/{thread_id}/runs/crons")
 async def create_thread_cron(
-    thread_id: str, body: ThreadCronCreate, ctx: Ctx, runtime: RuntimeDep
+    thread_id: str, body: ThreadCronCreate, ctx: Ctx, runtime: RuntimeDep, access: Create
 ) -> Response:
     """Create a cron that runs on this thread."""
-    return await _create(ctx, runtime, body, valid_uuid(thread_id, "thread"))
+    thread_id = valid_uuid(thread_id, "thread")
+    body = await _authorized(access, runtime, body, thread_id)
+    return await _create(ctx, runtime, body, thread_id)
 
 
 @router.post("/runs/crons/search")
-async def search_crons(body: CronSearch, ctx: Ctx) -> Response:
+async def search_crons(body: CronSearch, ctx: Ctx, access: Search) -> Response:
     """Crons matching the filters, a page at a time (``X-Pagination-Total``)."""
+    flt = await access.check({"metadata": body.metadata or {}})
+    scoped = flt is not None
     rows, total = await _crons(ctx).search(
         assistant_id=valid_uuid(body.assistant_id, "assistant") if body.assistant_id else None,
         thread_id=valid_uuid(body.thread_id, "thread") if body.thread_id else None,
         enabled=body.enabled,
         metadata=body.metadata,
-        limit=body.limit,
-        offset=body.offset,
+        limit=_SCAN if scoped else body.limit,
+        offset=0 if scoped else body.offset,
         sort_by=body.sort_by,
         sort_order=body.sort_order,
     )
+    if scoped:
+        visible = [row for row in rows if matches(flt, row["metadata"])]
+        total = len(visible)
+        rows = visible[body.offset : body.offset + body.limit]
     crons = [cron_to_api(row) for row in rows]
     if body.select:
         crons = [{key: cron[key] for key in body.select} for cron in crons]
@@ -136,28 +189,38 @@ async def search_crons(body: CronSearch, ctx: Ctx) -> Response:
 
 
 @router.post("/runs/crons/count")
-async def count_crons(body: CronCount, ctx: Ctx) -> Response:
+async def count_crons(body: CronCount, ctx: Ctx, access: Search) -> Response:
     """How many crons match the filters."""
-    count = await _crons(ctx).count(
-        assistant_id=valid_uuid(body.assistant_id, "assistant") if body.assistant_id else None,
-        thread_id=valid_uuid(body.thread_id, "thread") if body.thread_id else None,
+    flt = await access.check({"metadata": body.metadata or {}})
+    assistant_id = valid_uuid(body.assistant_id, "assistant") if body.assistant_id else None
+    thread_id = valid_uuid(body.thread_id, "thread") if body.thread_id else None
+    if flt is None:
+        count = await _crons(ctx).count(
+            assistant_id=assistant_id, thread_id=thread_id, metadata=body.metadata
+        )
+        return json_response(count)
+    rows, _ = await _crons(ctx).search(
+        assistant_id=assistant_id,
+        thread_id=thread_id,
+        enabled=None,
         metadata=body.metadata,
+        limit=_SCAN,
+        offset=0,
+        sort_by="created_at",
+        sort_order="desc",
     )
-    return json_response(count)
+    return json_response(sum(1 for row in rows if matches(flt, row["metadata"])))
 
 
 @router.get("/runs/crons/{cron_id}")
-async def get_cron(cron_id: str, ctx: Ctx) -> Response:
+async def get_cron(cron_id: str, ctx: Ctx, access: Read) -> Response:
     """One cron."""
-    cron_id = valid_uuid(cron_id, "cron")
-    row = await _crons(ctx).get(cron_id)
-    if row is None:
-        _not_found(cron_id)
+    row = await _owned(ctx, access, valid_uuid(cron_id, "cron"))
     return json_response(cron_to_api(row))
 
 
 @router.patch("/runs/crons/{cron_id}")
-async def patch_cron(cron_id: str, body: CronPatch, ctx: Ctx) -> Response:
+async def patch_cron(cron_id: str, body: CronPatch, ctx: Ctx, access: Update) -> Response:
     """Change a cron: the fields sent replace its own (``metadata`` is merged) and its payload's."""
     cron_id = valid_uuid(cron_id, "cron")
     sent = body.model_dump(mode="json", exclude_unset=True)
@@ -165,9 +228,11 @@ async def patch_cron(cron_id: str, body: CronPatch, ctx: Ctx) -> Response:
         fail(400, "Request body cannot be empty")
     await _check(ctx, sent)
     repo = _crons(ctx)
-    row = await repo.get(cron_id)
-    if row is None:
-        _not_found(cron_id)
+    row = await _owned(ctx, access, cron_id)
+    if body.metadata is not None:
+        body = body.model_copy(
+            update={"metadata": {k: v for k, v in body.metadata.items() if k != "owner"}}
+        )
     changes: dict[str, Any] = {}
     for column in ("schedule", "timezone", "end_time", "enabled", "on_run_completed"):
         if column in sent and (sent[column] is not None or column == "end_time"):
@@ -192,9 +257,10 @@ async def patch_cron(cron_id: str, body: CronPatch, ctx: Ctx) -> Response:
 
 
 @router.delete("/runs/crons/{cron_id}")
-async def delete_cron(cron_id: str, ctx: Ctx) -> Response:
+async def delete_cron(cron_id: str, ctx: Ctx, access: Delete) -> Response:
     """Delete a cron (runs it already started go on)."""
     cron_id = valid_uuid(cron_id, "cron")
+    await _owned(ctx, access, cron_id)
     if not await _crons(ctx).delete(cron_id):
         _not_found(cron_id)
     return no_content()

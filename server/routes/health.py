@@ -19,6 +19,8 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from psycopg_pool import AsyncConnectionPool
 
+from server.auth import public
+from server.auth.guard import open_if
 from server.deps import Ctx
 from server.observability.metrics import Metrics, MetricsMiddleware
 from server.startup import embeddings_readiness
@@ -111,7 +113,7 @@ async def _timed(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
     return name, {"ok": True, "latency_ms": round((time.perf_counter() - start) * 1000, 2)}
 
 
-@router.get("/ready")
+@router.get("/ready", dependencies=[public()])
 async def ready(request: Request, ctx: Ctx) -> JSONResponse:
     """Readiness: 200 when Postgres (and Redis, when configured) answer and a local
     embedding model has loaded, else 503."""
@@ -132,7 +134,7 @@ async def ready(request: Request, ctx: Ctx) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[open_if("metrics_public")])
 async def metrics(
     metrics: MetricsDep,
     format: Annotated[Literal["text", "json"], Query(description="`text` or `json`.")] = "text",

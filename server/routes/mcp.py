@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import version
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from server.auth import Access, protect
 from server.routes._common import json_response
 from server.routes._mcp_tools import call_tool, list_tools
 from server.runtime import RuntimeDep
@@ -27,6 +28,9 @@ __all__ = ["router"]
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["MCP"])
+
+# Listing tools is an assistants search; calling one is a stateless run (authorized as such).
+McpAccess = Annotated[Access, protect("assistants", "search")]
 
 # The transport versions this endpoint speaks; an unknown request gets the latest (the client
 # then decides whether it can live with it), as the lifecycle section of the spec allows.
@@ -58,14 +62,16 @@ def _accepts(request: Request) -> bool:
 
 
 @router.get("/mcp")
-async def mcp_get() -> Response:
+async def mcp_get(access: McpAccess) -> Response:
     """No server-to-client stream is offered: 405, as the transport prescribes."""
+    await access.check({})
     return _transport_error("This MCP endpoint offers no GET stream; POST messages", 405)
 
 
 @router.delete("/mcp")
-async def mcp_delete() -> Response:
+async def mcp_delete(access: McpAccess) -> Response:
     """There are no MCP sessions to end (the endpoint is stateless): 404."""
+    await access.check({})
     return _transport_error("No MCP session to end: this endpoint is stateless", 404)
 
 
@@ -82,7 +88,7 @@ def _transport_problem(request: Request, message: Any) -> str | None:
 
 
 @router.post("/mcp")
-async def mcp_post(request: Request, runtime: RuntimeDep) -> Response:
+async def mcp_post(request: Request, runtime: RuntimeDep, access: McpAccess) -> Response:
     """Answer one JSON-RPC message."""
     try:
         message = orjson.loads(await request.body())
@@ -102,13 +108,16 @@ async def mcp_post(request: Request, runtime: RuntimeDep) -> Response:
     if not isinstance(request_id, str | int) or isinstance(request_id, bool):
         return _transport_error("Invalid JSON-RPC message. The id must be a string or a number.")
     try:
-        body: dict[str, Any] = {"result": await _dispatch(runtime, method, message.get("params"))}
+        result = await _dispatch(runtime, access, method, message.get("params"))
+        body: dict[str, Any] = {"result": result}
     except RpcError as exc:
         body = {"error": {"code": exc.code, "message": exc.message}}
     return json_response({"jsonrpc": "2.0", "id": request_id, **body})
 
 
-async def _dispatch(runtime: RuntimeDep, method: Any, params: Any) -> dict[str, Any]:
+async def _dispatch(
+    runtime: RuntimeDep, access: Access, method: Any, params: Any
+) -> dict[str, Any]:
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -118,9 +127,9 @@ async def _dispatch(runtime: RuntimeDep, method: Any, params: Any) -> dict[str, 
     if method == "ping":
         return {}
     if method == "tools/list":
-        return await list_tools(runtime, params.get("cursor"))
+        return await list_tools(runtime, access, params.get("cursor"))
     if method == "tools/call":
-        return await _call(runtime, params)
+        return await _call(runtime, access, params)
     raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
 
 
@@ -134,13 +143,13 @@ def _initialize(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _call(runtime: RuntimeDep, params: dict[str, Any]) -> dict[str, Any]:
+async def _call(runtime: RuntimeDep, access: Access, params: dict[str, Any]) -> dict[str, Any]:
     name = params.get("name")
     arguments = params.get("arguments")
     context = params.get("context")
     if context is not None and not isinstance(context, dict):
         raise RpcError(INVALID_PARAMS, "Invalid params: context must be an object")
-    result = await call_tool(runtime, name, arguments, context)
+    result = await call_tool(runtime, access, name, arguments, context)
     if result.unknown is not None:
         raise RpcError(INVALID_PARAMS, result.unknown)
     return result.body

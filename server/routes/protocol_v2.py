@@ -13,16 +13,17 @@ own v3 protocol events (:mod:`server.runtime.protocol`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from server.routes._common import json_response, valid_uuid
+from server.auth import Access, matches, protect
+from server.routes._common import fail, json_response, valid_uuid
 from server.routes._protocol_commands import error_answer, handle_command, supported_channel
 from server.routes._protocol_stream import EventFilter, protocol_stream
-from server.runtime import RuntimeDep
+from server.runtime import Runtime, RuntimeDep, is_uuid
 from server.runtime.sse import sse_response
 
 __all__ = ["router"]
@@ -46,9 +47,36 @@ async def _json_body(request: Request) -> Any:
         return ...
 
 
+async def _own_thread(runtime: Runtime, access: Access, thread_id: str) -> None:
+    """404 for another owner's thread; a thread a command is about to create gets its owner.
+
+    A malformed id names no thread: the command answers that itself, as the reference does.
+    """
+    if not is_uuid(thread_id):
+        await access.check({"thread_id": thread_id})
+        return
+    thread_id = valid_uuid(thread_id, "thread")
+    flt = await access.check({"thread_id": thread_id})
+    row = await runtime.threads.get(thread_id)
+    if row is not None and not matches(flt, row["metadata"]):
+        fail(404, f"Thread with ID {thread_id} not found")
+    if row is None and access.caller.enforced and access.action == "create_run":
+        stamped: dict[str, Any] = {"thread_id": thread_id, "metadata": {}}
+        await access.check(stamped, action="create")
+        await runtime.threads.create(
+            thread_id, metadata=stamped.get("metadata") or {}, if_exists="do_nothing"
+        )
+
+
 @router.post("/threads/{thread_id}/commands")
-async def post_command(thread_id: str, request: Request, runtime: RuntimeDep) -> Response:
-    """Run one protocol command on the thread."""
+async def post_command(
+    thread_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    access: Annotated[Access, protect("threads", "create_run")],
+) -> Response:
+    """Run one protocol command on the thread (as the caller, on the caller's thread)."""
+    await _own_thread(runtime, access, thread_id)
     command = await _json_body(request)
     if command is ...:
         return json_response({"detail": "Invalid JSON body"}, status_code=400)
@@ -78,8 +106,14 @@ def _whole(raw: Any) -> int | None:
 
 
 @router.post("/threads/{thread_id}/stream/events")
-async def stream_events(thread_id: str, request: Request, runtime: RuntimeDep) -> Response:
+async def stream_events(
+    thread_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    access: Annotated[Access, protect("threads", "read")],
+) -> Response:
     """The thread's events (its latest run, then every new one) until the client leaves."""
+    await _own_thread(runtime, access, thread_id)
     body = await _json_body(request)
     if body is ...:
         return json_response({"detail": "Invalid JSON body"}, status_code=400)

@@ -11,9 +11,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
+from server.auth import Access, protect
 from server.repos import run_to_api
 from server.routes import _runs, stateless_runs
 from server.routes._common import fail, json_response, no_content, raise_run_error, valid_uuid
+from server.routes._threads import load_thread
 from server.routes._waiting import join_body, json_stream
 from server.runtime import RunError, Runtime, RuntimeDep
 from server.runtime.sse import run_events, sse_response, thread_events
@@ -23,43 +25,53 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["Runs"])
 
+CreateRun = Annotated[Access, protect("threads", "create_run")]
+Read = Annotated[Access, protect("threads", "read")]
+Update = Annotated[Access, protect("threads", "update")]
+Delete = Annotated[Access, protect("threads", "delete")]
+
 # -- runs on a thread -------------------------------------------------------------------------
 
 
 @router.post("/threads/{thread_id}/runs")
-async def create_run(thread_id: str, body: RunCreate, runtime: RuntimeDep) -> Response:
+async def create_run(
+    thread_id: str, body: RunCreate, runtime: RuntimeDep, access: CreateRun
+) -> Response:
     """Create a background run on the thread."""
-    created = await _runs.create(runtime, body, valid_uuid(thread_id, "thread"))
+    created = await _runs.create(runtime, body, valid_uuid(thread_id, "thread"), access)
     return json_response(
         created.run, headers={"Content-Location": _runs.paths(created, stateless=False)}
     )
 
 
 @router.post("/threads/{thread_id}/runs/stream")
-async def stream_run(thread_id: str, body: RunCreate, runtime: RuntimeDep) -> Response:
+async def stream_run(
+    thread_id: str, body: RunCreate, runtime: RuntimeDep, access: CreateRun
+) -> Response:
     """Create a run on the thread and stream its events (SSE)."""
-    return await _runs.stream(runtime, body, valid_uuid(thread_id, "thread"))
+    return await _runs.stream(runtime, body, valid_uuid(thread_id, "thread"), access)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
-async def wait_run(thread_id: str, body: RunCreate, runtime: RuntimeDep) -> Response:
+async def wait_run(
+    thread_id: str, body: RunCreate, runtime: RuntimeDep, access: CreateRun
+) -> Response:
     """Create a run on the thread and answer with its final values (errors as ``__error__``)."""
-    return await _runs.wait(runtime, body, valid_uuid(thread_id, "thread"))
+    return await _runs.wait(runtime, body, valid_uuid(thread_id, "thread"), access)
 
 
 @router.get("/threads/{thread_id}/runs")
 async def list_runs(
     thread_id: str,
     runtime: RuntimeDep,
+    access: Read,
     limit: int = Query(default=10, ge=1, le=1000),
     offset: int = Query(default=0, ge=0, le=1_000_000),
     status: str | None = Query(default=None, max_length=20),
     select: Annotated[list[str] | None, Query(max_length=20)] = None,
 ) -> Response:
     """The thread's runs, newest first."""
-    thread_id = valid_uuid(thread_id, "thread")
-    if await runtime.threads.get(thread_id) is None:
-        fail(404, f"Thread with ID {thread_id} not found")
+    thread_id = str((await load_thread(runtime, thread_id, access))["thread_id"])
     rows = [
         run_to_api(row, with_usage=True)
         for row in await runtime.runs.for_thread(
@@ -71,9 +83,10 @@ async def list_runs(
     return json_response(rows)
 
 
-async def _run_row(runtime: Runtime, thread_id: str, run_id: str) -> dict[str, Any]:
-    thread_id = valid_uuid(thread_id, "thread")
+async def _run_row(runtime: Runtime, access: Access, thread_id: str, run_id: str) -> dict[str, Any]:
     run_id = valid_uuid(run_id, "run")
+    thread = await load_thread(runtime, thread_id, access, value={"run_id": run_id})
+    thread_id = str(thread["thread_id"])
     row = await runtime.runs.get(thread_id, run_id)
     if row is None:
         fail(404, f"Run {run_id} not found")
@@ -81,16 +94,16 @@ async def _run_row(runtime: Runtime, thread_id: str, run_id: str) -> dict[str, A
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
-async def get_run(thread_id: str, run_id: str, runtime: RuntimeDep) -> Response:
+async def get_run(thread_id: str, run_id: str, runtime: RuntimeDep, access: Read) -> Response:
     """One run, with its token usage and cost under ``usage`` (``{}`` until it ends)."""
-    row = await _run_row(runtime, thread_id, run_id)
+    row = await _run_row(runtime, access, thread_id, run_id)
     return json_response(run_to_api(row, with_usage=True))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}")
-async def delete_run(thread_id: str, run_id: str, runtime: RuntimeDep) -> Response:
+async def delete_run(thread_id: str, run_id: str, runtime: RuntimeDep, access: Delete) -> Response:
     """Delete a run (stopping it first if it is still going)."""
-    row = await _run_row(runtime, thread_id, run_id)
+    row = await _run_row(runtime, access, thread_id, run_id)
     tid, rid = str(row["thread_id"]), str(row["run_id"])
     if row["status"] in ("pending", "running"):
         await runtime.cancel(action="interrupt", thread_id=tid, run_ids=[rid])
@@ -100,13 +113,17 @@ async def delete_run(thread_id: str, run_id: str, runtime: RuntimeDep) -> Respon
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
 async def join_run(
-    thread_id: str, run_id: str, runtime: RuntimeDep, cancel_on_disconnect: bool = False
+    thread_id: str,
+    run_id: str,
+    runtime: RuntimeDep,
+    access: Read,
+    cancel_on_disconnect: bool = False,
 ) -> Response:
     """Wait for the run and answer with the thread's values (or the run's error).
 
     A newline is written every 5 s while the run is quiet (see ``server.routes._waiting``).
     """
-    row = await _run_row(runtime, thread_id, run_id)
+    row = await _run_row(runtime, access, thread_id, run_id)
     tid, rid = str(row["thread_id"]), str(row["run_id"])
     base = f"/threads/{tid}/runs/{rid}"
     body = join_body(runtime, thread_id=tid, run_id=rid, cancel_on_disconnect=cancel_on_disconnect)
@@ -118,12 +135,13 @@ async def join_run_stream(
     thread_id: str,
     run_id: str,
     runtime: RuntimeDep,
+    access: Read,
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
     stream_mode: Annotated[list[str] | None, Query(max_length=20)] = None,
     cancel_on_disconnect: bool = False,
 ) -> Response:
     """Stream a run's events from now on, or replay after ``Last-Event-ID`` (resumable runs)."""
-    row = await _run_row(runtime, thread_id, run_id)
+    row = await _run_row(runtime, access, thread_id, run_id)
     modes = None
     # The SDK sends an empty ``stream_mode=`` when none is given: no filter, as the reference.
     stream_mode = [m for m in stream_mode or () if m]
@@ -162,12 +180,15 @@ async def cancel_run(
     thread_id: str,
     run_id: str,
     runtime: RuntimeDep,
+    access: Update,
     wait: bool = False,
     action: str = Query(default="interrupt", pattern="^(interrupt|rollback)$"),
 ) -> Response:
     """Cancel a queued or running run (``action``: keep its checkpoints or roll them back)."""
-    thread_id = valid_uuid(thread_id, "thread")
     run_id = valid_uuid(run_id, "run")
+    value = {"action": action, "metadata": {"run_ids": [run_id], "status": None}}
+    thread = await load_thread(runtime, thread_id, access, value=value)
+    thread_id = str(thread["thread_id"])
     result = await runtime.cancel(action=action, thread_id=thread_id, run_ids=[run_id], wait=wait)
     if not result.running and not result.settled:
         fail(404, _runs.NO_MATCH)
@@ -180,6 +201,7 @@ async def cancel_run(
 async def join_thread_stream(
     thread_id: str,
     runtime: RuntimeDep,
+    access: Read,
     stream_modes: Annotated[list[str] | None, Query(max_length=10)] = None,
     stream_mode: Annotated[list[str] | None, Query(max_length=10)] = None,
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
@@ -189,9 +211,7 @@ async def join_thread_stream(
     ``stream_modes`` is the documented parameter; the SDK sends ``stream_mode``. A client that
     reconnects with ``Last-Event-ID`` gets the in-flight runs' frames after that id, then live.
     """
-    thread_id = valid_uuid(thread_id, "thread")
-    if await runtime.threads.get(thread_id) is None:
-        fail(404, f"Thread with ID {thread_id} not found")
+    thread_id = str((await load_thread(runtime, thread_id, access))["thread_id"])
     modes = set(stream_modes or stream_mode or ["run_modes"])
     unknown = modes - {"run_modes", "lifecycle", "state_update"}
     if unknown:
@@ -206,6 +226,7 @@ async def join_thread_stream(
 @router.get("/usage", tags=["Usage"])
 async def usage_totals(
     runtime: RuntimeDep,
+    access: Annotated[Access, protect("runs", "read")],
     assistant_id: Annotated[str | None, Query(max_length=100)] = None,
     user_id: Annotated[str | None, Query(max_length=256)] = None,
     graph_id: Annotated[str | None, Query(max_length=256)] = None,
@@ -221,7 +242,16 @@ async def usage_totals(
     ``group_by`` adds ``groups``: the same sums per assistant, user or graph. Costs are the
     ones stored with each run, priced when it ended; ``estimated`` / ``cost_estimated`` say
     whether any of it comes from the offline model's token estimates.
+
+    With auth on, a caller sees their own runs' totals only (asking for another ``user_id`` is
+    a 403); admins see everyone's.
     """
+    await access.check({"user_id": user_id})
+    caller = access.caller
+    if caller.enforced and not caller.is_admin:
+        if user_id is not None and user_id != caller.identity:
+            fail(403, "You may see your own usage only")
+        user_id = caller.identity
     assistant = None
     if assistant_id is not None:
         try:

@@ -14,6 +14,8 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Response
 from langgraph.store.base import NOT_PROVIDED
 
+from server.auth import Access, protect
+from server.auth.store_scope import allowed, scoped_prefixes
 from server.deps import Ctx
 from server.schemas_store import (
     MAX_KEY_CHARS,
@@ -65,14 +67,48 @@ def parse_namespace_query(values: list[str]) -> tuple[str, ...]:
         raise HTTPException(422, detail=f"query.namespace: {exc}") from None
 
 
+def _checked_namespace(value: dict[str, Any], field: str = "namespace") -> tuple[str, ...]:
+    """The namespace after the auth handler (which may rewrite it), validated again."""
+    namespace = value.get(field) or ()
+    if not isinstance(namespace, list | tuple) or len(namespace) > MAX_NAMESPACE_DEPTH:
+        raise HTTPException(422, detail="Auth handler returned an invalid namespace")
+    try:
+        return tuple(check_label(label) for label in namespace)
+    except ValueError as exc:
+        raise HTTPException(422, detail=f"namespace: {exc}") from None
+
+
+async def _scope(access: Access, value: dict[str, Any]) -> bool:
+    """Authorize; True when the caller is limited to their own (and shared) namespaces."""
+    return await access.check(value) is not None
+
+
+def _may_use(access: Access, namespace: tuple[str, ...]) -> bool:
+    return allowed(namespace, access.caller.identity, shared=access.shared_store)
+
+
 @router.put("/store/items", status_code=204, response_class=Response)
-async def put_item(body: StorePutRequest, ctx: Ctx) -> Response:
-    """Store or replace an item; it is indexed for vector search unless ``index`` is false."""
+async def put_item(
+    body: StorePutRequest, ctx: Ctx, access: Annotated[Access, protect("store", "put")]
+) -> Response:
+    """Store or replace an item; it is indexed for vector search unless ``index`` is false.
+
+    With auth on, only into the caller's own namespaces (shared ones need ``store:shared``).
+    """
     # A missing ``ttl`` means the store's default TTL; an explicit null means "never expires".
     ttl = body.ttl if "ttl" in body.model_fields_set else NOT_PROVIDED
-    await ctx.persistence.store.aput(
-        tuple(body.namespace), body.key, body.value, index=body.index, ttl=ttl
-    )
+    value: dict[str, Any] = {
+        "namespace": tuple(body.namespace),
+        "key": body.key,
+        "value": body.value,
+        "index": body.index,
+        "ttl": body.ttl,
+    }
+    scoped = await _scope(access, value)
+    namespace = _checked_namespace(value)
+    if scoped and not _may_use(access, namespace):
+        raise HTTPException(403, detail=f"Namespace {list(namespace)} is not yours")
+    await ctx.persistence.store.aput(namespace, body.key, body.value, index=body.index, ttl=ttl)
     return Response(status_code=204)
 
 
@@ -83,6 +119,7 @@ async def put_item(body: StorePutRequest, ctx: Ctx) -> Response:
 )
 async def get_item(
     ctx: Ctx,
+    access: Annotated[Access, protect("store", "get")],
     key: Annotated[str, Query(min_length=1, max_length=MAX_KEY_CHARS)],
     namespace: Annotated[
         list[str] | None,
@@ -98,6 +135,11 @@ async def get_item(
         check_text(key, "key")
     except ValueError as exc:
         raise HTTPException(422, detail=f"query.key: {exc}") from None
+    value: dict[str, Any] = {"namespace": path, "key": key, "refresh_ttl": refresh_ttl}
+    scoped = await _scope(access, value)
+    path = _checked_namespace(value)
+    if scoped and not _may_use(access, path):
+        return _json(None)  # another user's item answers exactly like a missing one
     item = await ctx.persistence.store.aget(path, key, refresh_ttl=refresh_ttl)
     if item is None:
         return _json(None)
@@ -105,9 +147,16 @@ async def get_item(
 
 
 @router.delete("/store/items", status_code=204, response_class=Response)
-async def delete_item(body: StoreDeleteRequest, ctx: Ctx) -> Response:
+async def delete_item(
+    body: StoreDeleteRequest, ctx: Ctx, access: Annotated[Access, protect("store", "delete")]
+) -> Response:
     """Delete an item; deleting one that does not exist is not an error."""
-    await ctx.persistence.store.adelete(tuple(body.namespace), body.key)
+    value: dict[str, Any] = {"namespace": tuple(body.namespace), "key": body.key}
+    scoped = await _scope(access, value)
+    namespace = _checked_namespace(value)
+    if scoped and not _may_use(access, namespace):
+        raise HTTPException(403, detail=f"Namespace {list(namespace)} is not yours")
+    await ctx.persistence.store.adelete(namespace, body.key)
     return Response(status_code=204)
 
 
@@ -116,21 +165,44 @@ async def delete_item(body: StoreDeleteRequest, ctx: Ctx) -> Response:
     response_class=Response,
     responses={200: {"model": SearchItemsResponse, "description": "Matching items."}},
 )
-async def search_items(body: SearchItemsRequest, ctx: Ctx) -> Response:
+async def search_items(
+    body: SearchItemsRequest, ctx: Ctx, access: Annotated[Access, protect("store", "search")]
+) -> Response:
     """Items under a namespace prefix: newest first, or by similarity to ``query``.
 
     ``score`` is the cosine similarity to the query, null when no query was given (or the
-    store has no vector index).
+    store has no vector index). With auth on, only the caller's namespaces are searched.
     """
-    items = await ctx.persistence.store.asearch(
-        tuple(body.namespace_prefix or ()),
-        query=body.query,
-        filter=body.filter,
-        limit=body.limit,
-        offset=body.offset,
-        refresh_ttl=body.refresh_ttl,
+    value: dict[str, Any] = {
+        "namespace": tuple(body.namespace_prefix or ()),
+        "filter": body.filter,
+        "limit": body.limit,
+        "offset": body.offset,
+        "query": body.query,
+        "refresh_ttl": body.refresh_ttl,
+    }
+    scoped = await _scope(access, value)
+    prefix = _checked_namespace(value)
+    prefixes = (
+        scoped_prefixes(prefix, access.caller.identity, shared=access.shared_store)
+        if scoped
+        else [prefix]
     )
-    return _json({"items": [item.dict() for item in items]})
+    found = []
+    for each in prefixes:
+        # Each prefix gives its best offset+limit; the merged page is cut below.
+        found += await ctx.persistence.store.asearch(
+            each,
+            query=body.query,
+            filter=body.filter,
+            limit=body.limit + (body.offset if len(prefixes) > 1 else 0),
+            offset=0 if len(prefixes) > 1 else body.offset,
+            refresh_ttl=body.refresh_ttl,
+        )
+    if len(prefixes) > 1:
+        found.sort(key=lambda item: (item.score or 0.0, item.updated_at), reverse=True)
+        found = found[body.offset : body.offset + body.limit]
+    return _json({"items": [item.dict() for item in found]})
 
 
 @router.post(
@@ -138,13 +210,41 @@ async def search_items(body: SearchItemsRequest, ctx: Ctx) -> Response:
     response_class=Response,
     responses={200: {"model": ListNamespacesResponse, "description": "Namespaces."}},
 )
-async def list_namespaces(body: ListNamespacesRequest, ctx: Ctx) -> Response:
-    """Namespaces that hold items, sorted, optionally matched by prefix/suffix and truncated."""
-    namespaces = await ctx.persistence.store.alist_namespaces(
-        prefix=tuple(body.prefix) if body.prefix else None,
-        suffix=tuple(body.suffix) if body.suffix else None,
-        max_depth=body.max_depth,
-        limit=body.limit,
-        offset=body.offset,
-    )
+async def list_namespaces(
+    body: ListNamespacesRequest,
+    ctx: Ctx,
+    access: Annotated[Access, protect("store", "list_namespaces")],
+) -> Response:
+    """Namespaces that hold items, sorted, optionally matched by prefix/suffix and truncated.
+
+    With auth on, only the caller's namespaces are listed.
+    """
+    value: dict[str, Any] = {
+        "namespace": tuple(body.prefix) if body.prefix else None,
+        "suffix": tuple(body.suffix) if body.suffix else None,
+        "max_depth": body.max_depth,
+        "limit": body.limit,
+        "offset": body.offset,
+    }
+    scoped = await _scope(access, value)
+    prefix = _checked_namespace(value) or None
+    if not scoped:
+        prefixes: list[tuple[str, ...] | None] = [prefix]
+    else:
+        identity, shared = access.caller.identity, access.shared_store
+        prefixes = list(scoped_prefixes(prefix or (), identity, shared=shared))
+    merged: set[tuple[str, ...]] = set()
+    for each in prefixes:
+        merged.update(
+            await ctx.persistence.store.alist_namespaces(
+                prefix=each,
+                suffix=tuple(body.suffix) if body.suffix else None,
+                max_depth=body.max_depth,
+                limit=body.limit + (body.offset if len(prefixes) > 1 else 0),
+                offset=0 if len(prefixes) > 1 else body.offset,
+            )
+        )
+    namespaces = sorted(merged)
+    if len(prefixes) > 1:
+        namespaces = namespaces[body.offset : body.offset + body.limit]
     return _json({"namespaces": [list(ns) for ns in namespaces]})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from langgraph.errors import InvalidUpdateError
 from starlette.responses import Response
 
+from server.auth import Access, protect
 from server.routes._common import fail, json_response
 from server.routes._threads import EMPTY_STATE, load_graph, load_thread, record_state, state_config
 from server.runtime import Runtime, RuntimeDep
@@ -23,11 +24,19 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["Threads"])
 
+Read = Annotated[Access, protect("threads", "read")]
+Update = Annotated[Access, protect("threads", "update")]
+
 
 async def _state(
-    runtime: Runtime, thread_id: str, checkpoint: CheckpointConfig | None, *, subgraphs: bool
+    runtime: Runtime,
+    access: Access,
+    thread_id: str,
+    checkpoint: CheckpointConfig | None,
+    *,
+    subgraphs: bool,
 ) -> Response:
-    thread = await load_thread(runtime, thread_id)
+    thread = await load_thread(runtime, thread_id, access)
     graph = await load_graph(runtime, thread, required=False)
     if graph is None:
         return json_response(EMPTY_STATE)
@@ -38,32 +47,36 @@ async def _state(
 
 
 @router.get("/threads/{thread_id}/state")
-async def get_state(thread_id: str, runtime: RuntimeDep, subgraphs: bool = False) -> Response:
+async def get_state(
+    thread_id: str, runtime: RuntimeDep, access: Read, subgraphs: bool = False
+) -> Response:
     """The thread's latest state (with subgraph states when asked)."""
-    return await _state(runtime, thread_id, None, subgraphs=subgraphs)
+    return await _state(runtime, access, thread_id, None, subgraphs=subgraphs)
 
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}")
 async def get_state_at(
-    thread_id: str, checkpoint_id: str, runtime: RuntimeDep, subgraphs: bool = False
+    thread_id: str, checkpoint_id: str, runtime: RuntimeDep, access: Read, subgraphs: bool = False
 ) -> Response:
     """The thread's state at a checkpoint."""
     checkpoint = CheckpointConfig(checkpoint_id=checkpoint_id[:100])
-    return await _state(runtime, thread_id, checkpoint, subgraphs=subgraphs)
+    return await _state(runtime, access, thread_id, checkpoint, subgraphs=subgraphs)
 
 
 @router.post("/threads/{thread_id}/state/checkpoint")
 async def post_state_at(
-    thread_id: str, body: ThreadStateAtCheckpoint, runtime: RuntimeDep
+    thread_id: str, body: ThreadStateAtCheckpoint, runtime: RuntimeDep, access: Read
 ) -> Response:
     """The thread's state at the checkpoint in the body."""
-    return await _state(runtime, thread_id, body.checkpoint, subgraphs=body.subgraphs)
+    return await _state(runtime, access, thread_id, body.checkpoint, subgraphs=body.subgraphs)
 
 
 @router.post("/threads/{thread_id}/state")
-async def update_state(thread_id: str, body: ThreadStateUpdate, runtime: RuntimeDep) -> Response:
+async def update_state(
+    thread_id: str, body: ThreadStateUpdate, runtime: RuntimeDep, access: Update
+) -> Response:
     """Write values as if ``as_node`` produced them (``__copy__`` forks a checkpoint)."""
-    thread = await load_thread(runtime, thread_id)
+    thread = await load_thread(runtime, thread_id, access)
     graph = await load_graph(runtime, thread, required=True, access="threads.update")
     assert graph is not None
     tid = str(thread["thread_id"])
@@ -84,8 +97,10 @@ async def update_state(thread_id: str, body: ThreadStateUpdate, runtime: Runtime
     )
 
 
-async def _history(runtime: Runtime, thread_id: str, body: ThreadHistory) -> Response:
-    thread = await load_thread(runtime, thread_id)
+async def _history(
+    runtime: Runtime, access: Access, thread_id: str, body: ThreadHistory
+) -> Response:
+    thread = await load_thread(runtime, thread_id, access)
     graph = await load_graph(runtime, thread, required=False)
     if graph is None:
         return json_response([])
@@ -111,16 +126,17 @@ async def _history(runtime: Runtime, thread_id: str, body: ThreadHistory) -> Res
 async def get_history(
     thread_id: str,
     runtime: RuntimeDep,
+    access: Read,
     limit: int = Query(default=10, ge=1, le=1000),
     before: str | None = Query(default=None, max_length=100),
 ) -> Response:
     """Checkpoints of the thread, newest first."""
-    return await _history(runtime, thread_id, ThreadHistory(limit=limit, before=before))
+    return await _history(runtime, access, thread_id, ThreadHistory(limit=limit, before=before))
 
 
 @router.post("/threads/{thread_id}/history")
 async def post_history(
-    thread_id: str, runtime: RuntimeDep, body: ThreadHistory | None = None
+    thread_id: str, runtime: RuntimeDep, access: Read, body: ThreadHistory | None = None
 ) -> Response:
     """Checkpoints of the thread, newest first, filtered by metadata / before a checkpoint."""
-    return await _history(runtime, thread_id, body or ThreadHistory())
+    return await _history(runtime, access, thread_id, body or ThreadHistory())

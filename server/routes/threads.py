@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from langgraph.errors import InvalidUpdateError
@@ -10,6 +10,7 @@ from langgraph.pregel import Pregel
 from langgraph.types import StateUpdate
 from starlette.responses import Response
 
+from server.auth import Access, matches, protect
 from server.deps import Ctx
 from server.ids import new_id
 from server.routes import thread_state
@@ -30,6 +31,12 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["Threads"])
 
+Create = Annotated[Access, protect("threads", "create")]
+Read = Annotated[Access, protect("threads", "read")]
+Update = Annotated[Access, protect("threads", "update")]
+Delete = Annotated[Access, protect("threads", "delete")]
+Search = Annotated[Access, protect("threads", "search")]
+
 
 def _update_values(values: Any, command: dict[str, Any] | None) -> Any:
     return values if command is None else command_from(command)
@@ -37,12 +44,18 @@ def _update_values(values: Any, command: dict[str, Any] | None) -> Any:
 
 @router.post("/threads")
 async def create_thread(
-    runtime: RuntimeDep, ctx: Ctx, body: ThreadCreate | None = None
+    runtime: RuntimeDep, ctx: Ctx, access: Create, body: ThreadCreate | None = None
 ) -> Response:
     """Create a thread (``if_exists``), optionally pre-seeded with ``supersteps``."""
     body = body or ThreadCreate()
     thread_id = valid_uuid(body.thread_id, "thread") if body.thread_id else new_id()
-    metadata = body.metadata or {}
+    value: dict[str, Any] = {
+        "thread_id": thread_id,
+        "metadata": dict(body.metadata or {}),
+        "if_exists": body.if_exists or "raise",
+    }
+    await access.check(value)
+    metadata = value.get("metadata") or {}
     graph: Pregel | None = None
     if body.supersteps:
         graph = await load_graph(
@@ -54,7 +67,10 @@ async def create_thread(
     row, created = await runtime.threads.create(
         thread_id, metadata=metadata, if_exists=body.if_exists or "raise"
     )
-    if row is None:
+    if row is None or (
+        not created
+        and not await access.visible(row["metadata"], {"thread_id": thread_id}, action="read")
+    ):
         fail(409, f"Thread with ID {thread_id} already exists")
     if created:
         await apply_ttl(ctx, thread_id, body.ttl, created=True)
@@ -81,11 +97,24 @@ async def create_thread(
 
 
 @router.post("/threads/search")
-async def search_threads(runtime: RuntimeDep, body: ThreadSearch | None = None) -> Response:
+async def search_threads(
+    runtime: RuntimeDep, access: Search, body: ThreadSearch | None = None
+) -> Response:
     """Threads matching ids, metadata, values and status; paging headers included."""
     body = body or ThreadSearch()
     ids = [valid_uuid(i, "thread") for i in body.ids] if body.ids is not None else None
+    flt = await access.check(
+        {
+            "metadata": body.metadata or {},
+            "values": body.values or {},
+            "status": body.status,
+            "limit": body.limit,
+            "offset": body.offset,
+            "ids": ids,
+        }
+    )
     rows, total = await runtime.threads.search(
+        auth=flt,
         ids=ids,
         metadata=body.metadata,
         values=body.values,
@@ -107,19 +136,31 @@ async def search_threads(runtime: RuntimeDep, body: ThreadSearch | None = None) 
 
 
 @router.post("/threads/count")
-async def count_threads(runtime: RuntimeDep, body: ThreadCount | None = None) -> Response:
+async def count_threads(
+    runtime: RuntimeDep, access: Search, body: ThreadCount | None = None
+) -> Response:
     """How many threads match."""
     body = body or ThreadCount()
+    flt = await access.check(
+        {"metadata": body.metadata or {}, "values": body.values or {}, "status": body.status}
+    )
     total = await runtime.threads.count(
-        metadata=body.metadata, values=body.values, status=body.status
+        metadata=body.metadata, values=body.values, status=body.status, auth=flt
     )
     return json_response(total)
 
 
 @router.post("/threads/prune")
-async def prune_threads(body: ThreadPrune, runtime: RuntimeDep) -> Response:
-    """Delete threads, or keep only their latest checkpoint (``keep_latest``)."""
+async def prune_threads(body: ThreadPrune, runtime: RuntimeDep, access: Delete) -> Response:
+    """Delete threads, or keep only their latest checkpoint (``keep_latest``).
+
+    Only threads the caller may delete are pruned; others count as missing.
+    """
     ids = [valid_uuid(i, "thread") for i in body.thread_ids]
+    flt = await access.check({"thread_ids": ids})
+    if flt is not None:
+        rows = [await runtime.threads.get(thread_id) for thread_id in ids]
+        ids = [i for i, row in zip(ids, rows, strict=True) if row and matches(flt, row["metadata"])]
     if body.strategy == "delete":
         for thread_id in ids:
             await runtime.cancel(action="interrupt", thread_id=thread_id)
@@ -129,19 +170,24 @@ async def prune_threads(body: ThreadPrune, runtime: RuntimeDep) -> Response:
 
 @router.get("/threads/{thread_id}")
 async def get_thread(
-    thread_id: str, runtime: RuntimeDep, include: str | None = Query(default=None, max_length=200)
+    thread_id: str,
+    runtime: RuntimeDep,
+    access: Read,
+    include: str | None = Query(default=None, max_length=200),
 ) -> Response:
     """One thread with its status, values, interrupts and error."""
-    return json_response(await load_thread(runtime, thread_id))
+    return json_response(await load_thread(runtime, thread_id, access))
 
 
 @router.patch("/threads/{thread_id}")
 async def patch_thread(
-    thread_id: str, body: ThreadPatch, runtime: RuntimeDep, ctx: Ctx
+    thread_id: str, body: ThreadPatch, runtime: RuntimeDep, ctx: Ctx, access: Update
 ) -> Response:
     """Merge metadata into the thread's; a ``ttl`` restarts its TTL from now."""
+    value: dict[str, Any] = {"thread_id": thread_id, "metadata": dict(body.metadata or {})}
+    await load_thread(runtime, thread_id, access, value=value)
     thread_id = valid_uuid(thread_id, "thread")
-    row = await runtime.threads.patch(thread_id, metadata=body.metadata or {})
+    row = await runtime.threads.patch(thread_id, metadata=value.get("metadata") or {})
     if row is None:
         fail(404, f"Thread with ID {thread_id} not found")
     await apply_ttl(ctx, thread_id, body.ttl, created=False)
@@ -149,9 +195,9 @@ async def patch_thread(
 
 
 @router.delete("/threads/{thread_id}")
-async def delete_thread(thread_id: str, runtime: RuntimeDep) -> Response:
+async def delete_thread(thread_id: str, runtime: RuntimeDep, access: Delete) -> Response:
     """Delete the thread, its runs (stopping any that run) and its checkpoints."""
-    thread_id = valid_uuid(thread_id, "thread")
+    thread_id = str((await load_thread(runtime, thread_id, access))["thread_id"])
     await runtime.cancel(action="interrupt", thread_id=thread_id)
     if not await runtime.threads.delete(thread_id):
         fail(404, f"Thread with ID {thread_id} not found")
@@ -159,19 +205,21 @@ async def delete_thread(thread_id: str, runtime: RuntimeDep) -> Response:
 
 
 @router.post("/threads/{thread_id}/copy")
-async def copy_thread(thread_id: str, runtime: RuntimeDep) -> Response:
+async def copy_thread(thread_id: str, runtime: RuntimeDep, access: Read) -> Response:
     """A new thread with the same metadata, state and checkpoint history."""
-    thread_id = valid_uuid(thread_id, "thread")
-    row = await runtime.threads.copy(thread_id, new_id())
+    thread_id = str((await load_thread(runtime, thread_id, access))["thread_id"])
+    copy_id = new_id()
+    await access.check({"thread_id": copy_id}, action="create")
+    row = await runtime.threads.copy(thread_id, copy_id)
     if row is None:
         fail(404, f"Thread with ID {thread_id} not found")
     return json_response(row)
 
 
 @router.get("/threads/{thread_id}/storage")
-async def thread_storage(thread_id: str, runtime: RuntimeDep) -> Response:
+async def thread_storage(thread_id: str, runtime: RuntimeDep, access: Read) -> Response:
     """Bytes used by the thread's checkpoints."""
-    thread = await load_thread(runtime, thread_id)
+    thread = await load_thread(runtime, thread_id, access)
     return json_response(await runtime.threads.storage(str(thread["thread_id"])))
 
 

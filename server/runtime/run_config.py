@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.types import Command, Send
 
 from nodes.team import interrupts_configurable
+from server.auth.identity import run_identity
 
 __all__ = ["command_from", "queue_wait", "run_config", "run_user"]
 
@@ -84,14 +85,18 @@ def run_config(row: Mapping[str, Any], kwargs: Mapping[str, Any], *, api_url: st
     run_id = str(row["run_id"])
     thread_id = str(row["thread_id"])
     stored: dict[str, Any] = dict(kwargs.get("config") or {})
-    configurable = {
-        **(stored.get("configurable") or {}),
-        "run_id": run_id,
-        "thread_id": thread_id,
-        "user_id": "",
-        # interrupt_before/after names inside members (`writer:model`) reach the members.
-        **interrupts_configurable(kwargs.get("interrupt_before"), kwargs.get("interrupt_after")),
-    }
+    configurable = run_identity(
+        {
+            **(stored.get("configurable") or {}),
+            "run_id": run_id,
+            "thread_id": thread_id,
+            "user_id": "",
+            # interrupt_before/after names inside members (`writer:model`) reach the members.
+            **interrupts_configurable(
+                kwargs.get("interrupt_before"), kwargs.get("interrupt_after")
+            ),
+        }
+    )
     metadata = {
         **(stored.get("metadata") or {}),
         # The reference writes the authenticated user here ("" without auth); a user the

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,8 @@ from server.runtime.broker import DONE_EVENT, Broker, InProcessBroker, StreamEve
 from server.runtime.executor import Executor
 from server.runtime.graph_cache import GraphCache
 from server.runtime.outcome import decode_done, encode_done
-from server.runtime.run_context import ContextConflict, request_context
+from server.runtime.run_context import ContextConflict
+from server.runtime.run_request import stored_config
 from server.runtime.worker import PgNotifier, WorkerPool
 from server.schemas import RunCreate
 from server.serde import dumps
@@ -216,6 +217,8 @@ class Runtime:
         claim: bool = True,
         stream_modes: list[str] | None = None,
         conn: AsyncConnection[DictRow] | None = None,
+        identity: Mapping[str, Any] | None = None,
+        thread_metadata: Mapping[str, Any] | None = None,
     ) -> CreatedRun:
         """Create a run on ``thread_id`` (``None``: stateless, on a temporary thread).
 
@@ -226,6 +229,8 @@ class Runtime:
             stream_modes: internal stream modes instead of the body's (protocol v2 runs).
             conn: create the run in the caller's open transaction (a cron firing); it is
                 never claimed here then, workers take it once the transaction commits.
+            identity: the caller's ``langgraph_auth_*`` keys (client-supplied ones are dropped).
+            thread_metadata: metadata (the owner) of a thread the run creates.
 
         Raises:
             RunError: 404 (thread or assistant missing), 409 (``reject`` while busy), 422.
@@ -236,10 +241,13 @@ class Runtime:
             thread_id = new_id()
         elif not is_uuid(thread_id):
             raise RunError(422, "Invalid thread ID: must be a UUID")
-        config, context = _run_config(body)
+        config, context = _run_config(body, identity)
         kwargs = _run_kwargs(body, stateless=stateless)
         if stream_modes:
             kwargs["stream_mode"] = stream_modes
+        await self._precreate_thread(
+            thread_id, thread_metadata, creates=stateless or body.if_not_exists == "create"
+        )
         reserved = claim and conn is None and self.workers is not None and self.workers.reserve()
         try:
             result = await self.runs.create(
@@ -286,6 +294,13 @@ class Runtime:
             thread_id=thread_id,
             resumable=bool(kwargs["resumable"]),
         )
+
+    async def _precreate_thread(
+        self, thread_id: str, metadata: Mapping[str, Any] | None, *, creates: bool
+    ) -> None:
+        """Create the thread a run is about to create (``creates``), with its owner's metadata."""
+        if creates and metadata is not None:
+            await self.threads.create(thread_id, metadata=dict(metadata), if_exists="do_nothing")
 
     # -- following runs ---------------------------------------------------------------------
 
@@ -442,24 +457,14 @@ def _refuse_if_not_created(outcome: str) -> None:
         )
 
 
-def _run_config(body: RunCreate) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The run's stored config and context: the request's, mirroring each other (see
-    :func:`server.runtime.run_context.request_context`), with the checkpoint it starts from.
-
-    Raises:
-        RunError: 400, both ``context`` and ``config.configurable`` were given.
-    """
-    config = body.config.model_dump(exclude_none=True) if body.config else {}
+def _run_config(
+    body: RunCreate, identity: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`server.runtime.run_request.stored_config`, a conflict answered with a 400."""
     try:
-        configurable, context = request_context(config.get("configurable") or {}, body.context)
+        return stored_config(body, identity)
     except ContextConflict as exc:
         raise RunError(400, str(exc)) from None
-    if body.checkpoint is not None:
-        configurable.update(body.checkpoint.configurable())
-    if body.checkpoint_id:
-        configurable["checkpoint_id"] = body.checkpoint_id
-    config["configurable"] = configurable
-    return config, context
 
 
 def _run_kwargs(body: RunCreate, *, stateless: bool) -> dict[str, Any]:

@@ -1,0 +1,59 @@
+"""Choosing the auth policy at start-up, and the rule that keeps an open server on loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from server.auth.custom import CustomAuthError, CustomPolicy
+from server.auth.policy import KeyPolicy, OpenPolicy, Policy
+from server.config import LangGraphConfig
+from server.graphs import GraphLoadError, import_object
+from state.settings import Settings
+
+__all__ = ["build_policy", "is_loopback", "refuse_open_bind"]
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_policy(settings: Settings, config: LangGraphConfig) -> Policy:
+    """``auth.path`` custom auth if configured, else keys (``STAFFGRAPH_AUTH=keys``), else none.
+
+    Raises:
+        CustomAuthError: ``auth.path`` cannot be imported or is not a usable ``Auth``.
+    """
+    auth = config.auth
+    if auth is not None and auth.path:
+        if settings.server.auth == "keys":
+            log.warning("auth.path is set in langgraph.json: it is used instead of API keys")
+        try:
+            obj = import_object(config, auth.path, what="auth.path")
+        except GraphLoadError as exc:
+            raise CustomAuthError(str(exc)) from None
+        studio = not auth.disable_studio_auth and is_loopback(settings.server.host)
+        return CustomPolicy(obj, studio_auth=studio)
+    if settings.server.auth == "keys":
+        return KeyPolicy()
+    return OpenPolicy()
+
+
+def refuse_open_bind(settings: Settings, policy: Policy, *, insecure: bool) -> str | None:
+    """The one-line reason not to start, when an unauthenticated server would leave loopback."""
+    host = settings.server.host
+    if policy.enabled or insecure or is_loopback(host):
+        return None
+    return (
+        f"refusing to serve on {host} without authentication: set STAFFGRAPH_AUTH=keys and "
+        "create a key with `staffgraph keys create --user ID` (or set auth.path in "
+        "langgraph.json); --insecure serves it open anyway"
+    )
