@@ -273,7 +273,7 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         f"{rounds} round(s); {args.sequential} sequential runs, {args.first_event} streams, "
         f"{args.clients} clients for {args.duration:.0f} s per round; median (min–max)"
     )
-    width = 28
+    width = 34
     print(f"{'figure':<24}" + "".join(f"{t.name:>{width}}" for t in targets))
     for label, unit, figure in FIGURES:
         label = label.replace("N clients", f"{args.clients} clients")
