@@ -23,9 +23,14 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
-from server_bench import CONFIG, REPO, RUN_BODY, _free_port, _pct, _server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._support import REPO, free_port, pct, run_server  # noqa: E402
+from bench.server_bench import CONFIG, RUN_BODY  # noqa: E402
 
 
 async def _round(servers: dict[str, tuple[str, dict[str, str]]], runs: int) -> dict[str, float]:
@@ -50,7 +55,7 @@ async def _round(servers: dict[str, tuple[str, dict[str, str]]], runs: int) -> d
                 response = await clients[name].post(paths[name], json=RUN_BODY)
                 samples[name].append((time.perf_counter() - start) * 1000)
                 response.raise_for_status()
-        return {name: _pct(values, 0.5) for name, values in samples.items()}
+        return {name: pct(values, 0.5) for name, values in samples.items()}
     finally:
         for client in clients.values():
             await client.aclose()
@@ -85,16 +90,16 @@ def main() -> int:
         raise SystemExit("unset DATABASE_URL: the bench gives each server its own database")
     argv = [sys.executable, "-m", "server.cli", "serve", "--config", str(CONFIG), "--port"]
     with ExitStack() as stack:
-        open_port, keyed_port = _free_port(), _free_port()
+        open_port, keyed_port = free_port(), free_port()
         open_env = {**common, **homes["none"], "STAFFGRAPH_AUTH": "none"}
         open_url = stack.enter_context(
-            _server("open", [*argv, str(open_port)], open_env, open_port)
-        )
+            run_server("open", [*argv, str(open_port)], open_env, open_port)
+        ).url
         keyed_env = {**common, **homes["keys"], "STAFFGRAPH_AUTH": "keys"}
         key = _make_key(keyed_env)
         keyed_url = stack.enter_context(
-            _server("keys", [*argv, str(keyed_port)], keyed_env, keyed_port)
-        )
+            run_server("keys", [*argv, str(keyed_port)], keyed_env, keyed_port)
+        ).url
         diffs = []
         servers = {"none": (open_url, {}), "keys": (keyed_url, {"x-api-key": key})}
         for round_no in range(1, args.rounds + 1):
