@@ -15,9 +15,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from fastapi import HTTPException
 from pydantic import ValidationError
 
+from server.auth import Caller
 from server.errors import validation_detail
+from server.routes._runs import check_user
 from server.runtime import RunError, Runtime
 from server.runtime.protocol import PROTOCOL_MODE
 from server.schemas import RunCreate
@@ -121,7 +124,9 @@ async def _settled_interrupt_ids(runtime: Runtime, thread_id: str) -> set[str] |
     return found
 
 
-async def _start(runtime: Runtime, thread_id: str, payload: dict[str, Any], strategy: str) -> str:
+async def _start(
+    runtime: Runtime, caller: Caller, thread_id: str, payload: dict[str, Any], strategy: str
+) -> str:
     try:
         body = RunCreate.model_validate(
             {
@@ -134,13 +139,23 @@ async def _start(runtime: Runtime, thread_id: str, payload: dict[str, Any], stra
     except ValidationError as exc:
         raise ProtocolError("invalid_argument", validation_detail(exc.errors())) from None
     try:
-        created = await runtime.create_run(body, thread_id=thread_id, stream_modes=[PROTOCOL_MODE])
+        check_user(body, caller)  # a run never names another user than its caller
+        created = await runtime.create_run(
+            body,
+            thread_id=thread_id,
+            stream_modes=[PROTOCOL_MODE],
+            identity=caller.run_configurable(),  # only the server says who started a run
+        )
+    except HTTPException as exc:
+        raise ProtocolError("unknown_error", f"{exc.status_code}: {exc.detail}") from None
     except RunError as exc:
         raise ProtocolError("unknown_error", f"{exc.status}: {exc.detail}") from None
     return created.run_id
 
 
-async def _run_start(runtime: Runtime, thread_id: str, params: dict[str, Any]) -> dict[str, Any]:
+async def _run_start(
+    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
+) -> dict[str, Any]:
     assistant_id = params.get("assistant_id")
     if not isinstance(assistant_id, str) or not assistant_id:
         raise ProtocolError("invalid_argument", "run.start requires an assistant_id.")
@@ -152,6 +167,7 @@ async def _run_start(runtime: Runtime, thread_id: str, params: dict[str, Any]) -
     resume = graph_input is not None and bool(await _settled_interrupt_ids(runtime, thread_id))
     run_id = await _start(
         runtime,
+        caller,
         thread_id,
         {
             "assistant_id": assistant_id,
@@ -200,7 +216,7 @@ def _responses(params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _input_respond(
-    runtime: Runtime, thread_id: str, params: dict[str, Any]
+    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
 ) -> dict[str, Any]:
     answers = _responses(params)
     pending = await _settled_interrupt_ids(runtime, thread_id)
@@ -223,7 +239,7 @@ async def _input_respond(
         "config": params.get("config"),
         "metadata": params.get("metadata"),
     }
-    await _start(runtime, thread_id, payload, "enqueue")
+    await _start(runtime, caller, thread_id, payload, "enqueue")
     return {}
 
 
@@ -249,21 +265,23 @@ def _unsubscribe(params: dict[str, Any]) -> dict[str, Any]:
     raise ProtocolError("no_such_subscription", f"Unknown subscription: {subscription_id}")
 
 
-async def _no_run(runtime: Runtime, thread_id: str, params: dict[str, Any]) -> dict[str, Any]:
+async def _no_run(
+    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
+) -> dict[str, Any]:
     raise ProtocolError("no_such_run", "No active run is bound to this thread.")
 
 
-_Handler = Callable[[Runtime, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+_Handler = Callable[[Runtime, Caller, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def _subscribe_command(
-    runtime: Runtime, thread_id: str, params: dict[str, Any]
+    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
 ) -> dict[str, Any]:
     return _subscribe(params)
 
 
 async def _unsubscribe_command(
-    runtime: Runtime, thread_id: str, params: dict[str, Any]
+    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
 ) -> dict[str, Any]:
     return _unsubscribe(params)
 
@@ -279,15 +297,18 @@ _HANDLERS: dict[str, _Handler] = {
 
 
 async def handle_command(
-    runtime: Runtime, thread_id: str, command: dict[str, Any]
+    runtime: Runtime, thread_id: str, command: dict[str, Any], caller: Caller
 ) -> dict[str, Any]:
-    """The answer to one well-formed command (an int ``id`` and a string ``method``)."""
+    """The answer to one well-formed command (an int ``id`` and a string ``method``).
+
+    Runs it starts are ``caller``'s: they carry the caller's identity, as every run does.
+    """
     command_id, method = command["id"], command["method"]
     handler = _HANDLERS.get(method)
     if handler is None:
         return error_answer(command_id, "unknown_command", f"Unknown protocol command: {method}")
     try:
-        result = await handler(runtime, thread_id, _object(command.get("params")))
+        result = await handler(runtime, caller, thread_id, _object(command.get("params")))
     except ProtocolError as exc:
         return error_answer(command_id, exc.code, exc.message)
     return {

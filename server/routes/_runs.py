@@ -14,7 +14,16 @@ from server.runtime import CreatedRun, RunError, Runtime
 from server.runtime.sse import run_events, sse_response
 from server.schemas import RunCreate
 
-__all__ = ["NOT_FOUND", "NO_MATCH", "assistant_usable", "create", "paths", "stream", "wait"]
+__all__ = [
+    "NOT_FOUND",
+    "NO_MATCH",
+    "assistant_usable",
+    "check_user",
+    "create",
+    "paths",
+    "stream",
+    "wait",
+]
 
 NO_MATCH = (
     "No matching runs to cancel. Please verify the thread ID and run IDs are correct, and the "
@@ -31,7 +40,7 @@ def paths(created: CreatedRun, *, stateless: bool) -> str:
 NOT_FOUND = "Thread or assistant not found."
 
 
-def _check_user(body: RunCreate, caller: Caller) -> None:
+def check_user(body: RunCreate, caller: Caller) -> None:
     """Refuse a run that names another user than the authenticated one (admins may)."""
     if not caller.enforced or caller.is_admin:
         return
@@ -88,7 +97,7 @@ async def create(
     if not access.caller.enforced:
         # The local operator (no auth): nothing to scope, so no extra reads on the run path.
         return await _create(runtime, body, thread_id, access, None)
-    _check_user(body, access.caller)
+    check_user(body, access.caller)
     value = _value(body, thread_id)
     flt = await access.check(value, resource="threads", action="create_run")
     existing = await runtime.threads.get(thread_id) if thread_id is not None else None
