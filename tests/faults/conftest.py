@@ -16,11 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 
-from bench.fault_env import unknown_effects
+from bench.fault_env import busy_threads, run_rows, unknown_effects  # noqa: F401  (re-exported to the fault tests)
 from state.embedded import EmbeddedPostgres
 from tests.support.fixtures import fresh_home  # noqa: F401  (fixture)
 
@@ -139,19 +138,3 @@ def own_redis() -> Iterator[ControlledRedis]:
     yield controlled
     controlled.kill()
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-def run_rows(database_url: str) -> list[dict[str, object]]:
-    """Every run of the database: id, thread, status, attempt, lease owner."""
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT run_id::text, thread_id::text, status, attempt, lease_owner FROM runs"
-        ).fetchall()
-    keys = ("run_id", "thread_id", "status", "attempt", "lease_owner")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
-def busy_threads(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM threads WHERE status = 'busy'").fetchone()
-    return int(row[0]) if row else 0
