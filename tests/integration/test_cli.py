@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import os
@@ -42,7 +43,7 @@ SECRET = "Zq9-cli-secret"
 def _run_cli(
     *args: str, env: dict[str, str], console_script: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI to completion (it is expected to fail fast); over 10 s fails the test."""
+    """Run the CLI to completion (it is expected to fail fast; see :func:`_startup_budget`)."""
     command = (
         [str(Path(sys.executable).with_name("staffgraph"))]
         if console_script
@@ -54,8 +55,21 @@ def _run_cli(
         env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=_startup_budget(),
     )
+
+
+@functools.cache
+def _startup_budget() -> float:
+    """Seconds a failing start may take: the interpreter's own start-up here, plus 8 s.
+
+    Importing the CLI takes ~1 s on a quiet machine and over 10 s on a loaded 2-core one; what
+    the tests check is that a bad configuration is refused without waiting on anything
+    (a connection timeout, a retry loop), so the budget is measured, not fixed.
+    """
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import server.cli"], cwd=REPO, check=True, timeout=120)
+    return time.monotonic() - started + 8.0
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -68,6 +82,7 @@ def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_unreachable_database_fails_fast_with_one_line(tmp_path: Path) -> None:
     port = free_port()
+    budget = _startup_budget()
     started = time.monotonic()
     result = _run_cli(
         "serve",
@@ -82,7 +97,7 @@ def test_unreachable_database_fails_fast_with_one_line(tmp_path: Path) -> None:
         console_script=True,
     )
 
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < budget
     line = _one_line_error(result)
     assert f"127.0.0.1:{port}" in line
     assert "DATABASE_URL" in line  # what to check

@@ -38,18 +38,18 @@ async def test_reject_while_busy_and_under_concurrency(live_server: LiveServer) 
         ]
         await http.post(f"/threads/{tid}/runs/{first['run_id']}/cancel", params={"wait": 1})
 
-        # Many clients at once on an idle thread: the row lock lets exactly one in.
+        # Many clients at once on an idle thread: the row lock lets exactly one in. The winner
+        # runs long so that a loaded machine cannot finish it before the others arrive.
         idle = await _thread(http)
         answers = await asyncio.gather(
-            *(
-                _run(http, idle, input={"seconds": 0.2}, multitask_strategy="reject")
-                for _ in range(6)
-            )
+            *(_run(http, idle, input=LONG, multitask_strategy="reject") for _ in range(6))
         )
         assert sorted(a.status_code for a in answers) == [200] + [409] * 5
-    client = get_client(url=live_server.url)
-    with pytest.raises(ConflictError):
-        await client.runs.create(idle, "slow", input=LONG, multitask_strategy="reject")
+        client = get_client(url=live_server.url)
+        with pytest.raises(ConflictError):
+            await client.runs.create(idle, "slow", input=LONG, multitask_strategy="reject")
+        winner = next(a.json()["run_id"] for a in answers if a.status_code == 200)
+        await http.post(f"/threads/{idle}/runs/{winner}/cancel", params={"wait": 1})
 
 
 async def test_enqueue_runs_in_order(live_server: LiveServer) -> None:
