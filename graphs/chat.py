@@ -102,7 +102,7 @@ def build_chat(
 
     Args:
         role: The role to chat with.
-        org: The organisation; defaults to ``roles/``.
+        org: The organisation; defaults to ``state/roles/default/``.
         registry: Where the role's tools come from. The memory tools named in
             ``memory_tools`` are added to a copy when it lacks them.
         model: A fixed chat model; by default chosen per run from the context.

@@ -3,7 +3,7 @@
 Each circle becomes a team led by its lead role. The team's members are the circle's roles
 (the lead included, so a lead can also do work itself) and one member per sub-circle, which is
 that sub-circle's own team. A circle with a single role and no sub-circles is just that role's
-agent. The default organisation comes from ``roles/``:
+agent. The default organisation comes from ``state/roles/default/``:
 
     operations (chief of staff): chief_of_staff, writer, compliance_officer, finance,
         research (researcher): researcher, analyst
@@ -141,7 +141,8 @@ def build_staff(
     """Build the organisation's staff: the top circle's team with nested circle teams.
 
     Args:
-        org: The organisation; defaults to ``roles/``. It is validated against ``registry``.
+        org: The organisation; defaults to ``state/roles/default/``. It is validated against
+            ``registry``.
         registry: Tools roles may be granted; defaults to :func:`tools.default_registry`.
         model: A fixed chat model for every role; by default chosen per run from the context.
         memory: ``True`` makes every role agent recall from the run's store
@@ -199,5 +200,5 @@ def build_staff(
 
 
 graph = build_staff()
-"""The default organisation from ``roles/``, with long-term memory once a store is attached;
-compiled without persistence."""
+"""The default organisation from ``state/roles/default/``, with long-term memory once a store
+is attached; compiled without persistence."""

@@ -364,10 +364,11 @@ def configure_logging(
             "uvicorn": {"level": level, "handlers": [], "propagate": True},
             "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
-            # Third-party clients log request URLs and headers at DEBUG; keep them quieter
-            # than ours unless asked for explicitly.
-            "httpx": {"level": max(logging.INFO, logging.getLevelName(level))},
-            "httpcore": {"level": max(logging.INFO, logging.getLevelName(level))},
+            # HTTP clients log every request's full URL at INFO (a webhook or model endpoint
+            # URL can carry a credential in its path, past any pattern redaction) and headers
+            # at DEBUG: only their warnings and errors are logged.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }
     if apply:

@@ -172,6 +172,20 @@ def test_configure_logging_covers_root_and_uvicorn(
     assert events[1]["message"] == "Invalid HTTP request from ***"
 
 
+def test_http_client_request_lines_are_not_logged(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # httpx logs each request's URL at INFO; a webhook URL can hold a credential in its path.
+    configure_logging(secret_settings(level="debug"))
+    hook = "https://hooks.example.com/services/T000/B000/aV3ryS3cretP4thToken"
+    logging.getLogger("httpx").info('HTTP Request: POST %s "HTTP/1.1 200 OK"', hook)
+    logging.getLogger("httpcore.http11").debug("send_request_headers.started")
+    logging.getLogger("httpx").warning("connection pool is full")
+
+    events = [orjson.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [e["message"] for e in events] == ["connection pool is full"]
+
+
 def test_exact_settings_secrets_are_masked_everywhere(
     restore_logging: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
