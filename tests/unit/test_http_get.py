@@ -230,6 +230,118 @@ def test_private_network_opt_in_never_opens_metadata() -> None:
     assert check_address("93.184.216.34", HttpPolicy()) is None
 
 
+# One address in every range of the deny list (issue #11 item 7 named the first six, which
+# ``is_global`` alone let through), with the words the refusal must carry, and whether
+# ``allow_private_networks`` opens it (internal networks do; reserved and never-open ranges don't).
+DENIED_RANGES = [
+    ("192.0.0.10", "192.0.0.10 is a reserved", False),  # 192.0.0.0/24 (is_global says yes)
+    ("192.0.0.192", "cloud metadata", False),  # 192.0.0.0/24: Oracle Cloud metadata
+    ("168.63.129.16", "168.63.129.16 is a cloud metadata address", False),  # Azure WireServer
+    ("::127.0.0.1", "127.0.0.1 is a loopback address", False),  # ::/96, always refused
+    ("::8.8.8.8", "::808:808 is a reserved", False),  # ::/96 with a public IPv4 address
+    ("::ffff:0:7f00:1", "is a reserved", False),  # ::ffff:0:0:0/96 (IPv4-translated)
+    ("64:ff9b:1::a00:1", "is a reserved", False),  # 64:ff9b:1::/48 local-use NAT64
+    ("fec0::1", "fec0::1 is a private address", True),  # site-local fec0::/10
+    ("127.0.0.1", "loopback", True),
+    ("127.255.255.254", "loopback", True),
+    ("::1", "::1 is a loopback address", True),
+    ("10.0.0.1", "private", True),
+    ("172.16.0.1", "private", True),
+    ("172.31.255.254", "private", True),
+    ("192.168.1.1", "private", True),
+    ("100.64.0.1", "100.64.0.1 is a private", True),  # CGNAT
+    ("100.127.255.254", "private", True),
+    ("169.254.1.1", "link-local", True),
+    ("169.254.169.254", "cloud metadata", False),
+    ("fe80::1", "link-local", True),
+    ("fd00::1", "private", True),  # unique local fc00::/7
+    ("fc00::1", "private", True),
+    ("224.0.0.1", "multicast", False),
+    ("239.255.255.250", "multicast", False),
+    ("ff02::1", "multicast", False),
+    ("255.255.255.255", "255.255.255.255 is a broadcast address", False),
+    ("0.0.0.0", "unspecified", False),
+    ("0.1.2.3", "0.1.2.3 is an unspecified address", False),  # 0.0.0.0/8
+    ("::", "unspecified", False),
+    ("240.0.0.1", "reserved", False),
+    ("192.0.2.1", "reserved", False),  # documentation
+    ("198.51.100.1", "reserved", False),
+    ("203.0.113.1", "reserved", False),
+    ("198.18.0.1", "reserved", False),  # benchmarking
+    ("192.88.99.1", "reserved", False),  # 6to4 relay anycast
+    ("2001:db8::1", "reserved", False),  # documentation
+    ("3fff::1", "reserved", False),
+    ("100::1", "reserved", False),  # discard-only
+    ("2001:2::1", "reserved", False),
+    ("2001:10::1", "reserved", False),
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "reserved", False),  # Teredo (client 10.0.0.1)
+    ("2002:a00:1::1", "(embedded in 2002:a00:1::1)", True),
+    ("2002:a9fe:a9fe::1", "cloud metadata address (embedded", False),  # 6to4 of the IMDS
+    ("64:ff9b::c0a8:101", "192.168.1.1 is a private address", True),  # NAT64
+    ("64:ff9b::a9fe:a9fe", "cloud metadata", False),
+    ("::ffff:127.0.0.1", "127.0.0.1 is a loopback address", True),
+    ("::ffff:169.254.169.254", "cloud metadata", False),
+    ("::ffff:192.0.0.10", "192.0.0.10 is a reserved", False),
+    ("fe80::1%eth0", "link-local", True),
+]
+
+
+@pytest.mark.parametrize(("address", "reason", "opened_by_private"), DENIED_RANGES)
+def test_deny_list_covers_every_range(address: str, reason: str, opened_by_private: bool) -> None:
+    refused = check_address(address, HttpPolicy(allowed_hosts={"*"}))
+    assert refused is not None and reason in refused
+    private = check_address(address, HttpPolicy(allowed_hosts={"*"}, allow_private_networks=True))
+    assert (private is None) is opened_by_private, private
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.216.34",
+        "8.8.8.8",
+        "2606:4700::1111",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
+    ],
+)
+def test_public_addresses_pass(address: str) -> None:
+    assert check_address(address, HttpPolicy(allowed_hosts={"*"})) is None
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "192.0.0.10",
+        "168.63.129.16",
+        "[::127.0.0.1]",
+        "[::ffff:0:7f00:1]",
+        "[64:ff9b:1::a00:1]",
+        "[fec0::1]",
+    ],
+)
+async def test_issue_ranges_refused_as_url_literals(literal: str) -> None:
+    with pytest.raises(UrlRefusedError):
+        await fetch_url(f"http://{literal}/", policy=HttpPolicy(allowed_hosts={"*"}))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "192.0.0.10",
+        "168.63.129.16",
+        "::127.0.0.1",
+        "::ffff:0:7f00:1",
+        "64:ff9b:1::a00:1",
+        "fec0::1",
+    ],
+)
+async def test_issue_ranges_refused_when_a_name_resolves_to_them(answer: str) -> None:
+    dns = FakeDns({"inside.test": ["93.184.216.34", answer]})
+    with pytest.raises(UrlRefusedError, match=r"host inside\.test resolves to"):
+        await fetch_url("http://inside.test/", policy=HttpPolicy(allowed_hosts={"*"}), resolver=dns)
+
+
 def test_policy_validates_its_settings() -> None:
     with pytest.raises(ValueError, match="max_redirects"):
         HttpPolicy(max_redirects=6)
@@ -308,6 +420,12 @@ async def test_relative_redirect_is_followed(base: str, site: _Site) -> None:
         ("http://[fd00:ec2::254]/latest", "is a cloud metadata address"),
         ("http://10.0.0.7/admin", "10.0.0.7 is a private address"),
         ("http://0.0.0.0:22/", "0.0.0.0 is an unspecified address"),
+        ("http://[::127.0.0.1]/", "::7f00:1 is a reserved or non-public address"),
+        ("http://168.63.129.16/machine", "168.63.129.16 is a cloud metadata address"),
+        ("http://192.0.0.10/", "192.0.0.10 is a reserved"),
+        ("http://[64:ff9b:1::a00:1]/", "is a reserved"),
+        ("http://[fec0::1]/", "fec0::1 is a private address"),
+        ("http://[::ffff:0:7f00:1]/", "is a reserved"),
         ("http://not-allowed.example/", "host not-allowed.example is not in the allowed hosts"),
         ("file:///etc/passwd", "only http and https"),
     ],
@@ -316,7 +434,19 @@ async def test_redirect_to_forbidden_target_is_refused_before_connecting(
     base: str, site: _Site, target: str, reason: str
 ) -> None:
     policy = HttpPolicy(
-        allowed_hosts={"127.0.0.1", "169.254.169.254", "fd00:ec2::254", "10.0.0.7", "0.0.0.0"},
+        allowed_hosts={
+            "127.0.0.1",
+            "169.254.169.254",
+            "fd00:ec2::254",
+            "10.0.0.7",
+            "0.0.0.0",
+            "::127.0.0.1",
+            "168.63.129.16",
+            "192.0.0.10",
+            "64:ff9b:1::a00:1",
+            "fec0::1",
+            "::ffff:0:7f00:1",
+        },
         allowed_networks=("127.0.0.0/8",),
     )
     with pytest.raises(UrlRefusedError) as caught:

@@ -33,20 +33,61 @@ _METADATA_ADDRESSES = frozenset(
         "fd00:ec2::254",  # AWS IMDS over IPv6
         "fd00:ec2::23",  # AWS EKS pod identity over IPv6
         "100.100.100.200",  # Alibaba Cloud
+        "168.63.129.16",  # Azure WireServer (a public address, reachable from every VM)
+        "192.0.0.192",  # Oracle Cloud metadata
     )
 )
 _METADATA_HOSTNAMES = frozenset({"metadata.google.internal", "metadata", "instance-data"})
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_PRIVATE_NETWORKS = tuple(
-    ipaddress.ip_network(network)
-    for network in (
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",  # carrier-grade NAT, used inside some clouds and VPNs
-        "fc00::/7",  # unique local IPv6
-    )
+
+
+def _table(*rows: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
+    return tuple((ipaddress.ip_network(network), kind) for network, kind in rows)
+
+
+# No policy opens these. The kind completes "<ip> is a/an <kind> address".
+_NEVER_NETWORKS = _table(
+    ("0.0.0.0/8", "unspecified"),  # "this network": 0.x.x.x reaches the local host
+    ("::/128", "unspecified"),
+    ("224.0.0.0/4", "multicast"),
+    ("ff00::/8", "multicast"),
+    ("255.255.255.255/32", "broadcast"),
 )
+# The explicit deny list, checked before Python's ``is_global`` (which some of these pass:
+# 192.0.0.9, ::ffff:0:7f00:1, 64:ff9b:1::/48, fec0::/10, ::/96). ``loopback``, ``link-local`` and
+# ``private`` are opened by ``allow_private_networks``; ``reserved`` ranges only by
+# ``allowed_networks``. More specific ranges come first.
+_DENIED_NETWORKS = _table(
+    ("127.0.0.0/8", "loopback"),
+    ("::1/128", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("fe80::/10", "link-local"),
+    ("10.0.0.0/8", "private"),
+    ("172.16.0.0/12", "private"),
+    ("192.168.0.0/16", "private"),
+    ("100.64.0.0/10", "private"),  # carrier-grade NAT, used inside some clouds and VPNs
+    ("fc00::/7", "private"),  # unique local
+    ("fec0::/10", "private"),  # site-local (deprecated, still routed on some networks)
+    ("192.0.0.0/24", "reserved"),  # IETF protocol assignments (incl. NAT64 and DS-Lite hosts)
+    ("192.0.2.0/24", "reserved"),  # documentation
+    ("192.88.99.0/24", "reserved"),  # 6to4 relay anycast
+    ("198.18.0.0/15", "reserved"),  # benchmarking
+    ("198.51.100.0/24", "reserved"),  # documentation
+    ("203.0.113.0/24", "reserved"),  # documentation
+    ("240.0.0.0/4", "reserved"),  # future use
+    ("::/96", "reserved"),  # IPv4-compatible (deprecated): ::127.0.0.1
+    ("::ffff:0:0:0/96", "reserved"),  # IPv4-translated (SIIT)
+    ("64:ff9b:1::/48", "reserved"),  # local-use NAT64: translates into private networks
+    ("100::/64", "reserved"),  # discard-only
+    ("2001::/32", "reserved"),  # Teredo: tunnels to an embedded IPv4 address
+    ("2001:2::/48", "reserved"),  # benchmarking
+    ("2001:10::/28", "reserved"),  # ORCHID
+    ("2001:20::/28", "reserved"),  # ORCHIDv2
+    ("2001:db8::/32", "reserved"),  # documentation
+    ("3fff::/20", "reserved"),  # documentation
+    ("5f00::/16", "reserved"),  # SRv6 segment identifiers
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 class HttpGetError(Exception):
@@ -157,11 +198,12 @@ class HttpResult:
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64, IPv4-compatible)."""
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64:
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
@@ -169,7 +211,10 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 def check_address(address: IPAddress | str, policy: HttpPolicy) -> str | None:
     """Return why ``policy`` refuses connecting to ``address``, or None when it is allowed.
 
-    IPv6 addresses that embed an IPv4 address (mapped, 6to4, NAT64) are judged by the IPv4
+    Every address is judged by an explicit deny list (loopback, private, link-local, CGNAT,
+    site-local, reserved, documentation and protocol ranges; metadata, unspecified, multicast
+    and broadcast addresses whatever the policy), then by ``is_global``. IPv6 addresses that
+    embed an IPv4 address (mapped, 6to4, NAT64, IPv4-compatible) are judged by the IPv4
     address too, so ``::ffff:127.0.0.1`` is loopback.
     """
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
@@ -179,7 +224,10 @@ def check_address(address: IPAddress | str, policy: HttpPolicy) -> str | None:
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
             reason = check_address(embedded, policy)
-            return f"{reason} (embedded in {ip})" if reason else None
+            if reason:
+                return f"{reason} (embedded in {ip})"
+            if ip not in _IPV4_COMPATIBLE:
+                return None  # a translation of a public IPv4 address
     never = _never_allowed(ip)
     if never is not None:
         return never
@@ -201,26 +249,23 @@ def check_address(address: IPAddress | str, policy: HttpPolicy) -> str | None:
 
 
 def _never_allowed(ip: IPAddress) -> str | None:
-    """Why no policy may open ``ip`` (metadata, unspecified, multicast), or None."""
+    """Why no policy may open ``ip`` (metadata, unspecified, multicast, broadcast), or None."""
     if ip in _METADATA_ADDRESSES:
         return f"{ip} is a cloud metadata address"
-    if ip.is_unspecified:
-        return f"{ip} is an unspecified address"
-    if ip.is_multicast:
-        return f"{ip} is a multicast address"
+    for network, kind in _NEVER_NETWORKS:
+        if ip in network:
+            article = "an" if kind[0] in "aeiou" else "a"
+            return f"{ip} is {article} {kind} address"
     return None
 
 
 def _internal_kind(ip: IPAddress) -> str | None:
     """``loopback``, ``link-local``, ``private`` or ``reserved``; None for a public address."""
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if any(ip in network for network in _PRIVATE_NETWORKS):
-        return "private"
+    for network, kind in _DENIED_NETWORKS:
+        if ip in network:
+            return kind
     if not ip.is_global:
-        return "reserved"
+        return "reserved"  # anything else the IANA registries call non-global
     return None
 
 
