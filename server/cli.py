@@ -1,4 +1,4 @@
-"""``staffgraph`` command line: ``staffgraph serve`` and ``staffgraph worker``.
+"""``staffgraph`` command line: ``serve``, ``worker``, ``keys …`` and ``audit verify``.
 
 Everything that can fail before serving (settings, langgraph.json, graph imports, the database,
 the price table) is checked here first, so a mistake ends the process with one line and a
@@ -28,6 +28,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from server.app import create_app
+from server.audit_cli import add_audit_parser, run_audit
 from server.auth import CustomAuthError
 from server.auth.setup import build_policy, refuse_open_bind
 from server.config import ConfigError, load_config
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a non-loopback address without authentication (not recommended)",
     )
     add_keys_parser(sub)
+    add_audit_parser(sub)
     return parser
 
 
@@ -252,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "keys":
         try:
             return run_keys(settings, args)
+        except (DatabaseUnavailable, EmbeddedPostgresError) as exc:
+            return _fail(str(exc))
+    if args.command == "audit":
+        try:
+            return run_audit(settings, args)
         except (DatabaseUnavailable, EmbeddedPostgresError) as exc:
             return _fail(str(exc))
     return _fail(f"unknown command {args.command!r}")  # argparse makes this unreachable
