@@ -186,7 +186,7 @@ def create_app(
     app.state.auth_policy = policy
     app.state.settings = settings
     install_error_handlers(app)
-    install_middleware(app, settings, config)
+    install_middleware(app, settings, config, auth_enabled=policy.enabled)
     # Added last, so outermost: every response (CORS preflights and 413s included) is timed
     # and carries X-Request-Id, and every log line of the request carries its id.
     health.install_metrics(app, metrics)

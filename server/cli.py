@@ -35,6 +35,7 @@ from server.config import ConfigError, load_config
 from server.graphs import GraphLoadError, GraphRegistry
 from server.keys_cli import add_keys_parser, run_keys
 from server.observability import PriceTable, PriceTableError, configure_logging
+from server.origins import CorsRefused, check_cors
 from server.startup import StartupError, resolve_database
 from state.db import DatabaseUnavailable, check_connection
 from state.embedded import EmbeddedPostgresError
@@ -106,10 +107,11 @@ def _serve(
     try:
         config = load_config(settings.server.config)
         config.apply_env()
+        check_cors(settings, config)
         graphs = GraphRegistry.from_config(config)
         pricing = PriceTable.from_settings(settings)
         policy = build_policy(settings, config)
-    except (ConfigError, GraphLoadError, PriceTableError, CustomAuthError) as exc:
+    except (ConfigError, GraphLoadError, PriceTableError, CustomAuthError, CorsRefused) as exc:
         return _fail(str(exc))
     refusal = refuse_open_bind(settings, policy, insecure=insecure) if api else None
     if refusal is not None:

@@ -1,15 +1,15 @@
-"""HTTP middleware: CORS for LangGraph Studio, JSON request bodies, and a request body limit.
+"""HTTP middleware: allowed origins and CORS, JSON request bodies, and a request body limit.
 
-All three are plain ASGI callables (no ``BaseHTTPMiddleware``): they touch only the scope and
+All of them are plain ASGI callables (no ``BaseHTTPMiddleware``): they touch only the scope and
 the receive/send channels, so they add no task or copy per request and never buffer a body.
 
-Order, outermost first: CORS (so that every answer, 413 and 422 included, carries the CORS
-headers a browser needs to read it), then the body limit, then the content-type fix-up.
+Order, outermost first: the origin guard (a request from an origin that is not allowed is
+refused before anything else runs; see :mod:`server.origins`), CORS (so that every other
+answer, 413 and 422 included, carries the CORS headers a browser needs to read it), then the
+body limit, then the content-type fix-up.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -17,62 +17,22 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.config import CorsConfig, LangGraphConfig
+from server.config import LangGraphConfig
+from server.origins import OriginGuardMiddleware, allowed_origins, cors_options
 from state.settings import Settings
 
 __all__ = [
     "BodyLimitMiddleware",
-    "DEFAULT_EXPOSE_HEADERS",
     "JsonBodyMiddleware",
     "RequestBodyTooLarge",
-    "cors_options",
     "install_middleware",
 ]
-
-DEFAULT_EXPOSE_HEADERS = ("x-pagination-total", "x-pagination-next", "content-location")
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON = b"application/json"
 # Bodies with these media types mean something other than JSON; everything else is read as
 # JSON, as the LangGraph Server does (Studio posts JSON as text/plain to avoid a preflight).
 _FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
-
-
-def cors_options(cors: CorsConfig | None, *, env_origins: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for Starlette's ``CORSMiddleware``.
-
-    Defaults match the LangGraph Server: every origin, method and header, credentials only
-    when origins are listed explicitly, the pagination and ``Content-Location`` headers
-    exposed. ``http.cors`` in langgraph.json overrides each option it sets; the allowed
-    origins come from ``http.cors.allow_origins``, else ``CORS_ALLOW_ORIGINS``
-    (comma-separated), else ``*``. Private Network Access preflights are always answered, so
-    hosted Studio can reach a server on localhost.
-
-    Args:
-        cors: ``http.cors`` from langgraph.json, if any.
-        env_origins: the value of ``CORS_ALLOW_ORIGINS``, if set.
-    """
-    origins: list[str] = ["*"]
-    if cors is not None and cors.allow_origins is not None:
-        origins = list(cors.allow_origins)
-    elif env_origins and env_origins.strip():
-        origins = [o.strip() for o in env_origins.split(",") if o.strip()]
-
-    def pick(value: Any, default: Any) -> Any:
-        return default if value is None else value
-
-    c = cors or CorsConfig()
-    return {
-        "allow_origins": origins,
-        "allow_methods": list(pick(c.allow_methods, ["*"])),
-        "allow_headers": list(pick(c.allow_headers, ["*"])),
-        # Browsers refuse credentials with a wildcard origin, so only an explicit list gets them.
-        "allow_credentials": pick(c.allow_credentials, "*" not in origins),
-        "allow_origin_regex": c.allow_origin_regex,
-        "expose_headers": list(pick(c.expose_headers, DEFAULT_EXPOSE_HEADERS)),
-        "max_age": pick(c.max_age, 600),
-        "allow_private_network": True,
-    }
 
 
 class JsonBodyMiddleware:
@@ -196,18 +156,27 @@ async def _send_too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def install_middleware(app: FastAPI, settings: Settings, config: LangGraphConfig) -> None:
-    """Install CORS, the request body limit and JSON body handling on ``app``.
+def install_middleware(
+    app: FastAPI, settings: Settings, config: LangGraphConfig, *, auth_enabled: bool
+) -> None:
+    """Install the origin guard, CORS, the request body limit and JSON body handling on ``app``.
 
     Args:
         app: the application.
-        settings: validated settings (``server.max_body_bytes``).
+        settings: validated settings (``server.max_body_bytes``, ``CORS_ALLOW_ORIGINS``).
         config: langgraph.json (``http.cors``).
+        auth_enabled: whether requests are authenticated (see :mod:`server.origins`).
+
+    Raises:
+        CorsRefused: the CORS configuration allows every origin with credentials.
     """
     cors = config.http.cors if config.http is not None else None
+    allowed = allowed_origins(
+        cors, env_origins=settings.server.cors_allow_origins, auth_enabled=auth_enabled
+    )
+    options = cors_options(cors, allowed)
     # Starlette runs the last added middleware outermost.
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
-    app.add_middleware(
-        CORSMiddleware, **cors_options(cors, env_origins=settings.server.cors_allow_origins)
-    )
+    app.add_middleware(CORSMiddleware, **options)
+    app.add_middleware(OriginGuardMiddleware, allowed=allowed)

@@ -257,7 +257,8 @@ class ServerSettings(BaseSettings):
     cors_allow_origins: str | None = Field(
         default=None,
         validation_alias="CORS_ALLOW_ORIGINS",
-        description="Comma-separated CORS origins when langgraph.json sets no http.cors.",
+        description="Comma-separated origins browsers may call from when langgraph.json sets "
+        "no http.cors origins; unset: LangGraph Studio's and loopback origins.",
     )
     auth: Literal["none", "keys"] = Field(
         default="none",

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -12,12 +16,14 @@ import orjson
 import pytest
 
 from server.config import CorsConfig
-from server.middleware import cors_options
+from server.origins import LOOPBACK_ORIGIN_REGEX, CorsRefused, allowed_origins, cors_options
 from tests.support.server import REPO, LiveServer, fresh_database, start_server
 
 CORS_CONFIG = REPO / "tests" / "support" / "langgraph_cors.json"
 STUDIO = "https://smith.langchain.com"
-STUDIO_HOSTS = [STUDIO, "https://eu.smith.langchain.com", "https://dev.smith.langchain.com"]
+STUDIO_ORIGINS = [STUDIO, "https://eu.smith.langchain.com"]
+# tests/support/langgraph_cors.json
+CONFIGURED_ORIGINS = [*STUDIO_ORIGINS, "https://dev.smith.langchain.com"]
 # What Studio's browser asks for before a JSON POST to a server on localhost.
 STUDIO_PREFLIGHT = {
     "access-control-request-method": "POST",
@@ -56,11 +62,35 @@ def _item_body(namespace: str, size: int = 0) -> dict[str, object]:
     return {"namespace": [namespace], "key": "k", "value": {"pad": "x" * size}}
 
 
-# --- CORS --------------------------------------------------------------------------------
+# --- CORS and allowed origins ------------------------------------------------------------
+
+LOOPBACK_ORIGINS = [
+    "http://localhost:3000",
+    "http://127.0.0.1:8123",
+    "http://[::1]:5173",
+    "http://localhost",
+]
+# Each is refused by the default configuration: not Studio's, not loopback, or a look-alike.
+FOREIGN_ORIGINS = [
+    "https://evil.example",
+    "http://smith.langchain.com",  # Studio is https only
+    "https://smith.langchain.com.evil.example",
+    "https://evilsmith.langchain.com",
+    "http://localhost.evil.example",
+    "http://127.0.0.1.evil.example:8123",
+    "http://localhost:3000/path",
+    "null",  # sandboxed iframes, file:// pages
+]
 
 
-@pytest.mark.parametrize("origin", STUDIO_HOSTS)
-async def test_default_preflight_allows_studio_and_private_network(
+async def _thread_count(client: httpx.AsyncClient) -> int:
+    response = await client.post("/threads/count", json={})
+    assert response.status_code == 200
+    return int(response.json())
+
+
+@pytest.mark.parametrize("origin", [*STUDIO_ORIGINS, *LOOPBACK_ORIGINS])
+async def test_default_preflight_allows_studio_and_loopback_with_private_network(
     http: httpx.AsyncClient, origin: str
 ) -> None:
     response = await http.options(
@@ -68,7 +98,7 @@ async def test_default_preflight_allows_studio_and_private_network(
     )
     # The official server answers 400 here, which makes Chrome drop the request.
     assert response.status_code == 200, response.text
-    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-allow-origin"] == origin
     assert response.headers["access-control-allow-private-network"] == "true"
     methods = {m.strip() for m in response.headers["access-control-allow-methods"].split(",")}
     assert {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} <= methods
@@ -79,17 +109,51 @@ async def test_default_preflight_allows_studio_and_private_network(
     assert "access-control-allow-credentials" not in response.headers
 
 
-async def test_default_simple_request_exposes_headers(http: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("origin", [STUDIO, "http://localhost:3000"])
+async def test_default_simple_request_from_an_allowed_origin(
+    http: httpx.AsyncClient, origin: str
+) -> None:
     response = await http.post(
-        "/store/namespaces", json={"limit": 1}, headers={"origin": "https://any.example"}
+        "/store/namespaces",
+        content=b'{"limit": 1}',
+        headers={"origin": origin, "content-type": "text/plain"},
     )
     assert response.status_code == 200
-    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-allow-origin"] == origin
     assert response.headers["access-control-expose-headers"] == EXPOSED
 
 
-@pytest.mark.parametrize("origin", STUDIO_HOSTS)
-async def test_configured_origins_allow_each_studio_host(
+@pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
+async def test_default_refuses_other_origins_whatever_the_request(
+    http: httpx.AsyncClient, origin: str
+) -> None:
+    before = await _thread_count(http)
+    # A web page's "simple" request: no preflight, text/plain body read as JSON.
+    simple = await http.post(
+        "/threads", content=b"{}", headers={"origin": origin, "content-type": "text/plain"}
+    )
+    assert simple.status_code == 403, simple.text
+    assert simple.json()["detail"].startswith(f"Origin {origin} is not allowed")
+    assert "access-control-allow-origin" not in simple.headers
+    assert await _thread_count(http) == before
+    for method, path in (("GET", "/info"), ("PUT", "/store/items"), ("DELETE", "/threads/x")):
+        refused = await http.request(method, path, headers={"origin": origin})
+        assert refused.status_code == 403, (method, path)
+    preflight = await http.options("/threads", headers={"origin": origin, **STUDIO_PREFLIGHT})
+    assert preflight.status_code == 403
+    assert "access-control-allow-origin" not in preflight.headers
+    assert "access-control-allow-private-network" not in preflight.headers
+
+
+async def test_requests_without_origin_are_not_affected(http: httpx.AsyncClient) -> None:
+    before = await _thread_count(http)
+    made = await http.post("/threads", content=b"{}", headers={"content-type": "text/plain"})
+    assert made.status_code == 200
+    assert await _thread_count(http) == before + 1
+
+
+@pytest.mark.parametrize("origin", CONFIGURED_ORIGINS)
+async def test_configured_origins_allow_each_listed_host(
     studio_server: LiveServer, origin: str
 ) -> None:
     async with httpx.AsyncClient(base_url=studio_server.url) as client:
@@ -111,19 +175,26 @@ async def test_configured_origins_allow_each_studio_host(
 
 
 @pytest.mark.parametrize(
-    "origin", ["https://evil.example", "https://ignored.example", "http://smith.langchain.com"]
+    "origin",
+    [
+        "https://evil.example",
+        "https://ignored.example",  # CORS_ALLOW_ORIGINS: http.cors wins
+        "http://smith.langchain.com",
+        "http://localhost:3000",  # configured origins replace the defaults
+    ],
 )
 async def test_configured_origins_refuse_others(studio_server: LiveServer, origin: str) -> None:
     async with httpx.AsyncClient(base_url=studio_server.url) as client:
         preflight = await client.options(
             "/store/items/search", headers={"origin": origin, **STUDIO_PREFLIGHT}
         )
-        assert preflight.status_code == 400
+        assert preflight.status_code == 403
         assert "access-control-allow-origin" not in preflight.headers
+        assert "access-control-allow-private-network" not in preflight.headers
         simple = await client.post(
             "/store/items/search", json={"namespace_prefix": []}, headers={"origin": origin}
         )
-        assert simple.status_code == 200  # the browser, not the server, withholds the body
+        assert simple.status_code == 403
         assert "access-control-allow-origin" not in simple.headers
 
 
@@ -141,31 +212,86 @@ async def test_cors_allow_origins_from_environment(server_factory: object) -> No
         refused = await client.options(
             "/store/namespaces", headers={"origin": STUDIO, **STUDIO_PREFLIGHT}
         )
-        assert refused.status_code == 400
+        assert refused.status_code == 403
 
 
-def test_cors_options_precedence() -> None:
-    defaults = cors_options(None)
-    assert defaults["allow_origins"] == ["*"]
-    assert defaults["allow_credentials"] is False
-    assert defaults["allow_private_network"] is True
-
-    from_env = cors_options(None, env_origins=" https://a.example ,, https://b.example ")
-    assert from_env["allow_origins"] == ["https://a.example", "https://b.example"]
-    assert from_env["allow_credentials"] is True
-
-    configured = cors_options(
-        CorsConfig(allow_origins=[STUDIO], allow_methods=["GET"], max_age=5),
-        env_origins="https://a.example",
+def test_wildcard_origin_with_credentials_refuses_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "langgraph.json"
+    config.write_text(
+        orjson.dumps(
+            {
+                "dependencies": [str(REPO)],
+                "graphs": {"simple": str(REPO / "tests" / "support" / "graphs.py") + ":simple"},
+                "http": {"cors": {"allow_origins": ["*"], "allow_credentials": True}},
+            }
+        ).decode()
     )
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--config", str(config)],
+        cwd=REPO,
+        env={**os.environ, "STAFFGRAPH_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert 'CORS allows every origin ("*") with allow_credentials true' in lines[0]
+    assert not (tmp_path / "home" / "pgdata").exists()  # refused before anything started
+
+
+def test_allowed_origins_precedence_and_defaults() -> None:
+    defaults = allowed_origins(None)
+    assert defaults.origins == ("https://smith.langchain.com", "https://eu.smith.langchain.com")
+    options = cors_options(None, defaults)
+    assert options["allow_credentials"] is False
+    assert options["allow_private_network"] is True
+    assert options["allow_origin_regex"] == LOOPBACK_ORIGIN_REGEX
+
+    from_env = allowed_origins(None, env_origins=" https://a.example ,, https://b.example ")
+    assert from_env.origins == ("https://a.example", "https://b.example")
+    assert from_env.regex is None
+    assert cors_options(None, from_env)["allow_credentials"] is True
+
+    cors = CorsConfig(allow_origins=[STUDIO], allow_methods=["GET"], max_age=5)
+    configured = cors_options(cors, allowed_origins(cors, env_origins="https://a.example"))
     assert configured["allow_origins"] == [STUDIO]
+    assert configured["allow_origin_regex"] is None
     assert configured["allow_methods"] == ["GET"]
     assert configured["allow_headers"] == ["*"]  # unset keys keep the Studio-friendly defaults
     assert configured["max_age"] == 5
     assert configured["expose_headers"] == EXPOSED.split(", ")
 
-    regex_only = cors_options(CorsConfig(allow_origin_regex=r"https://.*\.example"))
-    assert regex_only["allow_origin_regex"] == r"https://.*\.example"
+    regex = CorsConfig(allow_origin_regex=r"https://.*\.example")
+    regex_only = allowed_origins(regex)
+    assert regex_only.origins == () and regex_only.regex == r"https://.*\.example"
+
+    anyone = CorsConfig(allow_origins=["*"])
+    assert cors_options(anyone, allowed_origins(anyone))["allow_credentials"] is False
+    for bad_env, bad in (
+        (None, CorsConfig(allow_origins=["*"], allow_credentials=True)),
+        ("*", CorsConfig(allow_credentials=True)),
+    ):
+        with pytest.raises(CorsRefused, match="allow_credentials"):
+            cors_options(bad, allowed_origins(bad, env_origins=bad_env))
+
+
+def _scope(host: str, scheme: str = "http") -> dict[str, object]:
+    return {"type": "http", "scheme": scheme, "headers": [(b"host", host.encode())]}
+
+
+def test_same_origin_pages_only_with_authentication() -> None:
+    # A page served by the server itself under its public name: allowed when requests are
+    # authenticated; without auth a DNS-rebound page would pass the same test, so it is not.
+    scope = _scope("agents.example.com:8123")
+    authed = allowed_origins(None, auth_enabled=True)
+    assert authed.allows("http://agents.example.com:8123", scope)
+    assert not authed.allows("https://agents.example.com:8123", scope)  # another scheme
+    assert not authed.allows("http://other.example.com:8123", scope)
+    assert not allowed_origins(None).allows("http://agents.example.com:8123", scope)
+    wildcard = allowed_origins(CorsConfig(allow_origins=["*"]))
+    assert wildcard.any and wildcard.allows("https://anything.example", scope)
 
 
 # --- JSON bodies whatever the Content-Type -----------------------------------------------
