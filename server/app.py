@@ -22,6 +22,7 @@ from server.config import LangGraphConfig
 from server.context import AppContext, DatabaseTarget
 from server.errors import install_error_handlers
 from server.graphs import GraphRegistry
+from server.json_body import BodyBudget
 from server.middleware import install_middleware
 from server.observability import (
     LangSmithTracing,
@@ -185,6 +186,9 @@ def create_app(
     )
     app.state.auth_policy = policy
     app.state.settings = settings
+    app.state.body_budget = BodyBudget(
+        max_values=settings.limits.max_body_values, max_depth=settings.limits.max_body_depth
+    )
     install_error_handlers(app)
     install_middleware(app, settings, config, auth_enabled=policy.enabled)
     # Added last, so outermost: every response (CORS preflights and 413s included) is timed

@@ -51,9 +51,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    content: dict[str, Any] = {"detail": exc.detail}
+    errors = getattr(exc, "errors", None)
+    if isinstance(errors, list):  # a 422 that names fields, shaped like a validation error's
+        content["errors"] = errors
     return JSONResponse(
         status_code=exc.status_code,
-        content={"detail": exc.detail},
+        content=content,
         headers=getattr(exc, "headers", None),
     )
 

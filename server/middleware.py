@@ -11,6 +11,8 @@ body limit, then the content-type fix-up.
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 import orjson
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -23,6 +25,7 @@ from state.settings import Settings
 
 __all__ = [
     "BodyLimitMiddleware",
+    "NulTextMiddleware",
     "JsonBodyMiddleware",
     "RequestBodyTooLarge",
     "install_middleware",
@@ -156,6 +159,60 @@ async def _send_too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class NulTextMiddleware:
+    """Answer 422 to a path or query parameter holding a NUL character (``%00``).
+
+    Postgres text cannot hold NUL, so such a value would fail deep in a query; refusing it here
+    names the parameter instead. The check is a byte search of the raw query string and path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = _nul_parameter(scope)
+            if where is not None:
+                body = orjson.dumps(
+                    {
+                        "detail": f"{where}: must not contain NUL characters (%00)",
+                        "errors": [
+                            {
+                                "loc": where.split(".", 1),
+                                "msg": "must not contain NUL characters (%00)",
+                                "type": "string_nul",
+                            }
+                        ],
+                    }
+                )
+                await _send_json(send, 422, body)
+                return
+        await self.app(scope, receive, send)
+
+
+def _nul_parameter(scope: Scope) -> str | None:
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        for pair in query.split(b"&"):
+            if b"%00" in pair or b"\x00" in pair:
+                name = unquote_to_bytes(pair.partition(b"=")[0]).decode("utf-8", "replace")
+                return f"query.{name.replace(chr(0), '%00')}"
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    return None
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def install_middleware(
     app: FastAPI, settings: Settings, config: LangGraphConfig, *, auth_enabled: bool
 ) -> None:
@@ -177,6 +234,7 @@ def install_middleware(
     options = cors_options(cors, allowed)
     # Starlette runs the last added middleware outermost.
     app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(NulTextMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(CORSMiddleware, **options)
     app.add_middleware(OriginGuardMiddleware, allowed=allowed)

@@ -24,9 +24,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from state.limit_settings import LimitSettings
+
 __all__ = [
     "DatabaseSettings",
     "EmbeddingsSettings",
+    "LimitSettings",
     "ModelSettings",
     "CronSettings",
     "ObservabilitySettings",
@@ -359,6 +362,7 @@ class Settings(BaseModel):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     crons: CronSettings = Field(default_factory=CronSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
 
 # Environment variable names per (group, field) for error messages.
@@ -395,6 +399,7 @@ _PREFIXES = {
     "ObservabilitySettings": "STAFFGRAPH_",
     "CronSettings": "STAFFGRAPH_CRON_",
     "WebhookSettings": "STAFFGRAPH_WEBHOOK_",
+    "LimitSettings": "STAFFGRAPH_",
 }
 
 
@@ -420,6 +425,7 @@ def load_settings() -> Settings:
         ("observability", ObservabilitySettings),
         ("crons", CronSettings),
         ("webhooks", WebhookSettings),
+        ("limits", LimitSettings),
     ):
         try:
             groups[name] = cls()

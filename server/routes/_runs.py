@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from server.auth import Access, Caller, matches
 from server.routes._common import fail, raise_run_error
+from server.routes._run_checks import check_run_targets
 from server.routes._waiting import json_stream, wait_body
 from server.routes.webhooks import check_webhook_or_422
 from server.runtime import CreatedRun, RunError, Runtime
@@ -94,6 +95,7 @@ async def create(
     """Authorize and create a run: on a thread the caller may run on, as the caller."""
     if body.webhook is not None:
         await check_webhook_or_422(body.webhook, runtime.settings.webhooks)
+    await check_run_targets(runtime, body, thread_id)
     if not access.caller.enforced:
         # The local operator (no auth): nothing to scope, so no extra reads on the run path.
         return await _create(runtime, body, thread_id, access, None)

@@ -12,6 +12,7 @@ from server.auth import Access, matches, protect
 from server.graph_schemas import graph_schemas
 from server.graphs import assistant_id_for
 from server.ids import new_id
+from server.json_body import JsonRoute
 from server.routes._common import (
     fail,
     json_response,
@@ -32,7 +33,7 @@ from server.schemas import (
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Assistants"])
+router = APIRouter(tags=["Assistants"], route_class=JsonRoute)
 
 Create = Annotated[Access, protect("assistants", "create")]
 Read = Annotated[Access, protect("assistants", "read")]

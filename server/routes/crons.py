@@ -16,6 +16,7 @@ from starlette.responses import Response
 from server.auth import Access, matches, protect
 from server.deps import Ctx
 from server.ids import new_id
+from server.json_body import JsonRoute
 from server.repos.crons import CronsRepo, cron_to_api
 from server.routes._common import fail, json_response, no_content, page_response, valid_uuid
 from server.routes._runs import assistant_usable
@@ -26,7 +27,7 @@ from server.schemas.crons import CronCount, CronCreate, CronPatch, CronSearch, T
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Crons"])
+router = APIRouter(tags=["Crons"], route_class=JsonRoute)
 
 _RESCHEDULE = ("schedule", "timezone")
 

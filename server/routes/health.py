@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from server.auth import public
 from server.auth.guard import open_if
 from server.deps import Ctx
+from server.json_body import JsonRoute
 from server.observability.metrics import Metrics, MetricsMiddleware
 from server.startup import embeddings_readiness
 
@@ -37,7 +38,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["System"])
+router = APIRouter(tags=["System"], route_class=JsonRoute)
 
 CHECK_TIMEOUT = 2.0
 """Seconds each readiness check may take before it counts as failed."""

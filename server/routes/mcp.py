@@ -10,15 +10,16 @@ server that offers neither. Requests: ``initialize``, ``ping``, ``tools/list``,
 
 from __future__ import annotations
 
+import json
 import logging
 from importlib.metadata import version
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from server.auth import Access, protect
+from server.json_body import JsonRoute
 from server.routes._common import json_response
 from server.routes._mcp_tools import call_tool, list_tools
 from server.runtime import RuntimeDep
@@ -27,7 +28,7 @@ __all__ = ["router"]
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["MCP"])
+router = APIRouter(tags=["MCP"], route_class=JsonRoute)
 
 # Listing tools is an assistants search; calling one is a stateless run (authorized as such).
 McpAccess = Annotated[Access, protect("assistants", "search")]
@@ -91,8 +92,10 @@ def _transport_problem(request: Request, message: Any) -> str | None:
 async def mcp_post(request: Request, runtime: RuntimeDep, access: McpAccess) -> Response:
     """Answer one JSON-RPC message."""
     try:
-        message = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
+        # Strict and within the body budget (server.json_body): a value nothing can store is
+        # a 422 naming it, an over-budget body a 413.
+        message = await request.json()
+    except json.JSONDecodeError:
         return _transport_error("Invalid JSON")
     problem = _transport_problem(request, message)
     if problem is not None:

@@ -8,11 +8,12 @@ from fastapi import APIRouter, HTTPException, Path
 
 from server.auth import Access, protect
 from server.deps import Ctx
+from server.json_body import JsonRoute
 from state.memory import MEMORY_ROOT, MemoryInputError, MemoryStore
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Memory"])
+router = APIRouter(tags=["Memory"], route_class=JsonRoute)
 
 
 @router.delete("/memories/users/{user_id}")

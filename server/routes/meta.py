@@ -12,10 +12,11 @@ from starlette.responses import HTMLResponse, JSONResponse
 from server.auth import KeyPolicy, public
 from server.auth.guard import open_if, policy_of
 from server.deps import Ctx
+from server.json_body import JsonRoute
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["System"])
+router = APIRouter(tags=["System"], route_class=JsonRoute)
 
 
 @router.get("/ok", dependencies=[public()])

@@ -13,13 +13,14 @@ own v3 protocol events (:mod:`server.runtime.protocol`).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from server.auth import Access, matches, protect
+from server.json_body import JsonRoute
 from server.routes._common import fail, json_response, valid_uuid
 from server.routes._protocol_commands import error_answer, handle_command, supported_channel
 from server.routes._protocol_stream import EventFilter, protocol_stream
@@ -28,7 +29,7 @@ from server.runtime.sse import sse_response
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Threads"])
+router = APIRouter(tags=["Threads"], route_class=JsonRoute)
 
 _BAD_COMMAND = "Protocol commands must include an integer id and string method."
 _ALLOWED = (
@@ -42,8 +43,8 @@ def _is_int(value: Any) -> bool:
 
 async def _json_body(request: Request) -> Any:
     try:
-        return orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
+        return await request.json()  # strict and within budget (server.json_body)
+    except json.JSONDecodeError:
         return ...
 
 

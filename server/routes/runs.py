@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
 from server.auth import Access, protect
+from server.json_body import JsonRoute
 from server.repos import run_to_api
 from server.routes import _runs, stateless_runs
 from server.routes._common import fail, json_response, no_content, raise_run_error, valid_uuid
@@ -23,7 +24,7 @@ from server.schemas import STREAM_MODES, RunCreate
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Runs"])
+router = APIRouter(tags=["Runs"], route_class=JsonRoute)
 
 CreateRun = Annotated[Access, protect("threads", "create_run")]
 Read = Annotated[Access, protect("threads", "read")]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
 from server.auth import Access, protect
+from server.json_body import JsonRoute
 from server.routes._common import fail, json_response, no_content, valid_uuid
 from server.routes._runs import NO_MATCH, create, paths, stream, wait
 from server.routes._threads import load_thread
@@ -16,7 +17,7 @@ from server.schemas import RunCreate, RunsCancel
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Stateless Runs"])
+router = APIRouter(tags=["Stateless Runs"], route_class=JsonRoute)
 
 CreateRun = Annotated[Access, protect("threads", "create_run")]
 

@@ -17,6 +17,7 @@ from langgraph.store.base import NOT_PROVIDED
 from server.auth import Access, protect
 from server.auth.store_scope import allowed, scoped_prefixes
 from server.deps import Ctx
+from server.json_body import JsonRoute
 from server.schemas_store import (
     MAX_KEY_CHARS,
     MAX_NAMESPACE_DEPTH,
@@ -33,7 +34,7 @@ from server.schemas_store import (
 
 __all__ = ["parse_namespace_query", "router"]
 
-router = APIRouter(tags=["Store"])
+router = APIRouter(tags=["Store"], route_class=JsonRoute)
 
 _JSON = "application/json"
 

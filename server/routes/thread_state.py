@@ -9,6 +9,7 @@ from langgraph.errors import InvalidUpdateError
 from starlette.responses import Response
 
 from server.auth import Access, protect
+from server.json_body import JsonRoute
 from server.routes._common import fail, json_response
 from server.routes._threads import EMPTY_STATE, load_graph, load_thread, record_state, state_config
 from server.runtime import Runtime, RuntimeDep
@@ -22,7 +23,7 @@ from server.serde import snapshot_to_dict
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Threads"])
+router = APIRouter(tags=["Threads"], route_class=JsonRoute)
 
 Read = Annotated[Access, protect("threads", "read")]
 Update = Annotated[Access, protect("threads", "update")]

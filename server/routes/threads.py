@@ -13,6 +13,7 @@ from starlette.responses import Response
 from server.auth import Access, matches, protect
 from server.deps import Ctx
 from server.ids import new_id
+from server.json_body import JsonRoute
 from server.routes import thread_state
 from server.routes._common import (
     fail,
@@ -29,7 +30,7 @@ from server.schemas import ThreadCount, ThreadCreate, ThreadPatch, ThreadPrune, 
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Threads"])
+router = APIRouter(tags=["Threads"], route_class=JsonRoute)
 
 Create = Annotated[Access, protect("threads", "create")]
 Read = Annotated[Access, protect("threads", "read")]

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from server.auth import Access, matches, protect
 from server.deps import Ctx
+from server.json_body import JsonRoute
 from server.repos.webhooks import WebhooksRepo, delivery_to_api
 from server.routes._common import fail, json_response, valid_uuid
 from server.runtime.webhooks import WebhookRefused, check_webhook
@@ -16,7 +17,7 @@ from state.settings import WebhookSettings
 
 __all__ = ["check_webhook_or_422", "router"]
 
-router = APIRouter(tags=["Runs"])
+router = APIRouter(tags=["Runs"], route_class=JsonRoute)
 
 
 async def check_webhook_or_422(url: str, settings: WebhookSettings) -> None:

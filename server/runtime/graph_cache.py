@@ -38,6 +38,11 @@ class GraphCache:
         """Checkpointer of throw-away (stateless, deleted-on-completion) runs."""
         self._cache: dict[tuple[str, bool], Pregel] = {}
 
+    @property
+    def checkpointer(self) -> BaseCheckpointSaver[Any]:
+        """The Postgres checkpointer every stored thread's checkpoints are in."""
+        return self._persistence.checkpointer
+
     def __contains__(self, graph_id: object) -> bool:
         return graph_id in self._graphs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from server.schemas.common import CheckpointConfig, JsonObject, Request
 
@@ -52,6 +52,12 @@ class CommandBody(Request):
     update: JsonObject | list[Any] | None = None
     resume: Any = None
     goto: SendBody | list[SendBody] | NodeName | list[NodeName] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> CommandBody:
+        if self.update is None and self.resume is None and self.goto is None:
+            raise ValueError("a command must set at least one of resume, update or goto")
+        return self
 
 
 class RunConfig(Request):
