@@ -4,190 +4,112 @@ Role agents (:func:`build_role_agent`) and their middleware, team members and ha
 supervisors, the critic and judge, approval gates in langchain's human-in-the-loop schema,
 the policy check, the budget guard, role-change governance and long-term memory (recall and
 remember nodes, middleware and tools); plus the chat-model and embeddings factories.
+
+The names below are imported from their modules on first use, not with the package: the server
+imports ``nodes.models`` and ``nodes.embeddings`` while it starts, and must not pay then for
+langchain's agent machinery (a second of imports) that only the graphs need.
 """
 
-from nodes.agent import (
-    approval_description,
-    build_role_agent,
-    check_role_grants,
-    role_system_prompt,
-)
-from nodes.approval import (
-    ALL_DECISIONS,
-    DecisionType,
-    GateDecision,
-    approval_request,
-    ask_approval,
-    parse_decision,
-)
-from nodes.budget import (
-    BudgetStatus,
-    check_budget,
-    merge_usage,
-    request_budget_approval,
-    usage_by_role,
-)
-from nodes.critic import (
-    Criterion,
-    CriterionScore,
-    JudgeCheck,
-    Review,
-    Verdict,
-    check_criteria,
-    judge,
-    review,
-)
-from nodes.embeddings import (
-    get_embeddings,
-)
-from nodes.governance import (
-    INSTRUCTIONS,
-    ChangeProposal,
-    Impact,
-    RoleChange,
-    apply_change,
-    assess_change,
-    assess_instruction,
-    describe_change,
-    normalise_change,
-)
-from nodes.memory import (
-    MAX_INSTRUCTIONS,
-    MEMORY_TOOL_RISKS,
-    RECALL_MESSAGE_PREFIX,
-    ActingRoleMiddleware,
-    FactMode,
-    MemoryContext,
-    RememberEpisodeMiddleware,
-    StoreRecall,
-    acting_role,
-    episode_from_messages,
-    explicit_facts,
-    format_memories,
-    make_recall_node,
-    make_remember_node,
-    memory_recall_middleware,
-    memory_settings,
-    memory_tools,
-    provenance_for,
-    register_memory_tools,
-    resolve_scope,
-)
-from nodes.middleware import (
-    MemoryRecall,
-    MemoryRecallMiddleware,
-    RoleGrantMiddleware,
-    RuntimeModelMiddleware,
-    TokenBudgetMiddleware,
-)
-from nodes.models import (
-    get_chat_model,
-)
-from nodes.offline import (
-    OfflineChatModel,
-)
-from nodes.policy import (
-    ContentPolicy,
-    PolicyVerdict,
-    check_policy,
-    make_policy_check,
-)
-from nodes.team import (
-    HANDOFF_PREFIX,
-    Answer,
-    Brief,
-    Delegation,
-    Handoff,
-    Member,
-    ask_member,
-    brief_text,
-    check_handoff_policy,
-    check_members,
-    handoff_tool,
-    inner_interrupts,
-    interrupts_configurable,
-    member_node,
-    run_member,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ALL_DECISIONS",
-    "HANDOFF_PREFIX",
-    "INSTRUCTIONS",
-    "MAX_INSTRUCTIONS",
-    "MEMORY_TOOL_RISKS",
-    "RECALL_MESSAGE_PREFIX",
-    "ActingRoleMiddleware",
-    "Answer",
-    "Brief",
-    "BudgetStatus",
-    "ChangeProposal",
-    "ContentPolicy",
-    "Criterion",
-    "CriterionScore",
-    "DecisionType",
-    "Delegation",
-    "FactMode",
-    "GateDecision",
-    "Handoff",
-    "Impact",
-    "JudgeCheck",
-    "Member",
-    "MemoryContext",
-    "MemoryRecall",
-    "MemoryRecallMiddleware",
-    "OfflineChatModel",
-    "PolicyVerdict",
-    "RememberEpisodeMiddleware",
-    "Review",
-    "RoleChange",
-    "RoleGrantMiddleware",
-    "RuntimeModelMiddleware",
-    "StoreRecall",
-    "TokenBudgetMiddleware",
-    "Verdict",
-    "acting_role",
-    "apply_change",
-    "approval_description",
-    "approval_request",
-    "ask_approval",
-    "ask_member",
-    "assess_change",
-    "assess_instruction",
-    "brief_text",
-    "build_role_agent",
-    "check_budget",
-    "check_criteria",
-    "check_handoff_policy",
-    "check_members",
-    "check_policy",
-    "check_role_grants",
-    "describe_change",
-    "episode_from_messages",
-    "explicit_facts",
-    "format_memories",
-    "get_chat_model",
-    "get_embeddings",
-    "handoff_tool",
-    "inner_interrupts",
-    "interrupts_configurable",
-    "judge",
-    "make_policy_check",
-    "make_recall_node",
-    "make_remember_node",
-    "member_node",
-    "memory_recall_middleware",
-    "memory_settings",
-    "memory_tools",
-    "merge_usage",
-    "normalise_change",
-    "parse_decision",
-    "provenance_for",
-    "register_memory_tools",
-    "request_budget_approval",
-    "resolve_scope",
-    "review",
-    "role_system_prompt",
-    "run_member",
-    "usage_by_role",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "approval_description": "agent",
+    "build_role_agent": "agent",
+    "check_role_grants": "agent",
+    "role_system_prompt": "agent",
+    "ALL_DECISIONS": "approval",
+    "DecisionType": "approval",
+    "GateDecision": "approval",
+    "approval_request": "approval",
+    "ask_approval": "approval",
+    "parse_decision": "approval",
+    "BudgetStatus": "budget",
+    "check_budget": "budget",
+    "merge_usage": "budget",
+    "request_budget_approval": "budget",
+    "usage_by_role": "budget",
+    "Criterion": "critic",
+    "CriterionScore": "critic",
+    "JudgeCheck": "critic",
+    "Review": "critic",
+    "Verdict": "critic",
+    "check_criteria": "critic",
+    "judge": "critic",
+    "review": "critic",
+    "get_embeddings": "embeddings",
+    "ChangeProposal": "governance",
+    "INSTRUCTIONS": "governance",
+    "Impact": "governance",
+    "RoleChange": "governance",
+    "apply_change": "governance",
+    "assess_change": "governance",
+    "assess_instruction": "governance",
+    "describe_change": "governance",
+    "normalise_change": "governance",
+    "ActingRoleMiddleware": "memory",
+    "FactMode": "memory",
+    "MAX_INSTRUCTIONS": "memory",
+    "MEMORY_TOOL_RISKS": "memory",
+    "MemoryContext": "memory",
+    "RECALL_MESSAGE_PREFIX": "memory",
+    "RememberEpisodeMiddleware": "memory",
+    "StoreRecall": "memory",
+    "acting_role": "memory",
+    "episode_from_messages": "memory",
+    "explicit_facts": "memory",
+    "format_memories": "memory",
+    "make_recall_node": "memory",
+    "make_remember_node": "memory",
+    "memory_recall_middleware": "memory",
+    "memory_settings": "memory",
+    "memory_tools": "memory",
+    "provenance_for": "memory",
+    "register_memory_tools": "memory",
+    "resolve_scope": "memory",
+    "MemoryRecall": "middleware",
+    "MemoryRecallMiddleware": "middleware",
+    "RoleGrantMiddleware": "middleware",
+    "RuntimeModelMiddleware": "middleware",
+    "TokenBudgetMiddleware": "middleware",
+    "get_chat_model": "models",
+    "OfflineChatModel": "offline",
+    "ContentPolicy": "policy",
+    "PolicyVerdict": "policy",
+    "check_policy": "policy",
+    "make_policy_check": "policy",
+    "Answer": "team",
+    "Brief": "team",
+    "Delegation": "team",
+    "HANDOFF_PREFIX": "team",
+    "Handoff": "team",
+    "Member": "team",
+    "ask_member": "team",
+    "brief_text": "team",
+    "check_handoff_policy": "team",
+    "check_members": "team",
+    "handoff_tool": "team",
+    "inner_interrupts": "interrupts",
+    "interrupts_configurable": "interrupts",
+    "member_node": "team",
+    "run_member": "team",
+}
+"""Each public name and the module of this package that defines it."""
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (then it is a plain attribute)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nodes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nodes.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

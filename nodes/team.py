@@ -18,7 +18,7 @@ down with :func:`inner_interrupts`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -33,6 +33,7 @@ from typing_extensions import TypedDict
 from nodes._private import clip, humanize, last_ai_text
 from nodes.agent import build_role_agent
 from nodes.budget import merge_usage, usage_by_role
+from nodes.interrupts import INTERRUPTS_KEY, inner_interrupts, interrupts_configurable
 from nodes.middleware import MemoryRecall
 from state.errors import GraphSetupError
 from state.roles import Organization, Role
@@ -60,8 +61,6 @@ __all__ = [
 ]
 
 HANDOFF_PREFIX = "transfer_to_"
-INTERRUPTS_KEY = "__staffgraph_interrupts__"
-"""``configurable`` key carrying a run's static interrupts down to member subgraphs."""
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
@@ -184,61 +183,6 @@ def _answer_of(member: Member, result: Any) -> Answer:
     if not isinstance(usage, dict):
         usage = usage_by_role(messages, default=member.name)
     return Answer(text, messages, usage)
-
-
-def interrupts_configurable(
-    before: Sequence[str] | str | None, after: Sequence[str] | str | None
-) -> dict[str, Any]:
-    """The ``configurable`` entry that carries a run's inner static interrupts to members.
-
-    LangGraph applies a run's ``interrupt_before`` / ``interrupt_after`` to the top graph's
-    nodes only. A server puts this entry in the run's ``configurable`` so that names of
-    nodes inside members, written as in the xray drawing (``writer:model``,
-    ``research:researcher:tools``), pause there too.
-
-    Returns:
-        ``{INTERRUPTS_KEY: {"before": [...], "after": [...]}}`` with the names that address a
-        subgraph's node, or ``{}`` when there are none.
-    """
-    inner = {
-        key: [n for n in names if ":" in n]
-        for key, names in (("before", before), ("after", after))
-        if isinstance(names, (list, tuple))
-    }
-    inner = {key: names for key, names in inner.items() if names}
-    return {INTERRUPTS_KEY: inner} if inner else {}
-
-
-def inner_interrupts(config: RunnableConfig) -> dict[str, Any]:
-    """Static interrupts for the subgraph the calling node invokes.
-
-    The node's place comes from its checkpoint namespace (``research:<id>|researcher:<id>``
-    gives ``research:researcher``); of the run's inner interrupt names, those that are this
-    place followed by one more name are the subgraph's own nodes.
-
-    Returns:
-        Keyword arguments for the subgraph's ``ainvoke``: ``interrupt_before`` and/or
-        ``interrupt_after``.
-    """
-    configurable: Mapping[str, Any] = config.get("configurable") or {}
-    wanted = configurable.get(INTERRUPTS_KEY)
-    if not isinstance(wanted, Mapping):
-        return {}
-    namespace = str(configurable.get("checkpoint_ns") or "")
-    place = ":".join(part.split(":", 1)[0] for part in namespace.split("|") if part)
-    prefix = place + ":"
-    kwargs: dict[str, Any] = {}
-    for key in ("before", "after"):
-        names = [
-            name.removeprefix(prefix)
-            for name in wanted.get(key) or ()
-            if isinstance(name, str)
-            and name.startswith(prefix)
-            and ":" not in name.removeprefix(prefix)
-        ]
-        if names:
-            kwargs[f"interrupt_{key}"] = names
-    return kwargs
 
 
 def member_node(

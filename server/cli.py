@@ -1,8 +1,10 @@
 """``staffgraph`` command line: ``serve``, ``worker``, ``keys …`` and ``audit verify``.
 
-Everything that can fail before serving (settings, langgraph.json, graph imports, the database,
+Everything that can fail before serving (settings, langgraph.json, graph files, the database,
 the price table) is checked here first, so a mistake ends the process with one line and a
-non-zero exit code instead of a traceback from inside the server.
+non-zero exit code instead of a traceback from inside the server. The graphs themselves are
+imported in the background while the server already answers ``/ok``; one that fails to import
+stops the server, which exits 2 with that error as its last line.
 
 Logging is configured once, before anything else logs: every record (uvicorn's included) goes
 through secret redaction to stderr, one JSON event a line unless stderr is a terminal or
@@ -108,7 +110,10 @@ def _serve(
         config = load_config(settings.server.config)
         config.apply_env()
         check_cors(settings, config)
-        graphs = GraphRegistry.from_config(config)
+        # Imported in the background, alongside the database's start-up: /ok answers before
+        # they are in, /ready says `loading` until then, and requests needing one wait for it.
+        graphs = GraphRegistry.deferred(config)
+        graphs.load_in_background()
         pricing = PriceTable.from_settings(settings)
         policy = build_policy(settings, config)
     except (ConfigError, GraphLoadError, PriceTableError, CustomAuthError, CorsRefused) as exc:
@@ -166,7 +171,10 @@ def _serve(
             ),
             app=app,
         )
+        graphs.add_done_callback(server.fail_if_graphs_failed)
         server.run()
+    if server.failure is not None:
+        return _fail(server.failure)
     return 0
 
 
@@ -181,6 +189,19 @@ class _GracefulServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, *, app: FastAPI) -> None:
         super().__init__(config)
         self._app = app
+        self.failure: str | None = None
+        """Why the server stopped on its own (the graphs failed to import), if it did."""
+
+    def fail_if_graphs_failed(self, error: GraphLoadError | None) -> None:
+        """Stop the server when importing the graphs failed (called from the loading thread).
+
+        The graphs are imported while the server already answers ``/ok``; a graph that cannot
+        be imported is still a start-up error: the process ends with its one line and exit 2.
+        """
+        if error is None:
+            return
+        self.failure = str(error)
+        self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         ctx = getattr(self._app.state, "ctx", None)  # set once the lifespan has started

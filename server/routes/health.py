@@ -1,5 +1,5 @@
-"""Readiness (``/ready``: Postgres and, when configured, Redis answer; a local embedding
-model has loaded) and ``/metrics``.
+"""Readiness (``/ready``: Postgres and, when configured, Redis answer; the served graphs and a
+local embedding model have loaded) and ``/metrics``.
 
 Liveness stays ``/ok`` in :mod:`server.routes.meta`: it must not depend on the database, or
 an orchestrator would restart a healthy process during a database blip. Readiness does.
@@ -116,8 +116,8 @@ async def _timed(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
 
 @router.get("/ready", dependencies=[public()])
 async def ready(request: Request, ctx: Ctx) -> JSONResponse:
-    """Readiness: 200 when Postgres (and Redis, when configured) answer and a local
-    embedding model has loaded, else 503."""
+    """Readiness: 200 when Postgres (and Redis, when configured) answer and the graphs and a
+    local embedding model have loaded, else 503."""
     probes = [_timed("postgres", check_postgres(ctx.persistence.pool))]
     if ctx.settings.redis.url is not None:
         client = getattr(request.app.state, "redis", None)
@@ -125,6 +125,8 @@ async def ready(request: Request, ctx: Ctx) -> JSONResponse:
             _timed("redis", check_redis(ctx.settings.redis.url.get_secret_value(), client=client))
         )
     checks = dict(await asyncio.gather(*probes))
+    graphs = ctx.graphs.status
+    checks["graphs"] = {"ok": True} if graphs == "ready" else {"ok": False, "error": graphs}
     embeddings = embeddings_readiness(ctx.embeddings)
     if embeddings is not None:
         checks["embeddings"] = embeddings

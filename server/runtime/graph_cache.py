@@ -69,6 +69,7 @@ class GraphCache:
 
         Raises:
             UnknownGraph: no such graph here.
+            GraphLoadError: importing the graphs failed (the server is shutting down).
         """
         if graph_id not in self._graphs:
             raise UnknownGraph(graph_id)
@@ -76,7 +77,7 @@ class GraphCache:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        loaded = self._graphs.get(graph_id)
+        loaded = await self._graphs.loaded(graph_id)
         opened = loaded.open(config, store=self._persistence.store, access=access, context=context)
         if exits is not None:
             graph = await exits.enter_async_context(opened)
@@ -99,8 +100,7 @@ class GraphCache:
         """
         if graph_id not in self._graphs:
             raise UnknownGraph(graph_id)
-        opened = self._graphs.get(graph_id).open(
-            {}, store=self._persistence.store, access="assistants.read"
-        )
+        loaded = await self._graphs.loaded(graph_id)
+        opened = loaded.open({}, store=self._persistence.store, access="assistants.read")
         async with opened as graph:
             return graph

@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.types import Command, Send
 
-from nodes.team import interrupts_configurable
+from nodes.interrupts import interrupts_configurable
 from server.auth.identity import run_identity
 
 __all__ = ["command_from", "queue_wait", "run_config", "run_user"]

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.config import LangGraphConfig
 from server.context import AppContext, DatabaseTarget
-from server.graphs import GraphRegistry
+from server.graphs import GraphRegistry, assistant_id_for
 from server.routes import health
 from state.db import Persistence
 from state.settings import RedisSettings, Settings
@@ -47,7 +47,7 @@ async def test_ready_when_postgres_and_redis_answer(ready_client: httpx.AsyncCli
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
-    assert set(body["checks"]) == {"postgres", "redis"}
+    assert set(body["checks"]) == {"postgres", "redis", "graphs"}
     assert all(check["ok"] for check in body["checks"].values())
 
 
@@ -73,17 +73,20 @@ async def test_ready_without_redis_checks_only_postgres(
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.get("/ready")
     assert response.status_code == 200
-    assert list(response.json()["checks"]) == ["postgres"]
+    assert list(response.json()["checks"]) == ["postgres", "graphs"]
 
 
 async def test_live_server_serves_ready_metrics_and_request_ids(live_server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.url) as http:
+        # Drawing a graph waits for the graphs' background import: /ready is then complete.
+        drawn = await http.get(f"/assistants/{assistant_id_for('simple')}/graph")
+        assert drawn.status_code == 200, drawn.text
         ready = await http.get("/ready")
         ok = await http.get("/ok", headers={"X-Request-Id": "probe-42"})
         metrics = await http.get("/metrics")
 
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
-    assert list(ready.json()["checks"]) == ["postgres"]  # no Redis configured
+    assert list(ready.json()["checks"]) == ["postgres", "graphs"]  # no Redis configured
     assert ok.headers["x-request-id"] == "probe-42"  # a well-formed incoming id is kept
     assert len(ready.headers["x-request-id"]) == 32  # else a fresh one
     assert metrics.headers["content-type"].startswith("text/plain")
