@@ -16,6 +16,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from nodes.models import describe_chat_model, get_chat_model
+from server.auditing import DeniedRequestAudit
 from server.auth import KeyPolicy, KeysRepo
 from server.auth.setup import build_policy
 from server.config import LangGraphConfig
@@ -34,6 +35,7 @@ from server.observability import (
 from server.repos.thread_ttl import ThreadTTLRepo
 from server.routes import (
     assistants,
+    audit,
     crons,
     health,
     mcp,
@@ -190,13 +192,15 @@ def create_app(
         max_values=settings.limits.max_body_values, max_depth=settings.limits.max_body_depth
     )
     install_error_handlers(app)
+    # Innermost: it sees every route's 401 and 403 (with the route matched) and records them.
+    app.add_middleware(DeniedRequestAudit)
     install_middleware(app, settings, config, auth_enabled=policy.enabled)
     # Added last, so outermost: every response (CORS preflights and 413s included) is timed
     # and carries X-Request-Id, and every log line of the request carries its id.
     health.install_metrics(app, metrics)
     app.add_middleware(RequestIdMiddleware)
     # A worker process (`staffgraph worker`) executes runs and answers only health and metrics.
-    routers = (assistants, threads, runs, crons, webhooks, store, memory, mcp, protocol_v2)
+    routers = (assistants, threads, runs, crons, webhooks, store, memory, mcp, protocol_v2, audit)
     resources = routers if api else ()
     for module in (meta, health, *resources):
         app.include_router(module.router)

@@ -25,6 +25,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from server.auth.identity import ROLE_PERMISSIONS, ROLES, AuthUser, Caller, user_fields
+from state.audit import append_entry
 
 __all__ = ["REVOKED_CHANNEL", "ApiKey", "KeyCache", "KeysRepo", "NewKey", "parse_key"]
 
@@ -97,8 +98,11 @@ class KeysRepo:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] = pool
 
-    async def create(self, user_id: str, *, role: str, name: str | None = None) -> NewKey:
-        """Make a key for ``user_id`` with ``role``.
+    async def create(
+        self, user_id: str, *, role: str, name: str | None = None, actor: str | None = None
+    ) -> NewKey:
+        """Make a key for ``user_id`` with ``role``, recording ``key.created`` by ``actor``
+        (``None``: the operator at the command line) in the same transaction.
 
         Raises:
             ValueError: the user id is empty or too long, or the role is unknown.
@@ -109,13 +113,22 @@ class KeysRepo:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         key_id = secrets.token_hex(6)
         key = f"sg_{key_id}_{secrets.token_urlsafe(32)}"
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "INSERT INTO api_keys (key_id, key_hash, user_id, role, name) "
                 f"VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
                 (key_id, _hash(key), user_id, role, name),
             )
             row = await cur.fetchone()
+            # Never the key itself: the log is kept forever and read by every admin.
+            await append_entry(
+                conn,
+                "key.created",
+                actor=actor,
+                resource_type="api_key",
+                resource_id=key_id,
+                details={"user_id": user_id, "role": role, "name": name},
+            )
         return NewKey(key=key, stored=_row(row))
 
     async def verify(self, key: str) -> ApiKey | None:
@@ -142,18 +155,28 @@ class KeysRepo:
             )
             return [_row(row) for row in await cur.fetchall()]
 
-    async def revoke(self, key_id: str) -> bool:
-        """Revoke a key at once. False when no live key has that id."""
-        async with self._pool.connection() as conn:
+    async def revoke(self, key_id: str, *, actor: str | None = None) -> bool:
+        """Revoke a key at once, recording ``key.revoked`` by ``actor`` (``None``: the
+        operator at the command line). False when no live key has that id."""
+        async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "UPDATE api_keys SET revoked_at = now() "
-                "WHERE key_id = %s AND revoked_at IS NULL RETURNING key_id",
+                "WHERE key_id = %s AND revoked_at IS NULL RETURNING key_id, user_id, role",
                 (key_id,),
             )
-            revoked = await cur.fetchone() is not None
+            row = await cur.fetchone()
             # Servers drop the key from their caches when this is delivered (on commit).
             await conn.execute("SELECT pg_notify(%s, %s)", (REVOKED_CHANNEL, key_id))
-            return revoked
+            if row is not None:
+                await append_entry(
+                    conn,
+                    "key.revoked",
+                    actor=actor,
+                    resource_type="api_key",
+                    resource_id=key_id,
+                    details={"user_id": row["user_id"], "role": row["role"]},
+                )
+            return row is not None
 
 
 class KeyCache:

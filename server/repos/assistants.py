@@ -11,7 +11,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from server.auth.filters import Filter, filter_sql
 from server.repos._db import jsonb
-from server.repos.threads import delete_checkpoints
+from server.repos.threads import audit_thread_deleted, delete_checkpoints
+from state.audit import append_entry
 
 __all__ = ["AssistantsRepo"]
 
@@ -192,22 +193,40 @@ class AssistantsRepo:
             )
             return await cur.fetchone()
 
-    async def delete(self, assistant_id: str, *, delete_threads: bool) -> bool:
-        """Delete the assistant (and, if asked, threads whose metadata names it)."""
+    async def delete(self, assistant_id: str, *, delete_threads: bool, actor: str | None) -> bool:
+        """Delete the assistant (and, if asked, threads whose metadata names it).
+
+        Records ``assistant.deleted`` (and ``thread.deleted`` for each thread) by ``actor``.
+        """
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "DELETE FROM assistants WHERE assistant_id = %s RETURNING assistant_id",
+                "DELETE FROM assistants WHERE assistant_id = %s RETURNING assistant_id, graph_id",
                 (assistant_id,),
             )
-            if await cur.fetchone() is None:
+            row = await cur.fetchone()
+            if row is None:
                 return False
+            threads: list[str] = []
             if delete_threads:
                 cur = await conn.execute(
                     "DELETE FROM threads WHERE metadata @> %s RETURNING thread_id::text AS t",
                     (jsonb({"assistant_id": assistant_id}),),
                 )
-                for row in await cur.fetchall():
-                    await delete_checkpoints(conn, row["t"])
+                threads = [r["t"] for r in await cur.fetchall()]
+                for thread_id in threads:
+                    await delete_checkpoints(conn, thread_id)
+            # Appended after every delete: the audit head stays locked until commit.
+            await append_entry(
+                conn,
+                "assistant.deleted",
+                actor=actor,
+                resource_type="assistant",
+                resource_id=str(assistant_id),
+                details={"graph_id": row["graph_id"], "deleted_threads": len(threads)},
+            )
+            await audit_thread_deleted(
+                conn, threads, actor=actor, reason="assistant deleted", assistant_id=assistant_id
+            )
             return True
 
     async def search(

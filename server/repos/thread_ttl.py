@@ -14,7 +14,11 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-from server.repos.threads import delete_checkpoints, keep_latest_checkpoint
+from server.repos.threads import (
+    audit_thread_deleted,
+    delete_checkpoints,
+    keep_latest_checkpoint,
+)
 
 __all__ = ["SweepResult", "ThreadTTLRepo"]
 
@@ -81,4 +85,5 @@ class ThreadTTLRepo:
                     "UPDATE threads SET expires_at = NULL WHERE thread_id = ANY(%s::uuid[])",
                     (pruned,),
                 )
+            await audit_thread_deleted(conn, deleted, actor=None, reason="ttl")
         return SweepResult(deleted=deleted, pruned=pruned)

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from server.auth.filters import Filter, filter_sql
 from server.repos._db import jsonb
+from state.audit import append_entry
 
 __all__ = ["ThreadsRepo"]
 
@@ -48,6 +49,28 @@ def _filters(
         params["status"] = status
     where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
     return where, params
+
+
+async def audit_thread_deleted(
+    conn: AsyncConnection[Any],
+    thread_ids: Sequence[str],
+    *,
+    actor: str | None,
+    reason: str | None = None,
+    **details: Any,
+) -> None:
+    """Record ``thread.deleted`` for each thread, in ``conn``'s transaction (after the deletes:
+    the audit head stays locked until commit, so append last)."""
+    extra = {**details, **({"reason": reason} if reason else {})}
+    for thread_id in thread_ids:
+        await append_entry(
+            conn,
+            "thread.deleted",
+            actor=actor,
+            resource_type="thread",
+            resource_id=str(thread_id),
+            details=extra,
+        )
 
 
 async def delete_checkpoints(conn: AsyncConnection[Any], thread_id: str) -> None:
@@ -124,8 +147,14 @@ class ThreadsRepo:
                 (jsonb(values), jsonb(interrupts), status, status, thread_id),
             )
 
-    async def delete(self, thread_id: str) -> bool:
-        """Delete the thread, its runs and its checkpoints."""
+    async def delete(self, thread_id: str, *, actor: str | None, reason: str | None = None) -> bool:
+        """Delete the thread, its runs and its checkpoints, recording ``thread.deleted``.
+
+        Args:
+            thread_id: the thread.
+            actor: who deleted it (audit actor; ``None``: staffgraph itself).
+            reason: why, when it was not asked for directly (kept in the audit entry).
+        """
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "DELETE FROM threads WHERE thread_id = %s RETURNING thread_id", (thread_id,)
@@ -133,6 +162,7 @@ class ThreadsRepo:
             if await cur.fetchone() is None:
                 return False
             await delete_checkpoints(conn, thread_id)
+            await audit_thread_deleted(conn, [thread_id], actor=actor, reason=reason)
             return True
 
     async def search(
@@ -238,8 +268,11 @@ class ThreadsRepo:
             )
             return row
 
-    async def prune(self, thread_ids: Sequence[str], *, strategy: str) -> int:
-        """Delete threads, or keep only their latest checkpoint. Returns how many were pruned."""
+    async def prune(self, thread_ids: Sequence[str], *, strategy: str, actor: str | None) -> int:
+        """Delete threads, or keep only their latest checkpoint. Returns how many were pruned.
+
+        Deleted threads are recorded as ``thread.deleted`` by ``actor``.
+        """
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "SELECT thread_id::text AS thread_id FROM threads "
@@ -253,6 +286,8 @@ class ThreadsRepo:
                     await delete_checkpoints(conn, thread_id)
                 else:
                     await keep_latest_checkpoint(conn, thread_id)
+            if strategy == "delete":
+                await audit_thread_deleted(conn, found, actor=actor, reason="prune")
             return len(found)
 
     async def storage(self, thread_id: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from langgraph.pregel import Pregel
 from starlette.responses import Response
 
+from server.auditing import actor_of
 from server.auth import Access, matches, protect
 from server.graph_schemas import graph_schemas
 from server.graphs import assistant_id_for
@@ -208,7 +209,10 @@ async def delete_assistant(
     assistant_id = valid_uuid(assistant_id, "assistant")
     await _resolve(runtime, assistant_id, access)
     stopped = await runtime.cancel(action="interrupt", assistant_id=assistant_id, wait=True)
-    if not await runtime.assistants.delete(assistant_id, delete_threads=delete_threads):
+    deleted = await runtime.assistants.delete(
+        assistant_id, delete_threads=delete_threads, actor=actor_of(access.caller)
+    )
+    if not deleted:
         fail(404, f"Assistant with ID {assistant_id} not found")
     await runtime.runs.settle_cancelled(sorted({tid for tid, _ in stopped.running}))
     return no_content()

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 
+from server.auditing import actor_of
 from server.auth import Access, protect
 from server.deps import Ctx
 from server.json_body import JsonRoute
-from state.memory import MEMORY_ROOT, MemoryInputError, MemoryStore
+from server.repos import memories
+from state.memory import MEMORY_ROOT, MemoryInputError
 
 __all__ = ["router"]
 
@@ -25,7 +27,8 @@ async def delete_user_memories(
     """Delete every memory of one user — episodic, semantic and procedural, in every area.
 
     For data-protection requests: afterwards no recall, search or agent sees anything that was
-    stored for the user. Returns how many items were deleted. With auth on, a caller may
+    stored for the user. Returns how many items were deleted; the deletion is recorded in the
+    audit log (``memory.deleted``) in the same transaction. With auth on, a caller may
     delete their own memories only (admins anyone's).
     """
     await access.check({"namespace": (MEMORY_ROOT, user_id), "key": None})
@@ -33,7 +36,9 @@ async def delete_user_memories(
     if caller.enforced and not caller.is_admin and user_id != caller.identity:
         raise HTTPException(403, detail="You may delete your own memories only")
     try:
-        deleted = await MemoryStore(ctx.persistence.store).delete_user(user_id)
+        deleted = await memories.delete_user_memories(
+            ctx.persistence.pool, user_id, actor=actor_of(access.caller)
+        )
     except MemoryInputError as exc:
         raise HTTPException(422, detail=f"path.user_id: {exc}") from None
     return {"deleted": deleted}

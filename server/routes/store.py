@@ -14,10 +14,12 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Response
 from langgraph.store.base import NOT_PROVIDED
 
+from server.auditing import actor_of
 from server.auth import Access, protect
 from server.auth.store_scope import allowed, scoped_prefixes
 from server.deps import Ctx
 from server.json_body import JsonRoute
+from server.repos.memories import delete_store_item
 from server.schemas_store import (
     MAX_KEY_CHARS,
     MAX_NAMESPACE_DEPTH,
@@ -151,13 +153,18 @@ async def get_item(
 async def delete_item(
     body: StoreDeleteRequest, ctx: Ctx, access: Annotated[Access, protect("store", "delete")]
 ) -> Response:
-    """Delete an item; deleting one that does not exist is not an error."""
+    """Delete an item; deleting one that does not exist is not an error.
+
+    A deletion is recorded in the audit log (``memory.deleted``) in the same transaction.
+    """
     value: dict[str, Any] = {"namespace": tuple(body.namespace), "key": body.key}
     scoped = await _scope(access, value)
     namespace = _checked_namespace(value)
     if scoped and not _may_use(access, namespace):
         raise HTTPException(403, detail=f"Namespace {list(namespace)} is not yours")
-    await ctx.persistence.store.adelete(namespace, body.key)
+    await delete_store_item(
+        ctx.persistence.pool, namespace, body.key, actor=actor_of(access.caller)
+    )
     return Response(status_code=204)
 
 

@@ -10,6 +10,7 @@ from langgraph.pregel import Pregel
 from langgraph.types import StateUpdate
 from starlette.responses import Response
 
+from server.auditing import actor_of
 from server.auth import Access, matches, protect
 from server.deps import Ctx
 from server.ids import new_id
@@ -90,7 +91,9 @@ async def create_thread(
         try:
             await graph.abulk_update_state(state_config(thread_id), steps)
         except (InvalidUpdateError, ValueError, KeyError) as exc:
-            await runtime.threads.delete(thread_id)
+            await runtime.threads.delete(
+                thread_id, actor=actor_of(access.caller), reason="invalid supersteps"
+            )
             fail(400, f"Invalid supersteps: {exc}")
         await record_state(runtime, graph, thread_id)
         row = await runtime.threads.get(thread_id)
@@ -165,7 +168,7 @@ async def prune_threads(body: ThreadPrune, runtime: RuntimeDep, access: Delete) 
     if body.strategy == "delete":
         for thread_id in ids:
             await runtime.cancel(action="interrupt", thread_id=thread_id)
-    pruned = await runtime.threads.prune(ids, strategy=body.strategy)
+    pruned = await runtime.threads.prune(ids, strategy=body.strategy, actor=actor_of(access.caller))
     return json_response({"pruned_count": pruned})
 
 
@@ -200,7 +203,7 @@ async def delete_thread(thread_id: str, runtime: RuntimeDep, access: Delete) -> 
     """Delete the thread, its runs (stopping any that run) and its checkpoints."""
     thread_id = str((await load_thread(runtime, thread_id, access))["thread_id"])
     await runtime.cancel(action="interrupt", thread_id=thread_id)
-    if not await runtime.threads.delete(thread_id):
+    if not await runtime.threads.delete(thread_id, actor=actor_of(access.caller)):
         fail(404, f"Thread with ID {thread_id} not found")
     return no_content()
 

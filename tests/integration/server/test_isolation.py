@@ -126,6 +126,11 @@ def test_keys_admin_sees_everyone_and_a_viewer_only_reads(
         denied = client.post("/threads", headers={"x-api-key": viewer}, json={})
         assert denied.status_code == 403
         assert denied.json() == {"detail": "This key may only read (role viewer)"}
+        # the audit log is for admins only, and records the refusal just made
+        assert client.get("/audit", headers={"x-api-key": key_c}).status_code == 403
+        audit = client.get("/audit", headers={"x-api-key": admin}, params={"actor": "vera"})
+        assert audit.status_code == 200
+        assert [e["action"] for e in audit.json()["entries"]] == ["auth.denied"]
         # the per-graph system assistants are everyone's
         system = client.get("/assistants/whoami", headers={"x-api-key": viewer})
         assert system.status_code == 200

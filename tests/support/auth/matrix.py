@@ -190,6 +190,7 @@ TEMPLATES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/store/items/search"): {"json": lambda o: {"namespace_prefix": o.namespace[:1]}},
     ("POST", "/store/namespaces"): {"json": lambda o: {"prefix": o.namespace[:1]}},
     ("GET", "/usage"): {"params": lambda o: {"user_id": o.user}},
+    ("GET", "/audit"): {"params": lambda o: {"actor": o.user, "format": "ndjson"}},
     ("POST", "/runs/crons"): {
         "json": lambda o: {"assistant_id": o.assistant, "schedule": "0 0 1 1 *"}
     },
