@@ -82,10 +82,14 @@ class FinishResult:
     """What ``staffgraph_finish_run`` did."""
 
     outcome: str
-    """``finished``, ``stale`` (another worker owns the run now) or ``no_thread``."""
+    """``finished``, ``stale`` (another worker owns the run now), ``no_thread``, or
+    ``cancelled``: nothing recorded, the run was flagged with a cancel the outcome does not
+    carry out (:attr:`cancel_action`); record that cancel instead."""
     thread_deleted: bool
     next_run: dict[str, Any] | None
     """The thread's next queued run, already claimed for the caller."""
+    cancel_action: str | None = None
+    """With ``cancelled``: the cancel flagged on the run (``interrupt`` / ``rollback``)."""
 
 
 @dataclass(frozen=True)
@@ -185,15 +189,19 @@ class RunsRepo:
         owner: str | None,
         lease_seconds: float,
         usage: dict[str, Any] | None = None,
+        cancel_action: str | None = None,
     ) -> FinishResult:
         """Record the end of a run and move its thread on (see the SQL function).
 
         ``usage`` (the run's token usage JSON) is stored in the same statement as the status.
+        ``cancel_action`` is the cancel the outcome carries out (None: the run ended by
+        itself); an outcome that does not carry out the cancel flagged on the run is refused
+        (``cancelled``), so an accepted cancel cannot be lost on its way to the worker.
         """
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT * FROM staffgraph_finish_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s)",
+                "%s, %s)",
                 (
                     run_id,
                     thread_id,
@@ -207,10 +215,13 @@ class RunsRepo:
                     owner,
                     lease_seconds,
                     jsonb(usage),
+                    cancel_action,
                 ),
             )
             row: Any = await cur.fetchone()
-        return FinishResult(row["outcome"], bool(row["thread_deleted"]), row["next_run"])
+        return FinishResult(
+            row["outcome"], bool(row["thread_deleted"]), row["next_run"], row["cancel_action"]
+        )
 
     async def usage_totals(
         self,

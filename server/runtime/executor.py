@@ -41,11 +41,18 @@ from server.runtime.active import ActiveRun, RunPublisher
 from server.runtime.broker import Broker
 from server.runtime.events import StreamConverter, graph_stream_modes
 from server.runtime.graph_cache import GraphCache, UnknownGraph
-from server.runtime.outcome import THREAD_STATUS, Outcome, encode_done, error_body
+from server.runtime.outcome import (
+    THREAD_STATUS,
+    Outcome,
+    encode_done,
+    error_body,
+    pending_interrupts,
+    succeeded,
+)
 from server.runtime.protocol import PROTOCOL_MODE, protocol_events
 from server.runtime.run_config import command_from, queue_wait, run_config
 from server.runtime.run_context import run_context
-from server.serde import dumps, interrupt_to_dict
+from server.serde import dumps
 from state.effects import CURRENT_LEDGER, EffectLedger
 from state.fencing import RUN_FENCE, LeaseLost, RunFence
 from state.retry import is_transient, retrying
@@ -69,6 +76,8 @@ class _Watch:
     graph_id: str
     started: float
     recorded: bool = False
+    graph: Pregel | None = None
+    """The run's graph once built (a cancel flagged late is recorded through it)."""
 
 
 class Executor:
@@ -164,7 +173,17 @@ class Executor:
         if scratch:
             await self._graphs.scratch.adelete_thread(thread_id)
         result = await self._finish(row, active, outcome, usage, owner=owner)
-        if result is None:
+        # A cancel accepted while the run was running but never seen here (it raced the claim
+        # or the graph's end): Postgres refused the outcome; record the cancel instead. Twice at
+        # most: only a later, stronger cancel (interrupt, then rollback) refuses the second.
+        for _ in range(2):
+            if result is None or result.outcome != "cancelled":
+                break
+            action = str(result.cancel_action)
+            log.info("run %s was cancelled (%s) as it ended; recording the cancel", run_id, action)
+            outcome = await self._cancelled(watch.graph, row, converter, action)
+            result = await self._finish(row, active, outcome, usage, owner=owner)
+        if result is None or result.outcome == "cancelled":
             return None
         self._record(row, watch, "rollback" if outcome.delete_run else outcome.status, usage)
         await self._announce_end(run_id, outcome, resumable=bool(kwargs.get("resumable")))
@@ -204,13 +223,14 @@ class Executor:
                 context=kwargs.get("context") or {},
                 exits=exits,
             )
+            watch.graph = graph
             active.streaming = True
             if active.cancel_action is not None:
                 raise asyncio.CancelledError  # cancelled before the graph could start
             async for event, data in self._stream(graph, row, kwargs, config, converter):
                 await publisher.publish(event, data)
             active.streaming = False
-            return await self._succeeded(graph, str(row["thread_id"]), converter)
+            return await succeeded(graph, str(row["thread_id"]), converter)
         except asyncio.CancelledError:
             active.streaming = False
             task = asyncio.current_task()
@@ -280,6 +300,7 @@ class Executor:
                 owner=owner,
                 lease_seconds=self._lease_seconds,
                 usage=usage_json,
+                cancel_action=outcome.cancel,
             ),
             what=f"recording the end of run {run_id}",
         )
@@ -434,23 +455,6 @@ class Executor:
         latest = await self._runs.latest_checkpoint_run(str(row["thread_id"]))
         return latest == str(row["run_id"])
 
-    async def _succeeded(
-        self, graph: Pregel, thread_id: str, converter: StreamConverter
-    ) -> Outcome:
-        values = converter.final_values()
-        output = dumps(converter.last_values if converter.last_values is not None else {})
-        if not converter.interrupted:
-            return Outcome("success", values, {}, None, output)
-        interrupts: dict[str, Any] = {}
-        if converter.interrupts:  # dynamic interrupts: the thread shows them per task
-            state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-            interrupts = {
-                task.id: [interrupt_to_dict(item) for item in task.interrupts]
-                for task in state.tasks
-                if task.interrupts
-            }
-        return Outcome("interrupted", values, interrupts, None, output)
-
     async def _cancelled(
         self,
         graph: Pregel | None,
@@ -471,11 +475,7 @@ class Executor:
         if graph is not None:
             state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
             values = state.values if state.created_at is not None else None
-            interrupts = {
-                task.id: [interrupt_to_dict(item) for item in task.interrupts]
-                for task in state.tasks
-                if task.interrupts
-            }
+            interrupts = pending_interrupts(state)
             if action == "rollback":
                 thread_status = "interrupted" if state.next else "idle"
         output = dumps(values if values is not None else {})
@@ -487,4 +487,5 @@ class Executor:
             output,
             delete_run=action == "rollback",
             thread_status=thread_status,
+            cancel=action,
         )

@@ -5,7 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["THREAD_STATUS", "Outcome", "decode_done", "encode_done", "error_body"]
+from langgraph.pregel import Pregel
+from langgraph.types import StateSnapshot
+
+from server.runtime.events import StreamConverter
+from server.serde import dumps, interrupt_to_dict
+
+__all__ = [
+    "THREAD_STATUS",
+    "Outcome",
+    "decode_done",
+    "encode_done",
+    "error_body",
+    "pending_interrupts",
+    "succeeded",
+]
 
 THREAD_STATUS = {"success": "idle", "error": "error", "interrupted": "interrupted"}
 """The thread's status after a run ended with each status (nothing else queued)."""
@@ -38,3 +52,29 @@ class Outcome:
     output: bytes
     delete_run: bool = False
     thread_status: str | None = None
+    cancel: str | None = None
+    """The cancel (``interrupt`` / ``rollback``) this outcome carries out; None: the run ended
+    by itself."""
+
+
+def pending_interrupts(state: StateSnapshot) -> dict[str, Any]:
+    """The interrupts waiting in ``state``, per task id, as the thread shows them."""
+    return {
+        task.id: [interrupt_to_dict(item) for item in task.interrupts]
+        for task in state.tasks
+        if task.interrupts
+    }
+
+
+async def succeeded(graph: Pregel, thread_id: str, converter: StreamConverter) -> Outcome:
+    """The outcome of a graph that streamed to its end: ``success``, or ``interrupted`` when it
+    stopped at an interrupt."""
+    values = converter.final_values()
+    output = dumps(converter.last_values if converter.last_values is not None else {})
+    if not converter.interrupted:
+        return Outcome("success", values, {}, None, output)
+    interrupts: dict[str, Any] = {}
+    if converter.interrupts:  # dynamic interrupts: the thread shows them per task
+        state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+        interrupts = pending_interrupts(state)
+    return Outcome("interrupted", values, interrupts, None, output)

@@ -137,6 +137,9 @@ class WorkerPool:
         self._max_attempts = max_attempts
         self._shutdown_grace = shutdown_grace
         self.active: dict[str, ActiveRun] = {}
+        # Cancels of runs not executing here (yet): a run claimed just before its cancel was
+        # flagged is registered only after the claim returns, and its signal must not be lost.
+        self._early_cancels: dict[str, tuple[str, float]] = {}
         self._reserved = 0
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -226,13 +229,15 @@ class WorkerPool:
         """Execute a run this process holds the lease of."""
         if reserved:
             self._reserved = max(0, self._reserved - 1)
+        run_id = str(row["run_id"])
+        early = self._early_cancels.pop(run_id, None)
         active = ActiveRun(
-            run_id=str(row["run_id"]),
+            run_id=run_id,
             thread_id=str(row["thread_id"]),
             token=int(row["fencing_token"]),
-            # Cancelled while queued for a retry (e.g. released at a shutdown): the executor
-            # records the cancellation without running the graph.
-            cancel_action=row.get("cancel_action"),
+            # Cancelled while queued for a retry (e.g. released at a shutdown), or signalled
+            # while being claimed: the executor records the cancel without running the graph.
+            cancel_action=row.get("cancel_action") or (early[0] if early else None),
         )
         self.active[active.run_id] = active
         active.task = asyncio.create_task(self._execute(row, active), name=f"run-{active.run_id}")
@@ -266,12 +271,30 @@ class WorkerPool:
                 self.start_claimed(result.next_run)
 
     def cancel_local(self, run_id: str, action: str) -> bool:
-        """Stop a run executing here. Returns whether it was here."""
+        """Stop a run executing here. Returns whether it was here.
+
+        A run not here may be about to be: its claim was committed but has not returned yet.
+        The cancel is kept for a lease's time and applied if the run starts here.
+        (A signal that misses anyway is caught by the next heartbeat, and at the latest when
+        the run's end is recorded: Postgres refuses an end that ignores a flagged cancel.)
+        """
         active = self.active.get(run_id)
         if active is None:
+            self._keep_early_cancel(run_id, action)
             return False
         active.stop(action)
         return True
+
+    def _keep_early_cancel(self, run_id: str, action: str) -> None:
+        now = time.monotonic()
+        if len(self._early_cancels) >= 1000:
+            horizon = now - self.lease_seconds
+            for old in [r for r, (_, at) in self._early_cancels.items() if at < horizon]:
+                del self._early_cancels[old]
+            if len(self._early_cancels) >= 1000:
+                self._early_cancels.pop(next(iter(self._early_cancels)))
+        if action == "rollback" or run_id not in self._early_cancels:  # the stronger one wins
+            self._early_cancels[run_id] = (action, now)
 
     # -- background loops -------------------------------------------------------------------
 

@@ -97,6 +97,42 @@ async def test_fencing_token_rejects_a_stale_worker(persistence: Persistence) ->
     assert (await threads.get(tid))["values"] == {"done": True}  # type: ignore[index]
 
 
+async def test_an_end_that_ignores_a_flagged_cancel_is_refused(persistence: Persistence) -> None:
+    """A cancel flagged while the run was running, whose signal the worker never saw: the end
+    it records must carry the cancel out (a rollback satisfies an interrupt, not the reverse)."""
+    runs, _ = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    await _create(runs, tid)
+    (row,) = await runs.claim("w1", lease_seconds=30, limit=1)
+    flagged = await runs.cancel(action="interrupt", thread_id=tid, run_ids=[str(row["run_id"])])
+    assert flagged.running == [(tid, str(row["run_id"]))]
+    refused = await _finish(runs, row)
+    assert (refused.outcome, refused.cancel_action) == ("cancelled", "interrupt")
+    assert (await runs.get(tid, str(row["run_id"])))["status"] == "running"  # type: ignore[index]
+    await runs.cancel(action="rollback", thread_id=tid, run_ids=[str(row["run_id"])])
+    interrupted = {"status": "interrupted", "delete_run": False, "cancel_action": "interrupt"}
+    refused = await runs.finish(**_end(row), **interrupted)  # type: ignore[arg-type]
+    assert (refused.outcome, refused.cancel_action) == ("cancelled", "rollback")
+    rolled = {"status": "interrupted", "delete_run": True, "cancel_action": "rollback"}
+    done = await runs.finish(**_end(row), **rolled)  # type: ignore[arg-type]
+    assert done.outcome == "finished"
+    assert await runs.get(tid, str(row["run_id"])) is None
+
+
+def _end(row: dict) -> dict:  # type: ignore[type-arg]
+    return {
+        "run_id": str(row["run_id"]),
+        "thread_id": str(row["thread_id"]),
+        "token": int(row["fencing_token"]),
+        "thread_status": "interrupted",
+        "values": None,
+        "interrupts": {},
+        "error": None,
+        "owner": None,
+        "lease_seconds": 30,
+    }
+
+
 async def test_sweep_fails_a_run_after_max_attempts(persistence: Persistence) -> None:
     runs, threads = await _setup(persistence)
     tid = str(uuid.uuid4())
