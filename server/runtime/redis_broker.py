@@ -9,6 +9,13 @@ Redis may restart under us. Socket reads wait longer than the ``XREAD`` block ti
 is not a dead connection); readers reconnect and go on from the last id they yielded, so a
 subscriber sees no gap and no repeat; writes are retried with backoff for up to
 ``retry_seconds`` (the run waits rather than losing its events).
+
+Writes are idempotent. A write whose reply was lost with its connection may or may not have
+happened; retrying it blindly would repeat the event. So every write carries a token of its
+own (field ``w``) and goes through one Lua script that appends only if the stream's last entry
+does not already carry that token. A run's writer appends one event at a time, so the only
+write that can have landed unanswered is the last one: the check is exact, and a retried write
+appends its event once. (Redis forgets scripts when it restarts; redis-py loads it again.)
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -42,6 +50,30 @@ _BLOCK_MS = int(HEARTBEAT_SECONDS * 1000)
 # only a dead connection times out (redis-py's default socket timeout equals the block time).
 _SOCKET_TIMEOUT = HEARTBEAT_SECONDS + 10.0
 _CONNECT_TIMEOUT = 5.0
+
+
+# KEYS[1]: the stream. ARGV: write token, MAXLEN, TTL, then field/value pairs. Appends the
+# fields plus ``w`` = token unless the last entry already carries the token; returns the id.
+_APPEND_ONCE = """
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if top[1] then
+    local fields = top[1][2]
+    for i = 1, #fields, 2 do
+        if fields[i] == 'w' and fields[i + 1] == ARGV[1] then
+            return top[1][1]
+        end
+    end
+end
+local entry = {}
+for i = 4, #ARGV do
+    entry[#entry + 1] = ARGV[i]
+end
+entry[#entry + 1] = 'w'
+entry[#entry + 1] = ARGV[1]
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return id
+"""
 
 
 def _text(value: Any) -> str:
@@ -107,6 +139,7 @@ class RedisBroker(Broker):
             health_check_interval=30,
         )
         await self._client.ping()
+        self._append_once = self._client.register_script(_APPEND_ONCE)
         if on_cancel is not None:
             self._listener = asyncio.create_task(self._listen(on_cancel), name="redis-cancel")
 
@@ -141,35 +174,41 @@ class RedisBroker(Broker):
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
-    async def _append(self, key: str, fields: dict[str, Any], *, maxlen: int, ttl: int) -> None:
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-            pipe.expire(key, ttl)
-            await pipe.execute()
-
-    async def publish(self, run_id: str, event: str, data: bytes) -> None:
-        """``XADD`` the event (and keep the running-run expiry), retried while Redis is down.
-
-        A retry after a reply lost in a broken connection can append the event twice (the
-        stream stays ordered and gap-free; that one event repeats).
-        """
-        key = self._run_key(run_id)
-        fields = {"e": event, "d": data}
+    async def _append(
+        self, key: str, fields: dict[str, Any], *, maxlen: int, ttl: int, what: str
+    ) -> None:
+        """Append ``fields`` to the stream ``key`` once, however often the write is retried."""
+        token = os.urandom(8).hex()
+        args: list[Any] = [token, maxlen, ttl]
+        for name, value in fields.items():
+            args += [name, value]
         await retrying(
-            lambda: self._append(key, fields, maxlen=MAX_EVENTS_PER_RUN, ttl=_RUNNING_TTL),
-            what=f"publishing an event of run {run_id}",
+            lambda: self._append_once(keys=[key], args=args),
+            what=what,
             policy=self._writes,
         )
 
+    async def publish(self, run_id: str, event: str, data: bytes) -> None:
+        """Append the event (and keep the running-run expiry), retried while Redis is down.
+
+        A retry after a reply lost in a broken connection does not repeat the event.
+        """
+        await self._append(
+            self._run_key(run_id),
+            {"e": event, "d": data},
+            maxlen=MAX_EVENTS_PER_RUN,
+            ttl=_RUNNING_TTL,
+            what=f"publishing an event of run {run_id}",
+        )
+
     async def finish(self, run_id: str, data: bytes, *, resumable: bool) -> None:
-        """``XADD`` the done marker and start the replay TTL (retried while Redis is down)."""
-        key = self._run_key(run_id)
-        ttl = self._replay_ttl if resumable else self._finished_ttl
-        fields = {"e": DONE_EVENT, "d": data}
-        await retrying(
-            lambda: self._append(key, fields, maxlen=MAX_EVENTS_PER_RUN, ttl=ttl),
+        """Append the done marker and start the replay TTL (retried while Redis is down)."""
+        await self._append(
+            self._run_key(run_id),
+            {"e": DONE_EVENT, "d": data},
+            maxlen=MAX_EVENTS_PER_RUN,
+            ttl=self._replay_ttl if resumable else self._finished_ttl,
             what=f"ending the stream of run {run_id}",
-            policy=self._writes,
         )
 
     async def _tail_id(self, key: str) -> str:
@@ -217,11 +256,12 @@ class RedisBroker(Broker):
 
     async def announce(self, thread_id: str, run_id: str) -> None:
         """Add the run to the thread's announcement stream (retried while Redis is down)."""
-        key = self._thread_key(thread_id)
-        await retrying(
-            lambda: self._append(key, {"r": run_id}, maxlen=100, ttl=_RUNNING_TTL),
+        await self._append(
+            self._thread_key(thread_id),
+            {"r": run_id},
+            maxlen=100,
+            ttl=_RUNNING_TTL,
             what=f"announcing run {run_id}",
-            policy=self._writes,
         )
 
     async def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
