@@ -13,11 +13,20 @@ without the tool being called. ``read`` tools are never recorded.
 A tool that may safely be called again after a crash mid-call declares
 ``metadata["idempotent"] = True``; any other gets an error ``ToolMessage`` saying its effect is
 unknown (see :mod:`state.effects` for what is and is not covered).
+
+A tool that returns a :class:`~langgraph.types.Command` has it recorded with the checkpoint
+serializer (strict msgpack: only allow-listed types revive, nothing is pickled) and replayed as
+the same ``Command``. One holding a value that serializer cannot bring back unchanged (an object
+of a type outside its allow-list, a set) is recorded as a note that the tool ran, and replayed as
+that note (a ``ToolMessage``), with a warning when it is recorded.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,6 +38,7 @@ from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
+from state.db import strict_serializer
 from state.effects import CURRENT_LEDGER, EffectKey, EffectLedger, EffectUnknown
 
 __all__ = ["LEDGERED_RISKS", "EffectLedgerMiddleware", "call_once", "effect_key", "is_ledgered"]
@@ -37,6 +47,10 @@ LEDGERED_RISKS = frozenset({"write", "external"})
 """Risk levels whose calls go through the ledger."""
 
 _TASK_ID_KEY = "__pregel_task_id"  # LangGraph's configurable key for the executing task's id
+_COMMAND = "__command__"  # a recorded Command: {"__command__": base64 of its serialized form}
+_SERDE = strict_serializer()
+
+log = logging.getLogger(__name__)
 
 
 def is_ledgered(tool: BaseTool | None) -> bool:
@@ -76,8 +90,44 @@ def _recordable(message: ToolMessage) -> dict[str, Any]:
     }
 
 
-def _replayed(recorded: Any, tool_call: ToolCall, tool_name: str) -> ToolMessage:
-    if not isinstance(recorded, Mapping):  # a Command result: applied once, not replayable
+def _same(revived: Any, command: Command[Any]) -> bool:
+    """Whether ``revived`` is ``command`` (a sequence ``goto`` comes back a list)."""
+
+    def goto(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple | list) else value
+
+    return isinstance(revived, Command) and (
+        (revived.graph, revived.update, revived.resume, goto(revived.goto))
+        == (command.graph, command.update, command.resume, goto(command.goto))
+    )
+
+
+def _recordable_command(command: Command[Any], tool_name: str) -> dict[str, Any] | None:
+    """The Command as JSON, or None when the strict serializer cannot bring it back unchanged."""
+    try:
+        kind, blob = _SERDE.dumps_typed(command)
+        intact = kind == "msgpack" and _same(_SERDE.loads_typed((kind, blob)), command)
+    except Exception:
+        intact = False
+    if not intact:
+        log.warning(
+            "%s returned a Command that cannot be recorded intact; a re-execution gets a note "
+            "that it ran instead",
+            tool_name,
+        )
+        return None
+    return {_COMMAND: base64.b64encode(blob).decode()}
+
+
+def _replayed(recorded: Any, tool_call: ToolCall, tool_name: str) -> ToolMessage | Command[Any]:
+    if isinstance(recorded, Mapping) and _COMMAND in recorded:
+        revived: Command[Any] = _SERDE.loads_typed(
+            ("msgpack", base64.b64decode(recorded[_COMMAND]))
+        )
+        if isinstance(revived.goto, list):  # a sequence comes back a list; Command's is a tuple
+            revived = dataclasses.replace(revived, goto=tuple(revived.goto))
+        return revived
+    if not isinstance(recorded, Mapping):  # a Command that could not be recorded intact
         return ToolMessage(
             content=f"{tool_name} already ran for this call; its effect was applied once.",
             tool_call_id=str(tool_call["id"]),
@@ -113,7 +163,9 @@ async def _through_ledger(
     async def execute() -> Any:
         result = await call()
         live.append(result)
-        return _recordable(result) if isinstance(result, ToolMessage) else None
+        if isinstance(result, ToolMessage):
+            return _recordable(result)
+        return _recordable_command(result, tool.name)
 
     try:
         recorded = await ledger.once(

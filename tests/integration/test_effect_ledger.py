@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import pytest
 from langchain_core.messages import ToolMessage
-from langchain_core.tools import tool
+from langchain_core.tools import InjectedToolCallId, tool
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
 from typing_extensions import TypedDict
 
 from nodes.effects import call_once
@@ -183,6 +185,95 @@ async def test_a_re_executed_task_gets_the_recorded_tool_result(
         CURRENT_LEDGER.set(None)
     assert out == {"log": ["sent hi"]}
     assert effects == ["hi"]
+
+
+async def _twice_with_a_crash(
+    persistence: Persistence, node: Any, crashes: list[bool]
+) -> dict[str, Any]:
+    """Run a one-node graph whose node crashes once after acting, then again from the
+    checkpoint (as a requeued run does)."""
+    builder = StateGraph(_State)
+    builder.add_node("node", node)
+    builder.add_edge(START, "node")
+    builder.add_edge("node", END)
+    graph = builder.compile(checkpointer=persistence.checkpointer)
+    thread_id = await _thread(persistence)
+    run_id = await _running_run(persistence, thread_id, token=1)
+    config = {"configurable": {"thread_id": thread_id}}
+    RUN_FENCE.set(RunFence(run_id, 1))
+    CURRENT_LEDGER.set(EffectLedger(persistence.pool))
+    try:
+        with pytest.raises(RuntimeError, match="worker died"):
+            await graph.ainvoke({"log": []}, config)
+        assert crashes == []
+        return await graph.ainvoke(None, config)
+    finally:
+        RUN_FENCE.set(None)
+        CURRENT_LEDGER.set(None)
+
+
+async def test_a_re_executed_task_gets_the_recorded_command(persistence: Persistence) -> None:
+    """A tool that answers with a Command: the re-execution gets the same Command back."""
+    effects: list[str] = []
+    crashes = [True]
+    got: list[Any] = []
+
+    @tool
+    async def book(room: str, tool_call_id: Annotated[str, InjectedToolCallId]) -> Command[Any]:
+        """Book ``room``; the booking goes into the state."""
+        effects.append(room)
+        reply = ToolMessage(f"booked {room}", tool_call_id=tool_call_id, name="book")
+        return Command(update={"log": [f"booked {room} #{len(effects)}"]}, resume=[reply])
+
+    book.metadata = {"risk": "write"}
+
+    async def node(state: _State) -> Command[Any]:
+        result = await call_once(book, {"name": "book", "args": {"room": "r1"}, "id": "c1"})
+        got.append(result)
+        if crashes and crashes.pop():
+            raise RuntimeError("worker died after the effect, before the checkpoint")
+        assert isinstance(result, Command)
+        return Command(update=result.update)
+
+    out = await _twice_with_a_crash(persistence, node, crashes)
+    assert effects == ["r1"]
+    assert out == {"log": ["booked r1 #1"]}
+    assert len(got) == 2 and got[1] == got[0]
+    reply = got[1].resume[0]
+    assert (reply.content, reply.tool_call_id) == ("booked r1", "c1")
+
+
+@dataclass
+class _Tag:
+    """Not on the strict serializer's allow-list."""
+
+    label: str
+
+
+async def test_a_command_that_cannot_be_recorded_intact_replays_as_a_note(
+    persistence: Persistence,
+) -> None:
+    effects: list[str] = []
+    crashes = [True]
+
+    @tool
+    async def tag(label: str) -> Command[Any]:
+        """Tag the thread (with an object the checkpoint serializer does not revive)."""
+        effects.append(label)
+        return Command(update={"log": [label]}, resume=_Tag(label))
+
+    tag.metadata = {"risk": "write"}
+
+    async def node(state: _State) -> dict[str, Any]:
+        result = await call_once(tag, {"name": "tag", "args": {"label": "x"}, "id": "c1"})
+        if crashes and crashes.pop():
+            raise RuntimeError("worker died after the effect, before the checkpoint")
+        assert isinstance(result, ToolMessage)
+        return {"log": [str(result.content)]}
+
+    out = await _twice_with_a_crash(persistence, node, crashes)
+    assert effects == ["x"]
+    assert out == {"log": ["tag already ran for this call; its effect was applied once."]}
 
 
 async def test_checkpoint_writes_are_fenced_by_the_lease(persistence: Persistence) -> None:
