@@ -20,6 +20,14 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 
+UNREACHED_LIMITS = {
+    "STAFFGRAPH_RATE_LIMIT_PER_MINUTE": "10000000",
+    "STAFFGRAPH_RATE_LIMIT_BURST": "10000000",
+    "STAFFGRAPH_MAX_CONCURRENT_RUNS": "1000000",
+}
+"""Per-caller limits that are checked on every request and run but never reached: a bench of
+one client measures the server, with what the limits cost, rather than the limits."""
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""

@@ -29,7 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._support import REPO, free_port, pct, run_server  # noqa: E402
+from bench._support import REPO, UNREACHED_LIMITS, free_port, pct, run_server  # noqa: E402
 from bench.server_bench import CONFIG, RUN_BODY  # noqa: E402
 
 
@@ -79,7 +79,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=200, help="runs.wait per server per round")
     args = parser.parse_args()
-    common = {"STAFFGRAPH_LOG_LEVEL": "warning", "EMBEDDINGS": "hashing"}
+    common = {"STAFFGRAPH_LOG_LEVEL": "warning", "EMBEDDINGS": "hashing", **UNREACHED_LIMITS}
     # Each server has its own database, so neither one's workers claim the other's runs.
     homes = {
         name: {"STAFFGRAPH_HOME": tempfile.mkdtemp(prefix=f"staffgraph-auth-bench-{name}-")}

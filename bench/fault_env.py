@@ -22,6 +22,7 @@ import psycopg
 import redis
 from psycopg import sql
 
+from bench._support import UNREACHED_LIMITS
 from state.embedded import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +68,7 @@ def start(env: dict[str, str], *, command: str = "serve", args: tuple[str, ...] 
         "STAFFGRAPH_HOME": tempfile.mkdtemp(prefix="fault-bench-home-"),
         "EMBEDDINGS": "hashing",
         "STAFFGRAPH_LOG_LEVEL": "warning",
+        **UNREACHED_LIMITS,
         **env,
     }
     with log.open("wb") as out:

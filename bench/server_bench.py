@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import (  # noqa: E402
     BENCH,
+    UNREACHED_LIMITS,
     ServerProcess,
     free_port,
     pct,
@@ -390,6 +391,7 @@ def main() -> int:
                     "EMBEDDINGS": "hashing",
                     "STAFFGRAPH_LOG_LEVEL": "warning",
                     "LANGSMITH_TRACING": "false",
+                    **UNREACHED_LIMITS,
                 },
                 port,
             )

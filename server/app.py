@@ -24,6 +24,7 @@ from server.context import AppContext, DatabaseTarget
 from server.errors import install_error_handlers
 from server.graphs import GraphRegistry
 from server.json_body import BodyBudget
+from server.limits import rate_limiter
 from server.middleware import install_middleware
 from server.observability import (
     LangSmithTracing,
@@ -136,6 +137,8 @@ def create_app(
                 stack.push_async_callback(policy.stop)
             await runtime.start()
             stack.push_async_callback(runtime.stop)
+            if limiter is not None:
+                stack.push_async_callback(limiter.aclose)
             ttl = config.checkpointer.ttl if config.checkpointer else None
             sweeper = ThreadTTLSweeper(ThreadTTLRepo(persistence.pool), ttl)
             sweeper.start()
@@ -188,6 +191,9 @@ def create_app(
     )
     app.state.auth_policy = policy
     app.state.settings = settings
+    redis_url = settings.redis.url.get_secret_value() if settings.redis.url else None
+    limiter = rate_limiter(settings.limits, redis_url) if api else None
+    app.state.rate_limiter = limiter
     app.state.body_budget = BodyBudget(
         max_values=settings.limits.max_body_values, max_depth=settings.limits.max_body_depth
     )

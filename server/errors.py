@@ -52,9 +52,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     content: dict[str, Any] = {"detail": exc.detail}
-    errors = getattr(exc, "errors", None)
-    if isinstance(errors, list):  # a 422 that names fields, shaped like a validation error's
-        content["errors"] = errors
+    extra = getattr(exc, "extra", None)
+    if isinstance(extra, dict):  # e.g. a 422's "errors", a 429's "limit" and "retry_after"
+        content.update(extra)
     return JSONResponse(
         status_code=exc.status_code,
         content=content,

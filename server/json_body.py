@@ -50,13 +50,13 @@ class BodyValueInvalid(HTTPException):
     """A 422 naming the field: ``{"detail": "body.a.b: ...", "errors": [{loc, msg, type}]}``.
 
     An ``HTTPException`` (not a ``RequestValidationError``) because FastAPI lets only those
-    out of body parsing unchanged; the error handler adds :attr:`errors` to the body.
+    out of body parsing unchanged; the error handler adds :attr:`extra` to the body.
     """
 
     def __init__(self, loc: tuple[Any, ...], message: str, kind: str) -> None:
         where = ".".join(str(part) for part in loc)
         super().__init__(422, detail=f"{where}: {message}")
-        self.errors = [{"loc": list(loc), "msg": message, "type": kind}]
+        self.extra = {"errors": [{"loc": list(loc), "msg": message, "type": kind}]}
 
 
 @dataclass(frozen=True)

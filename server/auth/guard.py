@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from server.auth.filters import Filter, matches
 from server.auth.identity import REQUEST_IDENTITY, SHARED_STORE, Caller
 from server.auth.policy import OpenPolicy, Policy
+from server.limits import RateLimiter, rate_exceeded
 
 __all__ = [
     "Access",
@@ -98,11 +99,18 @@ class Guard:
     """The auth decision of a route (called by FastAPI on each request)."""
 
     def __init__(
-        self, resource: str | None, action: str | None, *, open_setting: str | None = None
+        self,
+        resource: str | None,
+        action: str | None,
+        *,
+        open_setting: str | None = None,
+        limited: bool = True,
     ) -> None:
         self.resource = resource
         self.action = action
         self.open_setting = open_setting
+        self.limited = limited
+        """Whether the caller's request rate is limited (not for health routes)."""
 
     @property
     def is_public(self) -> bool:
@@ -124,15 +132,34 @@ class Guard:
     async def __call__(self, request: Request) -> Access:
         policy = policy_of(request)
         if self._open(request):
+            if self.limited:
+                await _count_request(request, None)
             return Access(caller=Caller("", enforced=False), policy=_OPEN, resource="", action="")
         caller: Caller | None = getattr(request.state, "caller", None)
         if caller is None:
             caller = await policy.authenticate(request)
             request.state.caller = caller
             REQUEST_IDENTITY.set(caller.run_configurable())
+        if self.limited:
+            await _count_request(request, caller)
         return Access(
             caller=caller, policy=policy, resource=self.resource or "", action=self.action or ""
         )
+
+
+async def _count_request(request: Request, caller: Caller | None) -> None:
+    """Count the request against its caller's rate (429 when over it; once per request)."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None or getattr(request.state, "rate_counted", False):
+        return
+    request.state.rate_counted = True
+    if caller is not None and caller.enforced and caller.identity:
+        key = f"id:{caller.identity}"
+    else:  # nobody authenticated: the client address is the caller
+        key = f"addr:{request.client.host if request.client else '-'}"
+    wait = await limiter.hit(key)
+    if wait > 0:
+        raise rate_exceeded(request.app.state.settings.limits, wait)
 
 
 def protect(resource: str, action: str) -> Any:
@@ -140,14 +167,14 @@ def protect(resource: str, action: str) -> Any:
     return Depends(Guard(resource, action))
 
 
-def public() -> Any:
-    """The decision "open to anyone"."""
-    return Depends(Guard(None, None))
+def public(*, limited: bool = True) -> Any:
+    """The decision "open to anyone" (``limited=False``: not rate-limited, for health routes)."""
+    return Depends(Guard(None, None, limited=limited))
 
 
-def open_if(setting: str) -> Any:
+def open_if(setting: str, *, limited: bool = True) -> Any:
     """The decision "open when ``settings.server.<setting>`` is true, else authenticated"."""
-    return Depends(Guard(None, None, open_setting=setting))
+    return Depends(Guard(None, None, open_setting=setting, limited=limited))
 
 
 @dataclass(frozen=True)

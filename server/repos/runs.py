@@ -112,6 +112,11 @@ class RunsRepo:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] = pool
 
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncConnection[DictRow]]:
+        """The pool (for a transaction around :meth:`create`)."""
+        return self._pool
+
     async def create(
         self,
         *,

@@ -14,6 +14,7 @@ from server.graph_schemas import graph_schemas
 from server.graphs import assistant_id_for
 from server.ids import new_id
 from server.json_body import JsonRoute
+from server.limits import model_problem
 from server.routes._common import (
     fail,
     json_response,
@@ -51,9 +52,21 @@ def _graph_or_404(runtime: RuntimeDep, graph_id: str) -> None:
 
 
 def _config_and_context(
-    config: dict[str, Any] | None, context: dict[str, Any] | None
+    runtime: RuntimeDep, config: dict[str, Any] | None, context: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     config = dict(config or {})
+    configurable = config.get("configurable")
+    chosen = configurable.get("model") if isinstance(configurable, dict) else None
+    problem = model_problem(
+        runtime.allowed_models,
+        runtime.settings.model,
+        {
+            "body.context.model": (context or {}).get("model"),
+            "body.config.configurable.model": chosen,
+        },
+    )
+    if problem is not None:
+        fail(422, problem)
     if context and config.get("configurable"):
         fail(
             400,
@@ -91,7 +104,7 @@ async def create_assistant(body: AssistantCreate, runtime: RuntimeDep, access: C
     """Create an assistant (``if_exists``: ``raise`` → 409, ``do_nothing`` → the existing one)."""
     _graph_or_404(runtime, body.graph_id)
     assistant_id = valid_uuid(body.assistant_id, "assistant") if body.assistant_id else new_id()
-    config, context = _config_and_context(body.config, body.context)
+    config, context = _config_and_context(runtime, body.config, body.context)
     value: dict[str, Any] = {
         "assistant_id": assistant_id,
         "graph_id": body.graph_id,
@@ -188,7 +201,9 @@ async def patch_assistant(
     if "graph_id" in changes:
         _graph_or_404(runtime, changes["graph_id"])
     if "config" in changes or "context" in changes:
-        config, context = _config_and_context(changes.get("config"), changes.get("context"))
+        config, context = _config_and_context(
+            runtime, changes.get("config"), changes.get("context")
+        )
         if "config" in changes or context:
             changes["config"] = config
     row = await runtime.assistants.patch(assistant_id, changes)

@@ -114,7 +114,7 @@ async def _timed(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
     return name, {"ok": True, "latency_ms": round((time.perf_counter() - start) * 1000, 2)}
 
 
-@router.get("/ready", dependencies=[public()])
+@router.get("/ready", dependencies=[public(limited=False)])
 async def ready(request: Request, ctx: Ctx) -> JSONResponse:
     """Readiness: 200 when Postgres (and Redis, when configured) answer and the graphs and a
     local embedding model have loaded, else 503."""
@@ -137,7 +137,7 @@ async def ready(request: Request, ctx: Ctx) -> JSONResponse:
     )
 
 
-@router.get("/metrics", dependencies=[open_if("metrics_public")])
+@router.get("/metrics", dependencies=[open_if("metrics_public", limited=False)])
 async def metrics(
     metrics: MetricsDep,
     format: Annotated[Literal["text", "json"], Query(description="`text` or `json`.")] = "text",

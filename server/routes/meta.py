@@ -19,7 +19,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["System"], route_class=JsonRoute)
 
 
-@router.get("/ok", dependencies=[public()])
+@router.get("/ok", dependencies=[public(limited=False)])
 async def ok() -> dict[str, bool]:
     """Liveness: the process is up and serving."""
     return {"ok": True}

@@ -9,7 +9,7 @@ from server.auth.identity import REQUEST_IDENTITY, strip_auth_keys
 from server.runtime.run_context import request_context
 from server.schemas import RunCreate
 
-__all__ = ["stored_config"]
+__all__ = ["stored_config", "stored_kwargs"]
 
 
 def stored_config(
@@ -36,3 +36,21 @@ def stored_config(
         configurable["checkpoint_id"] = body.checkpoint_id
     config["configurable"] = configurable
     return config, context
+
+
+def stored_kwargs(body: RunCreate, *, stateless: bool) -> dict[str, Any]:
+    """How the run executes, stored with it for whichever worker claims it."""
+    return {
+        "input": body.input,
+        "command": body.command.model_dump(exclude_none=True) if body.command else None,
+        "stream_mode": body.stream_modes(),
+        "interrupt_before": body.interrupt_before,
+        "interrupt_after": body.interrupt_after,
+        "webhook": body.webhook,
+        "feedback_keys": body.feedback_keys,
+        "temporary": stateless,
+        "subgraphs": bool(body.stream_subgraphs),
+        "resumable": bool(body.stream_resumable),
+        "checkpoint_during": body.durability_mode() != "exit",
+        "durability": body.durability_mode(),
+    }

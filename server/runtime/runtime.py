@@ -22,14 +22,16 @@ from psycopg.rows import DictRow
 
 from server.graphs import GraphRegistry, assistant_id_for
 from server.ids import new_id
+from server.limits import allowed_models, check_run_models
 from server.observability import LangSmithTracing, Metrics
 from server.repos import AssistantsRepo, CancelResult, RunsRepo, ThreadsRepo, run_to_api
+from server.repos.run_limits import create_within_limit
 from server.runtime.broker import DONE_EVENT, Broker, InProcessBroker, StreamEvent
 from server.runtime.executor import Executor
 from server.runtime.graph_cache import GraphCache
 from server.runtime.outcome import decode_done, encode_done
 from server.runtime.run_context import ContextConflict
-from server.runtime.run_request import stored_config
+from server.runtime.run_request import stored_config, stored_kwargs
 from server.runtime.worker import PgNotifier, WorkerPool
 from server.schemas import RunCreate
 from server.serde import dumps
@@ -114,6 +116,7 @@ class Runtime:
             raise ValueError("the lease must last more than two heartbeats")
         self.settings = settings
         self.registry = graphs
+        self.allowed_models = allowed_models(settings.limits, settings.model)
         self.assistants = AssistantsRepo(persistence.pool)
         self.threads = ThreadsRepo(persistence.pool)
         self.runs = RunsRepo(persistence.pool)
@@ -236,13 +239,14 @@ class Runtime:
             RunError: 404 (thread or assistant missing), 409 (``reject`` while busy), 422.
         """
         assistant_id = self.resolve_assistant(body.assistant_id)
+        check_run_models(self.allowed_models, self.settings.model, body)
         stateless = thread_id is None
         if thread_id is None:
             thread_id = new_id()
         elif not is_uuid(thread_id):
             raise RunError(422, "Invalid thread ID: must be a UUID")
         config, context = _run_config(body, identity)
-        kwargs = _run_kwargs(body, stateless=stateless)
+        kwargs = stored_kwargs(body, stateless=stateless)
         if stream_modes:
             kwargs["stream_mode"] = stream_modes
         await self._precreate_thread(
@@ -250,7 +254,10 @@ class Runtime:
         )
         reserved = claim and conn is None and self.workers is not None and self.workers.reserve()
         try:
-            result = await self.runs.create(
+            result = await create_within_limit(
+                self.runs,
+                user=str(config["configurable"].get("langgraph_auth_user_id") or ""),
+                limits=self.settings.limits,
                 run_id=new_id(),
                 thread_id=thread_id,
                 assistant_id=assistant_id,
@@ -465,24 +472,6 @@ def _run_config(
         return stored_config(body, identity)
     except ContextConflict as exc:
         raise RunError(400, str(exc)) from None
-
-
-def _run_kwargs(body: RunCreate, *, stateless: bool) -> dict[str, Any]:
-    """How the run executes, stored with it for whichever worker claims it."""
-    return {
-        "input": body.input,
-        "command": body.command.model_dump(exclude_none=True) if body.command else None,
-        "stream_mode": body.stream_modes(),
-        "interrupt_before": body.interrupt_before,
-        "interrupt_after": body.interrupt_after,
-        "webhook": body.webhook,
-        "feedback_keys": body.feedback_keys,
-        "temporary": stateless,
-        "subgraphs": bool(body.stream_subgraphs),
-        "resumable": bool(body.stream_resumable),
-        "checkpoint_during": body.durability_mode() != "exit",
-        "durability": body.durability_mode(),
-    }
 
 
 def _default_broker(settings: Settings) -> Broker:

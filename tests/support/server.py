@@ -90,6 +90,11 @@ def start_server(
         # Servers embed with the hashing embedder unless a test asks for another: loading
         # MiniLM in every server process would cost seconds of the 2-core budget each.
         "EMBEDDINGS": "hashing",
+        # Limits are tested where they are the subject (test_limits.py); elsewhere one client
+        # drives a whole module through one server and chooses models freely.
+        "STAFFGRAPH_RATE_LIMIT_PER_MINUTE": "0",
+        "STAFFGRAPH_MAX_CONCURRENT_RUNS": "0",
+        "STAFFGRAPH_ALLOWED_MODELS": "*",
         **env,
     }
     with log_path.open("wb") as log_file:
