@@ -6,15 +6,47 @@ without one fails with a message saying how to attach it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal, NotRequired
 
 from langgraph.runtime import Runtime
+from typing_extensions import TypedDict
 
+from nodes.approval import GateDecision
 from nodes.governance import RoleChange
 from nodes.memory import resolve_scope
 from state.memory import Memory, MemoryScope, MemoryStore, ProcedureStatus
 from state.role_store import RoleStore
 from state.roles import Organization, Role
+
+
+class Outcome(TypedDict):
+    """How the change ended."""
+
+    status: Literal["applied", "rejected", "already_in_effect"]
+    """``already_in_effect``: approved, but another change made it first (nothing stored)."""
+    role: str
+    version: NotRequired[int]
+    """The stored version when applied: the role's, or the instruction's for instructions."""
+    reason: NotRequired[str]
+    """Why it was rejected, or how it was already in effect."""
+    decided_by: NotRequired[str]
+    """The authenticated identity of the reviewer who decided (absent without auth)."""
+    ref: NotRequired[str]
+    """The instruction's memory ref (instruction changes that were staged)."""
+
+
+def in_effect(exc: ValueError) -> bool:
+    """Whether applying a change failed because it is made already (added, or removed)."""
+    text = str(exc)
+    return " is already in the " in text or " is not in the " in text
+
+
+def signed(outcome: Outcome, decisions: Sequence[GateDecision] | None) -> None:
+    """Put the last decision's ``decided_by`` on ``outcome``."""
+    who = decisions[-1].get("decided_by") if decisions else None
+    if who:
+        outcome["decided_by"] = who
 
 
 class Records:

@@ -40,10 +40,16 @@ from langgraph.types import Checkpointer
 from typing_extensions import TypedDict
 
 from graphs._common import required_request
-from graphs._governance_records import Records
+from graphs._governance_records import Outcome, Records, in_effect, signed
 from nodes._private import chat_model_for, clip, context_of
 from nodes.agent import role_system_prompt
-from nodes.approval import ALL_DECISIONS, GateDecision, ask_approval
+from nodes.approval import (
+    ALL_DECISIONS,
+    GATE_METADATA_KEY,
+    GateDecision,
+    ask_approval,
+    run_identity,
+)
 from nodes.governance import (
     INSTRUCTIONS,
     ChangeProposal,
@@ -59,22 +65,10 @@ from nodes.memory import memory_settings, provenance_for
 from state.errors import GraphSetupError
 from state.memory import DEFAULT_ORG, ProcedureStatus
 from state.roles import Organization, Role, default_roles_dir, load_organization
+from state.roles.approvals import GOVERNANCE_GATE
 from tools.registry import ToolRegistry, default_registry
 
 __all__ = ["Context", "InputState", "Outcome", "State", "build_governance", "graph"]
-
-
-class Outcome(TypedDict):
-    """How the change ended."""
-
-    status: Literal["applied", "rejected"]
-    role: str
-    version: NotRequired[int]
-    """The stored version when applied: the role's, or the instruction's for instructions."""
-    reason: NotRequired[str]
-    """Why it was rejected."""
-    ref: NotRequired[str]
-    """The instruction's memory ref (instruction changes that were staged)."""
 
 
 class InputState(TypedDict):
@@ -92,6 +86,9 @@ class State(InputState, total=False):
 
     tension: str
     """What is not working, in the requester's words."""
+    requested_by: str
+    """The authenticated identity that started the run raising the change (``""`` without
+    auth); by default it may not approve the change (separation of duties)."""
     change_id: str
     """Id of this run's change: the key its stored version is written under."""
     proposal: RoleChange
@@ -189,6 +186,7 @@ class _Governance(Records):
             "revisions": 0,
             "procedure": "",
             "instruction_ref": "",
+            "requested_by": run_identity() or "",
         }
         ref = (state.get("instruction_ref") or "").strip()
         if ref:
@@ -305,11 +303,14 @@ class _Governance(Records):
                 "new_risky_tools": impact["new_risks"],
                 "valid": impact["valid"],
             }
+        if state.get("requested_by"):
+            metadata["requested_by"] = state["requested_by"]
+        metadata["domain"] = "roles"
         decision = ask_approval(
             action,
             dict(proposal),
             f"{impact['summary']}{problems}",
-            gate="governance_approval",
+            gate=GOVERNANCE_GATE,
             allowed=allowed,
             metadata=metadata,
         )
@@ -350,6 +351,7 @@ class _Governance(Records):
             )
         version = int(current.value.get("version", 0))
         outcome = Outcome(status="applied", role=proposal["role"], version=version, ref=ref)
+        signed(outcome, state.get("decisions"))
         text = (
             f"Approved: {describe_change(proposal)} Every '{proposal['role']}' agent now "
             f"follows instruction '{current.value.get('rule')}' version {version} ({ref})."
@@ -364,17 +366,37 @@ class _Governance(Records):
         # Keyed by the change id: a re-run (crash, replay) finds the version it stored before.
         stored = await store.find(proposal["role"], state["change_id"])
         if stored is None:
-            current, _ = await store.current(self.org, proposal["role"])
+            current, version = await store.current(self.org, proposal["role"])
+            try:
+                changed = apply_change(current, proposal)
+            except ValueError as exc:
+                if not in_effect(exc):
+                    raise
+                return self.already_made(state, str(exc), version)
             stored = await store.apply(
-                apply_change(current, proposal),
+                changed,
                 change_id=state["change_id"],
                 base_version=impact["base_version"],
                 summary=describe_change(proposal),
             )
         outcome = Outcome(status="applied", role=stored["role"], version=stored["version"])
+        signed(outcome, state.get("decisions"))
         text = (
             f"Applied: {describe_change(proposal)} "
             f"Role '{stored['role']}' is now at version {stored['version']}."
+        )
+        return {"outcome": outcome, "messages": [AIMessage(text, name=self.author.name)]}
+
+    def already_made(self, state: State, why: str, version: int) -> dict[str, Any]:
+        """The approved change is there already (another change made it): nothing to store."""
+        proposal = state["proposal"]
+        outcome = Outcome(
+            status="already_in_effect", role=proposal["role"], version=version, reason=why
+        )
+        signed(outcome, state.get("decisions"))
+        text = (
+            f"Already in effect: {describe_change(proposal)} {why} Role '{proposal['role']}' "
+            f"stays at version {version}."
         )
         return {"outcome": outcome, "messages": [AIMessage(text, name=self.author.name)]}
 
@@ -384,6 +406,7 @@ class _Governance(Records):
         role = state["proposal"]["role"] if state.get("proposal") else ""
         text = f"Rejected: {describe_change(state['proposal'])} Reason: {reason}"
         outcome = Outcome(status="rejected", role=role, reason=reason)
+        signed(outcome, state.get("decisions"))
         ref = state.get("procedure") or ""
         if ref:
             # The staged instruction is kept for the record, rejected, and never recalled.
@@ -457,7 +480,7 @@ def build_governance(
     builder.add_node("propose", run.propose)
     builder.add_node("assess", run.assess)
     builder.add_node("stage", run.stage)
-    builder.add_node("approve", run.approve)
+    builder.add_node("approve", run.approve, metadata={GATE_METADATA_KEY: GOVERNANCE_GATE})
     builder.add_node("apply", run.apply)
     builder.add_node("reject", run.reject)
     builder.add_edge(START, "intake")

@@ -32,7 +32,7 @@ from typing_extensions import TypedDict
 
 from graphs._common import ModelContext, required_request
 from nodes._private import chat_model_for, clip, context_of
-from nodes.approval import GateDecision, ask_approval
+from nodes.approval import GATE_METADATA_KEY, GateDecision, ask_approval
 from nodes.budget import merge_usage
 from nodes.critic import Criterion, Review, check_criteria, review
 from nodes.team import Answer, Member, member_node
@@ -319,7 +319,7 @@ def build_pipeline(
         builder.add_node(stage.name, run.work(index))  # the stage's member, as a subgraph
         builder.add_edge(stage.name, "gate")
     builder.add_node("gate", run.gate)
-    builder.add_node("escalate", run.escalate)
+    builder.add_node("escalate", run.escalate, metadata={GATE_METADATA_KEY: "pipeline_escalation"})
     builder.add_node("finish", run.finish)
     builder.add_edge(START, "intake")
     builder.add_conditional_edges("intake", run.route_intake, names[:1])

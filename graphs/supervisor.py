@@ -30,7 +30,7 @@ from typing_extensions import TypedDict
 from graphs._common import ModelContext
 from nodes._private import chat_model_for, context_of
 from nodes.agent import role_system_prompt
-from nodes.approval import GateDecision
+from nodes.approval import GATE_METADATA_KEY, GateDecision
 from nodes.budget import BudgetStatus, check_budget, merge_usage, request_budget_approval
 from nodes.team import (
     HANDOFF_PREFIX,
@@ -246,7 +246,7 @@ def build_supervisor(
     builder.add_node("intake", run.intake)
     # The lead's own model calls count against its role in usage and traces.
     builder.add_node("lead", run.lead_node, metadata={ROLE_METADATA_KEY: run.lead_name})
-    builder.add_node("budget_guard", run.budget_guard)
+    builder.add_node("budget_guard", run.budget_guard, metadata={GATE_METADATA_KEY: "budget_guard"})
     for member in members:
         # The member's graph is a subgraph: Studio's xray draws its nodes.
         builder.add_node(member.name, _member_node(member), input_schema=Delegation)

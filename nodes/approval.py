@@ -24,20 +24,28 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NotRequired, cast
 
+from langgraph.config import get_config
 from langgraph.types import interrupt
 from typing_extensions import TypedDict
 
 __all__ = [
     "ALL_DECISIONS",
+    "GATE_METADATA_KEY",
     "DecisionType",
     "GateDecision",
     "approval_request",
     "ask_approval",
     "parse_decision",
+    "run_identity",
 ]
 
 DecisionType = Literal["approve", "edit", "reject", "respond"]
 ALL_DECISIONS: tuple[DecisionType, ...] = ("approve", "edit", "reject", "respond")
+
+GATE_METADATA_KEY = "approval_gate"
+"""Node metadata naming the gate a node asks at: ``add_node(..., metadata={GATE_METADATA_KEY:
+"governance_approval"})``. The server refuses ``update_state(as_node=<that node>)`` to callers
+without the gate's authority, since writing as the gate would skip its question."""
 
 _MAX_MESSAGE = 4_000
 _MAX_ASKS = 5
@@ -57,6 +65,9 @@ class GateDecision(TypedDict):
     """The action's arguments as decided: the edited ones after ``edit``."""
     message: NotRequired[str]
     """The reviewer's reason (``reject``) or answer (``respond``)."""
+    decided_by: NotRequired[str]
+    """The authenticated identity of whoever decided (the caller who resumed the run; absent
+    on a server without authentication)."""
 
 
 def approval_request(
@@ -141,6 +152,21 @@ def parse_decision(
     return record
 
 
+def run_identity() -> str | None:
+    """The authenticated identity of the run being executed (``None`` without one).
+
+    The server puts the caller of the request that created the run in ``configurable``
+    (``langgraph_auth_user_id``); a resumed run is the resumer's, so at a gate it names who
+    decided, and when the gate first asks, who raised the request.
+    """
+    try:
+        configurable = get_config().get("configurable") or {}
+    except RuntimeError:  # called outside a run
+        return None
+    identity = configurable.get("langgraph_auth_user_id")
+    return identity if isinstance(identity, str) and identity else None
+
+
 def ask_approval(
     action: str,
     args: Mapping[str, Any],
@@ -166,22 +192,36 @@ def ask_approval(
     A malformed answer does not fail the run: the gate asks again, with the problem in
     ``metadata["error"]``; after five malformed answers in a row it raises.
 
+    The request's metadata names the gate, and ``requested_by`` (unless ``metadata`` gives
+    it): the identity of the run that raised it, which the server uses for separation of
+    duties. The decision records ``decided_by``, the identity of the run that answered.
+
     Returns:
         The checked decision.
 
     Raises:
         ValueError: Five malformed resume values in a row (see :func:`parse_decision`).
     """
-    request = approval_request(
-        action, args, description, allowed=allowed, metadata={"gate": gate, **(metadata or {})}
-    )
+    requester = run_identity()
+    meta: dict[str, Any] = {"gate": gate, **({"requested_by": requester} if requester else {})}
+    meta.update(metadata or {})
+    request = approval_request(action, args, description, allowed=allowed, metadata=meta)
     response = interrupt(request)
     for _ in range(_MAX_ASKS - 1):
         try:
-            return parse_decision(response, gate=gate, action=action, args=args, allowed=allowed)
+            return _signed(
+                parse_decision(response, gate=gate, action=action, args=args, allowed=allowed)
+            )
         except ValueError as exc:
             # A resume value is kept once given, so a bad answer cannot simply be retried: ask
             # again (a new interrupt in the same node), saying what was wrong.
             retry = {**request, "metadata": {**request["metadata"], "error": str(exc)}}
             response = interrupt(retry)
-    return parse_decision(response, gate=gate, action=action, args=args, allowed=allowed)
+    return _signed(parse_decision(response, gate=gate, action=action, args=args, allowed=allowed))
+
+
+def _signed(decision: GateDecision) -> GateDecision:
+    who = run_identity()
+    if who is not None:
+        decision["decided_by"] = who
+    return decision

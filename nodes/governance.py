@@ -314,7 +314,7 @@ async def assess_change(
     roles = []
     for role in org.roles:
         roles.append(changed if role.name == name else (await store.current(org, role.name))[0])
-    proposed = Organization(circles=org.circles, roles=tuple(roles))
+    proposed = Organization(circles=org.circles, roles=tuple(roles), approvals=org.approvals)
     problems: list[str] = []
     try:
         validate_organization(proposed, registry)

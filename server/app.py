@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from nodes.models import describe_chat_model, get_chat_model
 from server.auditing import DeniedRequestAudit
 from server.auth import KeyPolicy, KeysRepo
-from server.auth.setup import build_policy
+from server.auth.setup import approval_policy, build_policy
 from server.config import LangGraphConfig
 from server.context import AppContext, DatabaseTarget
 from server.errors import install_error_handlers
@@ -197,6 +197,7 @@ def create_app(
     app.state.body_budget = BodyBudget(
         max_values=settings.limits.max_body_values, max_depth=settings.limits.max_body_depth
     )
+    app.state.approvals = approval_policy()
     install_error_handlers(app)
     # Innermost: it sees every route's 401 and 403 (with the route matched) and records them.
     app.add_middleware(DeniedRequestAudit)

@@ -143,7 +143,7 @@ class RoleStore:
         for role in base.roles:
             current, _ = await self.current(base, role.name)
             roles.append(current)
-        org = Organization(circles=base.circles, roles=tuple(roles))
+        org = Organization(circles=base.circles, roles=tuple(roles), approvals=base.approvals)
         validate_organization(org, registry)
         return org
 

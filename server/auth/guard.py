@@ -16,7 +16,7 @@ no decision, then drives every protected route as another user and as nobody.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -26,6 +26,7 @@ from server.auth.filters import Filter, matches
 from server.auth.identity import REQUEST_IDENTITY, SHARED_STORE, Caller
 from server.auth.policy import OpenPolicy, Policy
 from server.limits import RateLimiter, rate_exceeded
+from state.roles.approvals import ApprovalPolicy
 
 __all__ = [
     "Access",
@@ -57,6 +58,8 @@ class Access:
     policy: Policy
     resource: str
     action: str
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    """Who may decide at each approval gate (the organisation's ``approvals:``)."""
 
     async def check(
         self,
@@ -142,8 +145,13 @@ class Guard:
             REQUEST_IDENTITY.set(caller.run_configurable())
         if self.limited:
             await _count_request(request, caller)
+        approvals = getattr(request.app.state, "approvals", None)
         return Access(
-            caller=caller, policy=policy, resource=self.resource or "", action=self.action or ""
+            caller=caller,
+            policy=policy,
+            resource=self.resource or "",
+            action=self.action or "",
+            approvals=approvals if isinstance(approvals, ApprovalPolicy) else ApprovalPolicy(),
         )
 
 

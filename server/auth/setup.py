@@ -9,9 +9,12 @@ from server.auth.custom import CustomAuthError, CustomPolicy
 from server.auth.policy import KeyPolicy, OpenPolicy, Policy
 from server.config import LangGraphConfig
 from server.graphs import GraphLoadError, import_object
+from state.roles import default_roles_dir, load_organization
+from state.roles.approvals import ApprovalPolicy
 from state.settings import Settings
+from tools.registry import default_registry
 
-__all__ = ["build_policy", "is_loopback", "refuse_open_bind"]
+__all__ = ["approval_policy", "build_policy", "is_loopback", "refuse_open_bind"]
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +60,14 @@ def refuse_open_bind(settings: Settings, policy: Policy, *, insecure: bool) -> s
         "create a key with `staffgraph keys create --user ID` (or set auth.path in "
         "langgraph.json); --insecure serves it open anyway"
     )
+
+
+def approval_policy() -> ApprovalPolicy:
+    """Who may decide at each approval gate: the organisation's ``approvals:`` section.
+
+    Read from the organisation the graphs are built from (``state/roles/default``).
+
+    Raises:
+        RoleDefinitionError: The organisation's YAML is invalid (the graphs fail as well).
+    """
+    return load_organization(default_roles_dir(), registry=default_registry()).approvals

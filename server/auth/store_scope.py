@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 from state.memory import MEMORY_ROOT, MemoryInputError, owner_label
 
-__all__ = ["allowed", "is_shared", "owned", "owned_roots", "scoped_prefixes"]
+__all__ = [
+    "allowed",
+    "governed",
+    "is_shared",
+    "owned",
+    "owned_roots",
+    "scoped_prefixes",
+]
 
 SHARED_ROOT = "shared"
 
@@ -43,6 +50,23 @@ def owned(namespace: Sequence[str], identity: str) -> bool:
     """Whether ``namespace`` belongs to ``identity``."""
     ns = tuple(namespace)
     return any(ns[: len(root)] == root for root in owned_roots(identity))
+
+
+GOVERNED_ROOT = "staffgraph"
+"""The organisation's own records (role versions): written by the governance graph only."""
+
+
+def governed(namespace: Sequence[str]) -> bool:
+    """Whether ``namespace`` changes only through the governance graph, never the Store API.
+
+    Procedural memory (``("memories", <owner>, <area>, "procedural", ...)``: instructions
+    agents follow once approved) and the organisation's records (``("staffgraph", ...)``: role
+    versions). The governance graph writes them server-side after a human approved.
+    """
+    ns = tuple(namespace)
+    if ns[:1] == (GOVERNED_ROOT,):
+        return True
+    return len(ns) >= 4 and ns[0] == MEMORY_ROOT and ns[3] == "procedural"
 
 
 def is_shared(namespace: Sequence[str]) -> bool:

@@ -18,10 +18,11 @@ from typing import Any
 from fastapi import HTTPException
 from pydantic import ValidationError
 
-from server.auth import Caller
+from server.auth import Access
 from server.errors import validation_detail
+from server.routes._gates import guard_run
 from server.routes._runs import check_user
-from server.runtime import RunError, Runtime
+from server.runtime import RunError, Runtime, is_uuid
 from server.runtime.protocol import PROTOCOL_MODE
 from server.schemas import RunCreate
 from server.schemas.runs import MultitaskStrategy
@@ -125,7 +126,7 @@ async def _settled_interrupt_ids(runtime: Runtime, thread_id: str) -> set[str] |
 
 
 async def _start(
-    runtime: Runtime, caller: Caller, thread_id: str, payload: dict[str, Any], strategy: str
+    runtime: Runtime, access: Access, thread_id: str, payload: dict[str, Any], strategy: str
 ) -> str:
     try:
         body = RunCreate.model_validate(
@@ -138,8 +139,12 @@ async def _start(
         )
     except ValidationError as exc:
         raise ProtocolError("invalid_argument", validation_detail(exc.errors())) from None
+    caller = access.caller
     try:
         check_user(body, caller)  # a run never names another user than its caller
+        thread = await runtime.threads.get(thread_id) if is_uuid(thread_id) else None
+        # An answer to an approval needs the gate's authority, as on the runs endpoints.
+        body, _ = await guard_run(runtime, caller, access.approvals, body, thread)
         created = await runtime.create_run(
             body,
             thread_id=thread_id,
@@ -154,7 +159,7 @@ async def _start(
 
 
 async def _run_start(
-    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
+    runtime: Runtime, caller: Access, thread_id: str, params: dict[str, Any]
 ) -> dict[str, Any]:
     assistant_id = params.get("assistant_id")
     if not isinstance(assistant_id, str) or not assistant_id:
@@ -216,7 +221,7 @@ def _responses(params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _input_respond(
-    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
+    runtime: Runtime, caller: Access, thread_id: str, params: dict[str, Any]
 ) -> dict[str, Any]:
     answers = _responses(params)
     pending = await _settled_interrupt_ids(runtime, thread_id)
@@ -266,22 +271,22 @@ def _unsubscribe(params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _no_run(
-    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
+    runtime: Runtime, caller: Access, thread_id: str, params: dict[str, Any]
 ) -> dict[str, Any]:
     raise ProtocolError("no_such_run", "No active run is bound to this thread.")
 
 
-_Handler = Callable[[Runtime, Caller, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+_Handler = Callable[[Runtime, Access, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def _subscribe_command(
-    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
+    runtime: Runtime, caller: Access, thread_id: str, params: dict[str, Any]
 ) -> dict[str, Any]:
     return _subscribe(params)
 
 
 async def _unsubscribe_command(
-    runtime: Runtime, caller: Caller, thread_id: str, params: dict[str, Any]
+    runtime: Runtime, caller: Access, thread_id: str, params: dict[str, Any]
 ) -> dict[str, Any]:
     return _unsubscribe(params)
 
@@ -297,11 +302,13 @@ _HANDLERS: dict[str, _Handler] = {
 
 
 async def handle_command(
-    runtime: Runtime, thread_id: str, command: dict[str, Any], caller: Caller
+    runtime: Runtime, thread_id: str, command: dict[str, Any], caller: Access
 ) -> dict[str, Any]:
     """The answer to one well-formed command (an int ``id`` and a string ``method``).
 
-    Runs it starts are ``caller``'s: they carry the caller's identity, as every run does.
+    Runs it starts are the caller's: they carry the caller's identity, as every run does; an
+    answer to an approval request needs the gate's authority (else ``unknown_error`` with
+    ``403: …`` naming the gate, as other refused run starts are answered).
     """
     command_id, method = command["id"], command["method"]
     handler = _HANDLERS.get(method)

@@ -7,7 +7,9 @@ from typing import Any
 from starlette.responses import Response
 
 from server.auth import Access, Caller, matches
+from server.auth.approvals import may_review
 from server.routes._common import fail, raise_run_error
+from server.routes._gates import approval_metadata, guard_run, needs_thread
 from server.routes._run_checks import check_run_targets
 from server.routes._waiting import json_stream, wait_body
 from server.routes.webhooks import check_webhook_or_422
@@ -98,13 +100,15 @@ async def create(
     await check_run_targets(runtime, body, thread_id)
     if not access.caller.enforced:
         # The local operator (no auth): nothing to scope, so no extra reads on the run path.
+        body = await _gated(runtime, body, thread_id, access, None)
         return await _create(runtime, body, thread_id, access, None)
     check_user(body, access.caller)
     value = _value(body, thread_id)
     flt = await access.check(value, resource="threads", action="create_run")
     existing = await runtime.threads.get(thread_id) if thread_id is not None else None
     if existing is not None and not matches(flt, existing["metadata"]):
-        fail(404, NOT_FOUND)
+        if not (_only_answers(body) and may_review(access.caller, access.approvals, existing)):
+            fail(404, NOT_FOUND)
     thread_metadata = None
     if existing is None:
         stamped: dict[str, Any] = {"thread_id": thread_id, "metadata": {}}
@@ -114,7 +118,43 @@ async def create(
         fail(404, NOT_FOUND)
     if value.get("metadata") != (body.metadata or {}):
         body = body.model_copy(update={"metadata": value.get("metadata")})
+    body = await _gated(runtime, body, thread_id, access, existing)
     return await _create(runtime, body, thread_id, access, thread_metadata)
+
+
+def _only_answers(body: RunCreate) -> bool:
+    """Whether the run only answers what the thread waits on (``command.resume`` alone)."""
+    command = body.command
+    return (
+        command is not None
+        and command.resume is not None
+        and command.goto is None
+        and command.update is None
+        and body.input is None
+        and body.checkpoint is None
+        and body.checkpoint_id is None
+    )
+
+
+async def _gated(
+    runtime: Runtime,
+    body: RunCreate,
+    thread_id: str | None,
+    access: Access,
+    thread: dict[str, Any] | None,
+) -> RunCreate:
+    """``body`` once :func:`guard_run` let it through, recording the approvals it answers."""
+    if thread is None and thread_id is not None and needs_thread(body):
+        thread = await runtime.threads.get(thread_id)
+    body, gates = await guard_run(runtime, access.caller, access.approvals, body, thread)
+    metadata = dict(body.metadata or {})
+    # Only the server says who decided: a client's own "approval" key is dropped.
+    if not gates and "approval" not in metadata:
+        return body
+    metadata.pop("approval", None)
+    if gates:
+        metadata["approval"] = approval_metadata(access.caller, gates)
+    return body.model_copy(update={"metadata": metadata})
 
 
 async def _create(

@@ -7,6 +7,7 @@ from typing import Any
 from langgraph.pregel import Pregel
 
 from server.auth import Access, matches
+from server.auth.approvals import may_review
 from server.context import AppContext
 from server.graph_factory import AccessContext
 from server.repos.thread_ttl import ThreadTTLRepo
@@ -57,7 +58,10 @@ async def load_thread(
     )
     row = await runtime.threads.get(thread_id)
     if row is None or not matches(flt, row["metadata"]):
-        fail(404, f"Thread with ID {thread_id} not found")
+        # An approver reads another owner's thread while it waits for their decision.
+        reading = (action or access.action) == "read"
+        if row is None or not reading or not may_review(access.caller, access.approvals, row):
+            fail(404, f"Thread with ID {thread_id} not found")
     return row
 
 

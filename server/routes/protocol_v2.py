@@ -91,7 +91,7 @@ async def post_command(
             "detail": _BAD_COMMAND,
         }
         return json_response(body, status_code=400)
-    return json_response(await handle_command(runtime, thread_id, command, access.caller))
+    return json_response(await handle_command(runtime, thread_id, command, access))
 
 
 def _namespaces(raw: Any) -> tuple[tuple[str, ...], ...] | None:

@@ -16,7 +16,7 @@ from langgraph.store.base import NOT_PROVIDED
 
 from server.auditing import actor_of
 from server.auth import Access, protect
-from server.auth.store_scope import allowed, scoped_prefixes
+from server.auth.store_scope import allowed, governed, scoped_prefixes
 from server.deps import Ctx
 from server.json_body import JsonRoute
 from server.repos.memories import delete_store_item
@@ -90,6 +90,17 @@ def _may_use(access: Access, namespace: tuple[str, ...]) -> bool:
     return allowed(namespace, access.caller.identity, shared=access.shared_store)
 
 
+def _writable(access: Access, namespace: tuple[str, ...]) -> None:
+    """403 for a namespace that changes only through governance (whoever asks)."""
+    if governed(namespace):
+        raise HTTPException(
+            403,
+            detail=f"Namespace {list(namespace)} changes only through the governance graph "
+            "(procedural memory and role versions need a human's approval): run the "
+            "'governance' graph instead of writing to the store",
+        )
+
+
 @router.put("/store/items", status_code=204, response_class=Response)
 async def put_item(
     body: StorePutRequest, ctx: Ctx, access: Annotated[Access, protect("store", "put")]
@@ -109,6 +120,7 @@ async def put_item(
     }
     scoped = await _scope(access, value)
     namespace = _checked_namespace(value)
+    _writable(access, namespace)
     if scoped and not _may_use(access, namespace):
         raise HTTPException(403, detail=f"Namespace {list(namespace)} is not yours")
     await ctx.persistence.store.aput(namespace, body.key, body.value, index=body.index, ttl=ttl)
@@ -160,6 +172,7 @@ async def delete_item(
     value: dict[str, Any] = {"namespace": tuple(body.namespace), "key": body.key}
     scoped = await _scope(access, value)
     namespace = _checked_namespace(value)
+    _writable(access, namespace)
     if scoped and not _may_use(access, namespace):
         raise HTTPException(403, detail=f"Namespace {list(namespace)} is not yours")
     await delete_store_item(

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from server.auth import Access, protect
 from server.json_body import JsonRoute
 from server.routes._common import fail, json_response
+from server.routes._gates import guard_update_state
 from server.routes._threads import EMPTY_STATE, load_graph, load_thread, record_state, state_config
 from server.runtime import Runtime, RuntimeDep
 from server.schemas import (
@@ -81,6 +82,16 @@ async def update_state(
     graph = await load_graph(runtime, thread, required=True, access="threads.update")
     assert graph is not None
     tid = str(thread["thread_id"])
+    await guard_update_state(
+        runtime,
+        access.caller,
+        access.approvals,
+        graph,
+        thread,
+        as_node=body.as_node,
+        checkpoint=body.checkpoint,
+        checkpoint_id=body.checkpoint_id,
+    )
     config = state_config(tid, body.checkpoint, checkpoint_id=body.checkpoint_id)
     try:
         new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)

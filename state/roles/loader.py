@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from state.errors import RoleDefinitionError, RoleFileError, SetupProblem
+from state.roles.approvals import ApprovalPolicy
 from state.roles.checker import _field_label, validate_organization
 from state.roles.fields import _did_you_mean, _Origin
 from state.roles.models import Circle, Organization, Role
@@ -125,7 +126,7 @@ def _read_yaml(path: Path, label: str) -> Any:
         raise RoleFileError(f"invalid YAML: {exc}.", file=label) from None
 
 
-_TOP_LEVEL_KEYS = ("circle", "circles", "roles")
+_TOP_LEVEL_KEYS = ("circle", "circles", "roles", "approvals")
 
 
 def _model_field_names(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
@@ -241,7 +242,7 @@ def _layout_ok(data: Any, label: str, problems: list[SetupProblem]) -> bool:
                 SetupProblem(
                     message=f"unknown top-level key '{key}'."
                     + _did_you_mean(str(key), _TOP_LEVEL_KEYS),
-                    hint="Use 'circle', 'circles' or 'roles'.",
+                    hint="Use 'circle', 'circles', 'roles' or 'approvals'.",
                     file=label,
                     line=lines.get(key),
                 )
@@ -310,6 +311,38 @@ def _load_entry(
         circles.append(item)
 
 
+def _load_approvals(
+    data: Any, label: str, found: list[tuple[str, ApprovalPolicy]], problems: list[SetupProblem]
+) -> None:
+    """Read a file's ``approvals:`` section (at most one file of the organisation has one)."""
+    if not isinstance(data, Mapping) or "approvals" not in data:
+        return
+    line = getattr(data, "lines", {}).get("approvals")
+    if found:
+        problems.append(
+            SetupProblem(
+                message=f"a second 'approvals' section (the first is in {found[0][0]}).",
+                hint="Keep one 'approvals:' section for the whole organisation.",
+                file=label,
+                line=line,
+            )
+        )
+        return
+    try:
+        found.append((label, ApprovalPolicy.model_validate(data["approvals"] or {})))
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            problems.append(
+                SetupProblem(
+                    message=f"approvals.{where}: {error['msg']}." if where else error["msg"],
+                    hint="See 'Who may approve' in the README for the fields.",
+                    file=label,
+                    line=line,
+                )
+            )
+
+
 def _files(path: Path) -> list[Path]:
     if not path.exists():
         raise RoleFileError("no such file or directory.", file=str(path))
@@ -352,11 +385,15 @@ def load_organization(
     roles: list[Role] = []
     circles: list[Circle] = []
     problems: list[SetupProblem] = []
+    approvals: list[tuple[str, ApprovalPolicy]] = []
     for file in _files(root):
-        _load_entries(_read_yaml(file, str(file)), str(file), roles, circles, problems)
+        data = _read_yaml(file, str(file))
+        _load_entries(data, str(file), roles, circles, problems)
+        _load_approvals(data, str(file), approvals, problems)
     if problems:
         raise RoleDefinitionError(problems)
-    org = Organization(circles=tuple(circles), roles=tuple(roles))
+    policy = approvals[0][1] if approvals else ApprovalPolicy()
+    org = Organization(circles=tuple(circles), roles=tuple(roles), approvals=policy)
     validate_organization(org, registry)
     return org
 

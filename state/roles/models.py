@@ -11,6 +11,7 @@ from pydantic import (
     model_validator,
 )
 
+from state.roles.approvals import ApprovalPolicy
 from state.roles.fields import (
     ModelSpec,
     Name,
@@ -128,6 +129,8 @@ class Organization(_Model):
 
     circles: tuple[Circle, ...] = ()
     roles: tuple[Role, ...] = ()
+    approvals: ApprovalPolicy = ApprovalPolicy()
+    """Who may decide at each approval gate (the ``approvals:`` section)."""
 
     _roles: dict[str, Role] = PrivateAttr(default_factory=dict)
     _circles: dict[str, Circle] = PrivateAttr(default_factory=dict)

@@ -219,7 +219,7 @@ def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
     )
     assert problems[1] == (
         f"{tmp_path / 'keys.yaml'}:1: unknown top-level key 'rolez'. Did you mean 'roles'? "
-        "Use 'circle', 'circles' or 'roles'."
+        "Use 'circle', 'circles', 'roles' or 'approvals'."
     )
     assert any("both 'circle' and 'circles' are given" in p for p in problems)
     assert any("circle #1, field 'name': field required" in p for p in problems)

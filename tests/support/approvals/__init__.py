@@ -1,0 +1,1 @@
+"""Graphs and config for the approval-authority tests (a role agent with a gated write tool)."""
