@@ -10,8 +10,7 @@ from server.auditing import actor_of
 from server.auth import Access, protect
 from server.deps import Ctx
 from server.json_body import JsonRoute
-from server.repos import memories
-from state.memory import MEMORY_ROOT, MemoryInputError
+from state.memory import MEMORY_ROOT, MemoryInputError, MemoryStore
 
 __all__ = ["router"]
 
@@ -36,8 +35,8 @@ async def delete_user_memories(
     if caller.enforced and not caller.is_admin and user_id != caller.identity:
         raise HTTPException(403, detail="You may delete your own memories only")
     try:
-        deleted = await memories.delete_user_memories(
-            ctx.persistence.pool, user_id, actor=actor_of(access.caller)
+        deleted = await MemoryStore(ctx.persistence.store).delete_user(
+            user_id, actor=actor_of(access.caller)
         )
     except MemoryInputError as exc:
         raise HTTPException(422, detail=f"path.user_id: {exc}") from None

@@ -19,7 +19,6 @@ from server.auth import Access, protect
 from server.auth.store_scope import allowed, governed, scoped_prefixes
 from server.deps import Ctx
 from server.json_body import JsonRoute
-from server.repos.memories import delete_store_item
 from server.schemas_store import (
     MAX_KEY_CHARS,
     MAX_NAMESPACE_DEPTH,
@@ -33,6 +32,7 @@ from server.schemas_store import (
     check_label,
     check_text,
 )
+from state.memory.deletes import delete_item_audited
 
 __all__ = ["parse_namespace_query", "router"]
 
@@ -175,7 +175,7 @@ async def delete_item(
     _writable(access, namespace)
     if scoped and not _may_use(access, namespace):
         raise HTTPException(403, detail=f"Namespace {list(namespace)} is not yours")
-    await delete_store_item(
+    await delete_item_audited(
         ctx.persistence.pool, namespace, body.key, actor=actor_of(access.caller)
     )
     return Response(status_code=204)

@@ -8,6 +8,7 @@ from typing import Any, Literal, cast
 
 from langgraph.store.base import PutOp, SearchItem, SearchOp
 
+from state.memory.deletes import audited_pool, delete_item_audited, delete_prefix_audited
 from state.memory.procedures import _Procedures
 from state.memory.records import (
     Episode,
@@ -332,17 +333,30 @@ class MemoryStore(_Procedures):
                 "organisation memories cannot be forgotten by an agent; "
                 "ask the people lead to change them through governance"
             )
+        pool = audited_pool(self.store)
+        if pool is not None:
+            return await delete_item_audited(
+                pool,
+                namespace,
+                key,
+                actor=scope.user_id,
+                details={"by": "forget tool", "role": scope.role},
+            )
         existing = await self.store.aget(namespace, key, refresh_ttl=False)
         if existing is None:
             return False
         await self.store.adelete(namespace, key)
         return True
 
-    async def delete_user(self, user_id: str) -> int:
+    async def delete_user(self, user_id: str, *, actor: str | None = None) -> int:
         """Delete every memory of one user, in every area and kind.
+
+        On Postgres the deletion is one transaction with its ``memory.deleted`` audit entry
+        (resource ``user_memories``, the user id).
 
         Args:
             user_id: The user.
+            actor: Who asked (the audit entry's actor; ``None``: staffgraph itself).
 
         Returns:
             How many items were deleted.
@@ -351,6 +365,11 @@ class MemoryStore(_Procedures):
             MemoryInputError: ``user_id`` is empty or too long.
         """
         prefix = (MEMORY_ROOT, owner_label("user", user_id))
+        pool = audited_pool(self.store)
+        if pool is not None:
+            return await delete_prefix_audited(
+                pool, prefix, actor=actor, resource_type="user_memories", resource_id=user_id
+            )
         deleted = 0
         while True:
             # Deleting what one page returned and asking again (offset 0) visits every item

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 
 from state.audit import GENESIS_HASH, AuditEntry, append_entry, entry_hash, verify_log
 from state.db import Persistence, open_persistence
+from state.memory import MemoryScope, MemoryStore, Provenance
 from tests.support.auth.matrix import cli
 from tests.support.server import fresh_database
 
@@ -229,3 +230,46 @@ async def test_staffgraph_audit_verify_exits_1_naming_the_first_broken_entry(
 
     bad = await asyncio.to_thread(cli, url, "audit", "verify", "--expect", "4:nothex")
     assert bad.returncode == 2 and "SEQ:HASH" in bad.stderr
+
+
+async def test_an_agent_forgetting_and_an_erasure_are_audited_with_the_deletion(
+    audit_db: tuple[str, Persistence],
+) -> None:
+    _, persistence = audit_db
+    memory = MemoryStore(persistence.store)
+    alice = MemoryScope(role="writer", user_id="alice")
+    who = Provenance(recorded_by="writer", run_id="run-1")
+    fact = await memory.write_fact(alice, "The launch is on 3 June.", provenance=who)
+    await memory.write_fact(alice, "The brand colour is teal.", provenance=who)
+    assert await memory.forget(alice, fact.memory.ref) is True
+    assert await memory.forget(alice, fact.memory.ref) is False  # nothing deleted: no entry
+    assert await memory.delete_user("alice", actor="root") == 1
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT actor, action, resource_type, resource_id, details::jsonb AS details "
+            "FROM audit_log ORDER BY seq"
+        )
+        rows = await cur.fetchall()
+        assert (await verify_log(conn)).broken is None
+    namespace = ["memories", "user:alice", "writer", "semantic"]
+    assert rows == [
+        {
+            "actor": "alice",
+            "action": "memory.deleted",
+            "resource_type": "store_item",
+            "resource_id": ".".join(namespace) + "/" + fact.memory.key,
+            "details": {
+                "namespace": namespace,
+                "key": fact.memory.key,
+                "by": "forget tool",
+                "role": "writer",
+            },
+        },
+        {
+            "actor": "root",
+            "action": "memory.deleted",
+            "resource_type": "user_memories",
+            "resource_id": "alice",
+            "details": {"deleted": 1, "namespace_prefix": "memories.user:alice"},
+        },
+    ]
