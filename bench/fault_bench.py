@@ -10,13 +10,19 @@ one plain side effect and one through the effect ledger), breaks something, and 
 
     .venv/bin/python bench/fault_bench.py                 # every scenario (about 10 minutes)
     .venv/bin/python bench/fault_bench.py --only cancels sigterm
+    .venv/bin/python bench/fault_bench.py --rounds 3      # each round's table, then medians
+
+With ``--rounds N`` every scenario runs N times; the last table gives each figure as
+``median (min–max)`` over the rounds, with the load average before and after each round.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -341,7 +347,7 @@ def _print(rows: list[Row]) -> None:
 SCENARIOS = ("kill-worker", "kill-server", "postgres", "redis", "cancels", "sigterm")
 
 
-async def main(only: list[str]) -> None:
+async def _round(only: list[str]) -> list[Row]:
     pg, redis = Postgres(), Redis()
     plans: dict[str, list[Callable[[], Awaitable[Row]]]] = {
         "kill-worker": [lambda: kill_worker(pg, redis)],
@@ -360,10 +366,62 @@ async def main(only: list[str]) -> None:
     finally:
         redis.close()
         pg.close()
-    _print(rows)
+    return rows
+
+
+def _spread(values: list[float], digits: int) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return (
+        f"{statistics.median(values):.{digits}f} "
+        f"({min(values):.{digits}f}–{max(values):.{digits}f})"
+    )
+
+
+def _print_summary(rounds: list[list[Row]]) -> None:
+    print(f"\nMedian (min–max) over {len(rounds)} rounds:\n")
+    print(
+        "| fault | started | completed | lost | errored | HTTP 500 | duplicate effects "
+        "without ledger | duplicate effects with ledger | recovery (s) |"
+    )
+    print("|" + "---|" * 9)
+    for index, first in enumerate(rounds[0]):
+        same = [r[index] for r in rounds]
+
+        def col(name: str, rows: list[Row] = same) -> str:
+            return _spread([float(getattr(r, name)) for r in rows], 0)
+
+        recoveries = [r.recovery for r in same if r.recovery is not None]
+        recovery = _spread(recoveries, 1) if recoveries else "-"
+        print(
+            f"| {first.fault} | {col('started')} | {col('completed')} | {col('lost')} | "
+            f"{col('errored')} | {col('http_500')} | {col('dup_plain')} | {col('dup_ledger')} | "
+            f"{recovery} |",
+            flush=True,
+        )
+
+
+async def main(only: list[str], rounds: int = 1) -> None:
+    results: list[list[Row]] = []
+    for number in range(1, rounds + 1):
+        before = os.getloadavg()
+        rows = await _round(only)
+        after = os.getloadavg()
+        results.append(rows)
+        print(
+            f"\nRound {number} of {rounds} (load average 1/5/15 min before "
+            f"{before[0]:.1f}/{before[1]:.1f}/{before[2]:.1f}, after "
+            f"{after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f}):\n",
+            flush=True,
+        )
+        _print(rows)
+    if rounds > 1:
+        _print_summary(results)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
-    asyncio.run(main(parser.parse_args().only))
+    parser.add_argument("--rounds", type=int, default=1, help="run every scenario N times")
+    parsed = parser.parse_args()
+    asyncio.run(main(parsed.only, max(1, parsed.rounds)))

@@ -44,9 +44,9 @@ from server.runtime.graph_cache import GraphCache, UnknownGraph
 from server.runtime.outcome import (
     THREAD_STATUS,
     Outcome,
+    cancelled,
     encode_done,
     error_body,
-    pending_interrupts,
     succeeded,
 )
 from server.runtime.protocol import PROTOCOL_MODE, protocol_events
@@ -181,7 +181,11 @@ class Executor:
                 break
             action = str(result.cancel_action)
             log.info("run %s was cancelled (%s) as it ended; recording the cancel", run_id, action)
-            outcome = await self._cancelled(watch.graph, row, converter, action)
+            try:
+                outcome = await self._cancelled(watch.graph, row, converter, action)
+            except _Requeue as exc:  # the flag stays: the next claim records the cancel
+                await self._requeue(row, active, exc)
+                return None
             result = await self._finish(row, active, outcome, usage, owner=owner)
         if result is None or result.outcome == "cancelled":
             return None
@@ -244,6 +248,7 @@ class Executor:
             raise
         except UnknownGraph as exc:
             body = {"error": "GraphNotFound", "message": f"graph {exc.args[0]!r} is not served"}
+            log.error("run %s failed: %s: %s", run_id, body["error"], body["message"], exc_info=exc)
             return Outcome("error", None, {}, body, dumps({"__error__": body}))
         except Exception as exc:
             active.streaming = False
@@ -462,30 +467,15 @@ class Executor:
         converter: StreamConverter,
         action: str,
     ) -> Outcome:
-        thread_id = str(row["thread_id"])
-        if action == "rollback":
-            run_id = str(row["run_id"])
-            await retrying(
-                lambda: self._runs.delete_checkpoints_of_run(thread_id, run_id),
-                what=f"rolling back run {run_id}",
-            )
-        values: Any = converter.final_values()
-        interrupts: dict[str, Any] = {}
-        thread_status = "interrupted"
-        if graph is not None:
-            state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-            values = state.values if state.created_at is not None else None
-            interrupts = pending_interrupts(state)
-            if action == "rollback":
-                thread_status = "interrupted" if state.next else "idle"
-        output = dumps(values if values is not None else {})
-        return Outcome(
-            "interrupted",
-            values,
-            interrupts,
-            None,
-            output,
-            delete_run=action == "rollback",
-            thread_status=thread_status,
-            cancel=action,
-        )
+        """The outcome of a cancelled run (its checkpoints rolled back for ``rollback``).
+
+        Raises:
+            _Requeue: Postgres failed past the retries; the run's cancel flag stays, so the
+                attempt that claims it next records the cancel without running the graph.
+        """
+        try:
+            return await cancelled(self._runs, graph, row, converter, action)
+        except Exception as exc:
+            if is_transient(exc) and row["attempt"] < MAX_INFRA_ATTEMPTS:
+                raise _Requeue(f"{type(exc).__name__}: {exc}") from exc
+            raise

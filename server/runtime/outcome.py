@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
+from server.repos import RunsRepo
 from server.runtime.events import StreamConverter
 from server.serde import dumps, interrupt_to_dict
+from state.retry import retrying
 
 __all__ = [
     "THREAD_STATUS",
     "Outcome",
+    "cancelled",
     "decode_done",
     "encode_done",
     "error_body",
@@ -78,3 +82,43 @@ async def succeeded(graph: Pregel, thread_id: str, converter: StreamConverter) -
         state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
         interrupts = pending_interrupts(state)
     return Outcome("interrupted", values, interrupts, None, output)
+
+
+async def cancelled(
+    runs: RunsRepo,
+    graph: Pregel | None,
+    row: Mapping[str, Any],
+    converter: StreamConverter,
+    action: str,
+) -> Outcome:
+    """How a run cancelled with ``action`` ended; for ``rollback``, its checkpoints are deleted."""
+    thread_id = str(row["thread_id"])
+    if action == "rollback":
+        run_id = str(row["run_id"])
+        await retrying(
+            lambda: runs.delete_checkpoints_of_run(thread_id, run_id),
+            what=f"rolling back run {run_id}",
+        )
+    values: Any = converter.final_values()
+    interrupts: dict[str, Any] = {}
+    thread_status = "interrupted"
+    if graph is not None:
+        state = await retrying(
+            lambda: graph.aget_state({"configurable": {"thread_id": thread_id}}),
+            what=f"reading the state of thread {thread_id}",
+        )
+        values = state.values if state.created_at is not None else None
+        interrupts = pending_interrupts(state)
+        if action == "rollback":
+            thread_status = "interrupted" if state.next else "idle"
+    output = dumps(values if values is not None else {})
+    return Outcome(
+        "interrupted",
+        values,
+        interrupts,
+        None,
+        output,
+        delete_run=action == "rollback",
+        thread_status=thread_status,
+        cancel=action,
+    )

@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 
+from server.observability import log_context
 from server.repos import FinishResult, RunsRepo
 from server.runtime.active import ActiveRun
 from server.runtime.broker import Broker
@@ -384,19 +385,27 @@ class WorkerPool:
                 log.warning("sweeping lapsed runs failed", exc_info=True)
                 continue
             for item in swept:
-                log.warning("run %s lost its worker: %s", item["run_id"], item["outcome"])
-                if item["outcome"] == "failed":
-                    body = {"error": "WorkerLost", "message": "the run's worker stopped"}
-                    try:
-                        await self._broker.finish(
-                            item["run_id"],
-                            encode_done("error", dumps({"__error__": body})),
-                            resumable=True,
-                        )
-                    except Exception:  # followers read the end from Postgres
-                        log.warning("could not end the stream of run %s", item["run_id"])
+                with log_context(run_id=item["run_id"], thread_id=item["thread_id"]):
+                    await self._settle_swept(item["run_id"], item["outcome"])
             if swept:
                 self.wake()
+
+    async def _settle_swept(self, run_id: str, outcome: str) -> None:
+        """Log a run whose worker stopped and end its stream if the sweeper ended it."""
+        if outcome == "failed":
+            log.error("run %s failed: WorkerLost: its worker stopped responding", run_id)
+            body = {"error": "WorkerLost", "message": "the run's worker stopped"}
+            done = encode_done("error", dumps({"__error__": body}))
+        elif outcome == "interrupted":  # it was being cancelled
+            log.warning("run %s lost its worker while being cancelled: interrupted", run_id)
+            done = encode_done("interrupted", b"{}")
+        else:
+            log.warning("run %s lost its worker: %s", run_id, outcome)
+            return
+        try:
+            await self._broker.finish(run_id, done, resumable=True)
+        except Exception:  # followers read the end from Postgres
+            log.warning("could not end the stream of run %s", run_id)
 
 
 def _claimed(row: Mapping[str, Any]) -> ActiveRun:

@@ -153,6 +153,30 @@ async def test_sweep_fails_a_run_after_max_attempts(persistence: Persistence) ->
     assert (await threads.get(tid))["status"] == "error"  # type: ignore[index]
 
 
+async def test_sweep_requeues_a_rollback_and_settles_an_interrupt(
+    persistence: Persistence,
+) -> None:
+    """A cancelled run whose worker stopped: an interrupt is settled at once; a rollback goes
+    back to the queue with its flag, so the next worker deletes it and its checkpoints."""
+    runs, _ = await _setup(persistence)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    await _create(runs, a)
+    await _create(runs, b)
+    claimed = {str(r["thread_id"]): r for r in await runs.claim("w", lease_seconds=30, limit=2)}
+    await runs.cancel(action="rollback", thread_id=a, run_ids=[str(claimed[a]["run_id"])])
+    await runs.cancel(action="interrupt", thread_id=b, run_ids=[str(claimed[b]["run_id"])])
+    async with persistence.pool.connection() as conn:
+        await conn.execute("UPDATE runs SET lease_expires_at = now() - interval '1 second'")
+    swept = {s["thread_id"]: s["outcome"] for s in await runs.sweep(max_attempts=3)}
+    assert swept == {a: "requeued", b: "interrupted"}
+    assert (await runs.get(b, str(claimed[b]["run_id"])))["status"] == "interrupted"  # type: ignore[index]
+    (again,) = await runs.claim("w2", lease_seconds=30, limit=1)
+    assert (str(again["run_id"]), again["cancel_action"]) == (
+        str(claimed[a]["run_id"]),
+        "rollback",
+    )
+
+
 async def test_heartbeat_reports_cancels_and_lost_leases(persistence: Persistence) -> None:
     runs, _ = await _setup(persistence)
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
