@@ -190,7 +190,6 @@ async def open_pool(
         open=False,
         kwargs={"autocommit": True, "row_factory": dict_row},
         configure=configure_connection,
-        check=AsyncConnectionPool.check_connection,
         timeout=max(checkout_timeout, unreachable_after),
         name="staffgraph",
     )

@@ -143,6 +143,8 @@ class WorkerPool:
         self._early_cancels: dict[str, tuple[str, float]] = {}
         self._reserved = 0
         self._wake = asyncio.Event()
+        self._backlog = False
+        """Whether runs may be queued that a full pool could not claim (see :meth:`_forget`)."""
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
         self.on_finished: Callable[[str], Awaitable[None]] | None = None
@@ -251,8 +253,11 @@ class WorkerPool:
     def _forget(self, active: ActiveRun) -> None:
         if self.active.get(active.run_id) is active:
             del self.active[active.run_id]
+            # A freed slot is worth a look at the queue only if runs may be waiting for one:
+            # otherwise every finished run would cost a claim query that finds nothing.
+            if self._backlog:
+                self.wake()
         active.done.set()
-        self.wake()
 
     async def _execute(self, row: Mapping[str, Any], active: ActiveRun) -> None:
         result: FinishResult | None = None
@@ -311,6 +316,7 @@ class WorkerPool:
                 while not self._stopping:
                     free = self.capacity - len(self.active) - self._reserved
                     if free <= 0:
+                        self._backlog = True
                         break
                     rows = await self._runs.claim(
                         self.owner, lease_seconds=self.lease_seconds, limit=free
@@ -318,6 +324,7 @@ class WorkerPool:
                     for row in rows:
                         self.start_claimed(row)
                     if len(rows) < free:
+                        self._backlog = False
                         break
             except asyncio.CancelledError:
                 raise

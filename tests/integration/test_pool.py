@@ -1,0 +1,90 @@
+"""The pool checks a connection on checkout only when it sat idle or its session ended.
+
+A check is a round trip (an empty query); checking every checkout cost ten of a run's
+statements. ``pg_stat_activity`` shows whether a check reached the server. Killing the
+backend of the pool's only connection from another session is what a restart of Postgres does
+to the connections waiting in a pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+import pytest
+
+from state.pool import OutageAwarePool
+
+
+@asynccontextmanager
+async def one_connection_pool(
+    url: str, *, check_idle_after: float
+) -> AsyncIterator[OutageAwarePool]:
+    pool = OutageAwarePool(
+        url,
+        unreachable_after=5.0,
+        check_idle_after=check_idle_after,
+        min_size=1,
+        max_size=1,
+        open=False,
+        kwargs={"autocommit": True},
+    )
+    await pool.open(wait=True, timeout=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def used_then_killed(pool: OutageAwarePool, url: str) -> int:
+    """Use the pool's connection, return it, then terminate its backend; its pid."""
+    async with pool.connection() as conn:
+        pid = conn.info.backend_pid
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return pid
+
+
+async def last_query(url: str, pid: int) -> str:
+    """What the backend ``pid`` ran last, as Postgres reports it."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        cur = await admin.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def test_a_connection_back_from_use_a_moment_ago_costs_no_round_trip(
+    database_url: str,
+) -> None:
+    async with one_connection_pool(database_url, check_idle_after=60.0) as pool:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 'marker'")
+            pid = conn.info.backend_pid
+        async with pool.connection() as conn:
+            assert conn.info.backend_pid == pid
+            # No check query reached the server between the two uses.
+            assert await last_query(database_url, pid) == "SELECT 'marker'"
+
+
+async def test_an_idle_connection_is_checked_with_a_query(database_url: str) -> None:
+    async with one_connection_pool(database_url, check_idle_after=0.0) as pool:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 'marker'")
+            pid = conn.info.backend_pid
+        async with pool.connection() as conn:
+            assert conn.info.backend_pid == pid
+            assert await last_query(database_url, pid) == ""  # psycopg_pool's check
+
+
+@pytest.mark.parametrize("check_idle_after", [0.0, 60.0])
+async def test_a_connection_whose_backend_ended_is_replaced_on_checkout(
+    database_url: str, check_idle_after: float
+) -> None:
+    # Recently used or not: the ended session shows on its socket, so it is checked.
+    async with one_connection_pool(database_url, check_idle_after=check_idle_after) as pool:
+        pid = await used_then_killed(pool, database_url)
+        async with pool.connection() as conn:
+            assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
+            assert conn.info.backend_pid != pid
