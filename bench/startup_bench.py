@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import (  # noqa: E402
     REPO,
+    UNREACHED_LIMITS,
     free_port,
     pct,
     run_server,
@@ -190,7 +191,11 @@ def main() -> int:
         try:
             for kind in ("fresh", "existing"):
                 port = free_port()
-                env = {"STAFFGRAPH_HOME": str(home), "STAFFGRAPH_LOG_LEVEL": "warning"}
+                env = {
+                    "STAFFGRAPH_HOME": str(home),
+                    "STAFFGRAPH_LOG_LEVEL": "warning",
+                    **UNREACHED_LIMITS,
+                }
                 with run_server("staffgraph", _serve_argv(port, args.config), env, port) as server:
                     wait_for(
                         server.url,
