@@ -42,7 +42,8 @@ async def used_then_killed(pool: OutageAwarePool, url: str) -> int:
     async with pool.connection() as conn:
         pid = conn.info.backend_pid
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
-        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        # Waits (up to 10 s) until the backend has exited, as a restart does.
+        await admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
     return pid
 
 
