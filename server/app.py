@@ -143,7 +143,9 @@ def create_app(
             sweeper = ThreadTTLSweeper(ThreadTTLRepo(persistence.pool), ttl)
             sweeper.start()
             stack.push_async_callback(sweeper.stop)
-            scheduler, deliverer = start_schedulers(settings, runtime, persistence, database.url)
+            scheduler, deliverer = start_schedulers(
+                settings, runtime, persistence, database.url, policy=policy
+            )
             # Registered after the runtime so they stop before it: no run is created or
             # webhook claimed while workers shut down.
             stack.push_async_callback(deliverer.stop)

@@ -121,6 +121,13 @@ class CustomPolicy:
             raise unauthorized("Authentication failed") from None
         return _caller(result)
 
+    async def resume(self, stored: Mapping[str, Any]) -> Caller | None:
+        """The stored user as it was authenticated (there is no credential to present again);
+        the authorization handlers decide, each time, what it may still do."""
+        if not stored.get("enforced", False) or not stored.get("identity"):
+            return None  # stored without authentication: not this policy's user
+        return Caller.from_stored(stored)
+
     async def authorize(
         self, caller: Caller, resource: str, action: str, value: dict[str, Any]
     ) -> Filter | None:

@@ -105,6 +105,8 @@ class Caller:
     """False for the local operator when auth is off: nothing is scoped."""
     fields: Mapping[str, Any] = field(default_factory=dict)
     """The user as JSON, stored with the run and handed to the graph."""
+    key_id: str | None = None
+    """The built-in API key the request was made with, if any."""
 
     @property
     def is_admin(self) -> bool:
@@ -115,6 +117,30 @@ class Caller:
     def may_write(self) -> bool:
         """Whether this caller may create, change, delete or run (a viewer key may not)."""
         return not self.enforced or "write" in self.permissions or ADMIN in self.permissions
+
+    def stored(self) -> dict[str, Any]:
+        """This identity as JSON, kept with something that acts later on the caller's behalf
+        (a cron); :meth:`from_stored` reads it back."""
+        return {
+            "identity": self.identity,
+            "permissions": list(self.permissions),
+            "fields": dict(self.fields),
+            "enforced": self.enforced,
+            "key_id": self.key_id,
+        }
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any]) -> Caller:
+        """The identity :meth:`stored` wrote (the user object becomes an :class:`AuthUser`)."""
+        fields = dict(stored.get("fields") or {})
+        return cls(
+            identity=str(stored.get("identity") or ""),
+            permissions=tuple(str(p) for p in stored.get("permissions") or ()),
+            user=AuthUser(fields) if fields else None,
+            enforced=bool(stored.get("enforced", True)),
+            fields=fields,
+            key_id=stored.get("key_id"),
+        )
 
     def run_configurable(self) -> dict[str, Any]:
         """The ``langgraph_auth_*`` keys of a run this caller starts (the reference's shape)."""

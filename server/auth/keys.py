@@ -56,7 +56,11 @@ class ApiKey:
             {"identity": self.user_id, "role": self.role}, self.user_id, permissions
         )
         return Caller(
-            identity=self.user_id, permissions=permissions, user=AuthUser(fields), fields=fields
+            identity=self.user_id,
+            permissions=permissions,
+            user=AuthUser(fields),
+            fields=fields,
+            key_id=self.key_id,
         )
 
 
@@ -146,6 +150,16 @@ class KeysRepo:
         if row is None or not hmac.compare_digest(row["key_hash"], _hash(key)):
             return None
         return _row(row)
+
+    async def live(self, key_id: str) -> ApiKey | None:
+        """The key with this id unless it was revoked (or never existed)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = %s AND revoked_at IS NULL",
+                (key_id,),
+            )
+            row = await cur.fetchone()
+        return _row(row) if row is not None else None
 
     async def list(self) -> list[ApiKey]:
         """Every key, newest first (revoked ones included, marked)."""

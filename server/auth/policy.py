@@ -21,6 +21,7 @@ namespaces" (:mod:`server.auth.store_scope`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from fastapi import HTTPException, Request
@@ -57,6 +58,15 @@ class Policy(Protocol):
         """Allow (``None`` or a filter, possibly after changing ``value``) or raise 403."""
         ...
 
+    async def resume(self, stored: Mapping[str, Any]) -> Caller | None:
+        """The caller a stored identity (:meth:`Caller.stored`) stands for now, or ``None``
+        when it may no longer act (its key was revoked; it was stored under another policy).
+
+        Used for work done later on a caller's behalf (a cron's runs); what the caller may
+        do is then asked of :meth:`authorize` as for a request.
+        """
+        ...
+
 
 class OpenPolicy:
     """No authentication: every request is the local operator (loopback binds only)."""
@@ -72,6 +82,10 @@ class OpenPolicy:
     ) -> Filter | None:
         """Everything is allowed and nothing is scoped."""
         return None
+
+    async def resume(self, stored: Mapping[str, Any]) -> Caller | None:
+        """Always the local operator."""
+        return _LOCAL
 
 
 def _presented_key(request: Request) -> str | None:
@@ -91,9 +105,11 @@ class KeyPolicy:
 
     def __init__(self) -> None:
         self._keys: KeyCache | None = None
+        self._repo: KeysRepo | None = None
 
     async def start(self, keys: KeysRepo, database_url: str) -> None:
         """Use ``keys`` (the lifespan opens the pool after the app is built)."""
+        self._repo = keys
         self._keys = KeyCache(keys, database_url)
         self._keys.start()
 
@@ -121,6 +137,16 @@ class KeyPolicy:
     ) -> Filter | None:
         """The built-in owner rules (see the module docstring)."""
         return owner_rules(caller, resource, action, value)
+
+    async def resume(self, stored: Mapping[str, Any]) -> Caller | None:
+        """The stored key's user, read from Postgres now: ``None`` once it is revoked."""
+        key_id = stored.get("key_id")
+        if not isinstance(key_id, str) or self._repo is None:
+            return None
+        key = await self._repo.live(key_id)
+        if key is None or key.user_id != stored.get("identity"):
+            return None
+        return key.caller()
 
 
 def owner_rules(caller: Caller, resource: str, action: str, value: dict[str, Any]) -> Filter | None:

@@ -11,6 +11,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
+from server.auth.filters import Filter, filter_sql
 from server.repos._db import jsonb
 
 __all__ = ["CRON_FIELDS", "CronsRepo", "cron_to_api"]
@@ -63,20 +64,25 @@ def _filters(
     thread_id: str | None,
     enabled: bool | None = None,
     metadata: dict[str, Any] | None,
-) -> tuple[sql.Composable, list[Any]]:
+    auth: Filter | None = None,
+) -> tuple[sql.Composable, dict[str, Any]]:
     clauses: list[sql.Composable] = []
-    params: list[Any] = []
+    params: dict[str, Any] = {}
+    if auth:
+        clauses.append(filter_sql(auth, params))
     for column, value in (
         ("assistant_id", assistant_id),
         ("thread_id", thread_id),
         ("enabled", enabled),
     ):
         if value is not None:
-            clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-            params.append(value)
+            clauses.append(
+                sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+            )
+            params[column] = value
     if metadata:
-        clauses.append(sql.SQL("metadata @> %s"))
-        params.append(jsonb(metadata))
+        clauses.append(sql.SQL("metadata @> %(metadata)s"))
+        params["metadata"] = jsonb(metadata)
     where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
     return where, params
 
@@ -102,13 +108,14 @@ class CronsRepo:
         payload: dict[str, Any],
         metadata: dict[str, Any],
         next_run_date: datetime | None,
+        auth: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Insert a cron."""
+        """Insert a cron (``auth``: its creator's stored identity)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO crons (cron_id, assistant_id, thread_id, user_id, schedule, "
-                "timezone, end_time, enabled, on_run_completed, payload, metadata, next_run_date) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                "timezone, end_time, enabled, on_run_completed, payload, metadata, next_run_date, "
+                "auth) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
                 (
                     cron_id,
                     assistant_id,
@@ -122,6 +129,7 @@ class CronsRepo:
                     jsonb(payload),
                     jsonb(metadata),
                     next_run_date,
+                    jsonb(auth) if auth is not None else None,
                 ),
             )
             row = await cur.fetchone()
@@ -142,7 +150,7 @@ class CronsRepo:
             sql.SQL("updated_at = now()")
         ]
         params = [
-            jsonb(value) if column in ("payload", "metadata") else value
+            jsonb(value) if column in ("payload", "metadata", "auth") else value
             for column, value in changes.items()
         ]
         query = sql.SQL("UPDATE crons SET {} WHERE cron_id = %s RETURNING *").format(
@@ -171,27 +179,31 @@ class CronsRepo:
         offset: int,
         sort_by: str,
         sort_order: str,
+        auth: Filter | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of matching crons and the number of matches.
 
-        ``sort_by`` is a column name (validated by the request model, quoted here).
+        ``sort_by`` is a column name (validated by the request model, quoted here); ``auth``
+        is the caller's authorization filter on the crons' metadata, applied in SQL.
         """
         where, params = _filters(
-            assistant_id=assistant_id, thread_id=thread_id, enabled=enabled, metadata=metadata
+            assistant_id=assistant_id,
+            thread_id=thread_id,
+            enabled=enabled,
+            metadata=metadata,
+            auth=auth,
         )
         direction = sql.SQL("ASC" if sort_order == "asc" else "DESC")
         query = sql.SQL(
             "SELECT *, count(*) OVER () AS total FROM crons{} ORDER BY {} {}, cron_id {} "
-            "LIMIT %s OFFSET %s"
+            "LIMIT %(_limit)s OFFSET %(_offset)s"
         ).format(where, sql.Identifier(sort_by), direction, direction)
         async with self._pool.connection() as conn:
-            cur = await conn.execute(query, [*params, limit, offset])
+            cur = await conn.execute(query, {**params, "_limit": limit, "_offset": offset})
             rows = await cur.fetchall()
             if rows:
                 return rows, int(rows[0]["total"])
-            cur = await conn.execute(
-                sql.SQL("SELECT count(*) AS n FROM crons{}").format(where), params
-            )
+            cur = await conn.execute(_COUNT.format(where), params)
             counted = await cur.fetchone()
         return [], int(counted["n"]) if counted else 0
 
@@ -201,13 +213,14 @@ class CronsRepo:
         assistant_id: str | None,
         thread_id: str | None,
         metadata: dict[str, Any] | None,
+        auth: Filter | None = None,
     ) -> int:
-        """How many crons match."""
-        where, params = _filters(assistant_id=assistant_id, thread_id=thread_id, metadata=metadata)
+        """How many crons match (``auth``: the caller's filter, applied in SQL)."""
+        where, params = _filters(
+            assistant_id=assistant_id, thread_id=thread_id, metadata=metadata, auth=auth
+        )
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                sql.SQL("SELECT count(*) AS n FROM crons{}").format(where), params
-            )
+            cur = await conn.execute(_COUNT.format(where), params)
             row = await cur.fetchone()
         return int(row["n"]) if row else 0
 
@@ -245,6 +258,12 @@ class CronsRepo:
         """Move a locked cron to its next tick (``None``: it has no more)."""
         await conn.execute(
             "UPDATE crons SET next_run_date = %s WHERE cron_id = %s", (next_run_date, cron_id)
+        )
+
+    async def disable(self, conn: AsyncConnection[DictRow], cron_id: str) -> None:
+        """Disable a locked cron (its creator can no longer run it)."""
+        await conn.execute(
+            "UPDATE crons SET enabled = false, updated_at = now() WHERE cron_id = %s", (cron_id,)
         )
 
     async def seconds_until_due(self) -> float | None:

@@ -9,7 +9,7 @@ so each one is a single round trip holding the thread's row lock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -135,16 +135,19 @@ class RunsRepo:
         owner: str | None,
         lease_seconds: float,
         conn: AsyncConnection[DictRow] | None = None,
+        thread_filter: Mapping[str, Any] | None = None,
     ) -> CreateResult:
         """Create a run (claimed for ``owner`` straight away when nothing is ahead of it).
 
         ``conn``: create it inside the caller's transaction (a cron firing) instead of on a
-        connection of the pool.
+        connection of the pool. ``thread_filter``: the caller's authorization filter; a thread
+        whose metadata does not match it is treated as missing (checked in the same statement,
+        under the thread's lock).
         """
         async with _connection(self._pool, conn) as conn:
             cur = await conn.execute(
                 "SELECT * FROM staffgraph_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s)",
+                "%s, %s, %s, %s, %s)",
                 (
                     run_id,
                     thread_id,
@@ -160,6 +163,7 @@ class RunsRepo:
                     after_seconds,
                     owner,
                     lease_seconds,
+                    jsonb(dict(thread_filter)) if thread_filter else None,
                 ),
             )
             row: Any = await cur.fetchone()

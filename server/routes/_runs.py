@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from server.auth import Access, Caller, matches
+from server.auth import Access, Caller, Filter, matches
 from server.auth.approvals import may_review
 from server.routes._common import fail, raise_run_error
 from server.routes._gates import approval_metadata, guard_run, needs_thread
@@ -104,13 +104,19 @@ async def create(
         return await _create(runtime, body, thread_id, access, None)
     check_user(body, access.caller)
     value = _value(body, thread_id)
-    flt = await access.check(value, resource="threads", action="create_run")
-    existing = await runtime.threads.get(thread_id) if thread_id is not None else None
-    if existing is not None and not matches(flt, existing["metadata"]):
-        if not (_only_answers(body) and may_review(access.caller, access.approvals, existing)):
-            fail(404, NOT_FOUND)
+    flt: Filter | None = await access.check(value, resource="threads", action="create_run")
+    existing = None
+    if thread_id is not None and needs_thread(body):
+        # Approvals and gates look at the thread: read it once, for the owner check too.
+        existing = await runtime.threads.get(thread_id)
+        if existing is not None and not matches(flt, existing["metadata"]):
+            if not (_only_answers(body) and may_review(access.caller, access.approvals, existing)):
+                fail(404, NOT_FOUND)
+            flt = None  # an approver answering another owner's run (may_review said yes)
+    # Otherwise whether the thread is the caller's is checked by the SQL that creates the run
+    # (a thread that does not match the filter is missing), not by reading it first.
     thread_metadata = None
-    if existing is None:
+    if thread_id is None or body.if_not_exists == "create":
         stamped: dict[str, Any] = {"thread_id": thread_id, "metadata": {}}
         await access.check(stamped, resource="threads", action="create")
         thread_metadata = stamped.get("metadata") or {}
@@ -119,7 +125,7 @@ async def create(
     if value.get("metadata") != (body.metadata or {}):
         body = body.model_copy(update={"metadata": value.get("metadata")})
     body = await _gated(runtime, body, thread_id, access, existing)
-    return await _create(runtime, body, thread_id, access, thread_metadata)
+    return await _create(runtime, body, thread_id, access, thread_metadata, flt)
 
 
 def _only_answers(body: RunCreate) -> bool:
@@ -163,6 +169,7 @@ async def _create(
     thread_id: str | None,
     access: Access,
     thread_metadata: dict[str, Any] | None,
+    thread_filter: Filter | None = None,
 ) -> CreatedRun:
     try:
         return await runtime.create_run(
@@ -170,6 +177,7 @@ async def _create(
             thread_id=thread_id,
             identity=access.caller.run_configurable(),
             thread_metadata=thread_metadata,
+            thread_filter=thread_filter,
         )
     except RunError as exc:
         raise_run_error(exc)

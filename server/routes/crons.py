@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from server.auth import Access, matches, protect
+from server.auth import Access, Caller, matches, protect
 from server.deps import Ctx
 from server.ids import new_id
 from server.json_body import JsonRoute
@@ -63,7 +63,7 @@ async def _assistant(runtime: Runtime, value: str) -> str:
 
 
 async def _create(
-    ctx: Ctx, runtime: Runtime, body: ThreadCronCreate, thread_id: str | None
+    ctx: Ctx, runtime: Runtime, body: ThreadCronCreate, thread_id: str | None, caller: Caller
 ) -> Response:
     sent = body.model_dump(mode="json", exclude_unset=True)
     await _check(ctx, sent)
@@ -86,7 +86,7 @@ async def _create(
         cron_id=cron_id,
         assistant_id=assistant_id,
         thread_id=thread_id,
-        user_id="",
+        user_id=caller.identity,
         schedule=body.schedule,
         timezone=body.timezone,
         end_time=body.end_time,
@@ -95,6 +95,7 @@ async def _create(
         payload=payload,
         metadata=body.metadata or {},
         next_run_date=_first_run(body.schedule, body.timezone),
+        auth=caller.stored(),  # its runs run as their creator (server.runtime.cron_creator)
     )
     if ctx.crons is not None:
         ctx.crons.wake()
@@ -111,7 +112,6 @@ Search = Annotated[Access, protect("crons", "search")]
 Update = Annotated[Access, protect("crons", "update")]
 Delete = Annotated[Access, protect("crons", "delete")]
 CronBody = TypeVar("CronBody", bound=ThreadCronCreate)
-_SCAN = 10_000  # crons scanned when a search or count is scoped to the caller's
 
 
 async def _owned(ctx: Ctx, access: Access, cron_id: str) -> dict[str, Any]:
@@ -151,7 +151,7 @@ async def _authorized(
 async def create_cron(body: CronCreate, ctx: Ctx, runtime: RuntimeDep, access: Create) -> Response:
     """Create a cron whose every run starts on a new thread."""
     body = await _authorized(access, runtime, body, None)
-    return await _create(ctx, runtime, body, None)
+    return await _create(ctx, runtime, body, None, access.caller)
 
 
 @router.post("/threads/{thread_id}/runs/crons")
@@ -161,28 +161,24 @@ async def create_thread_cron(
     """Create a cron that runs on this thread."""
     thread_id = valid_uuid(thread_id, "thread")
     body = await _authorized(access, runtime, body, thread_id)
-    return await _create(ctx, runtime, body, thread_id)
+    return await _create(ctx, runtime, body, thread_id, access.caller)
 
 
 @router.post("/runs/crons/search")
 async def search_crons(body: CronSearch, ctx: Ctx, access: Search) -> Response:
     """Crons matching the filters, a page at a time (``X-Pagination-Total``)."""
     flt = await access.check({"metadata": body.metadata or {}})
-    scoped = flt is not None
     rows, total = await _crons(ctx).search(
         assistant_id=valid_uuid(body.assistant_id, "assistant") if body.assistant_id else None,
         thread_id=valid_uuid(body.thread_id, "thread") if body.thread_id else None,
         enabled=body.enabled,
         metadata=body.metadata,
-        limit=_SCAN if scoped else body.limit,
-        offset=0 if scoped else body.offset,
+        limit=body.limit,
+        offset=body.offset,
         sort_by=body.sort_by,
         sort_order=body.sort_order,
+        auth=flt,
     )
-    if scoped:
-        visible = [row for row in rows if matches(flt, row["metadata"])]
-        total = len(visible)
-        rows = visible[body.offset : body.offset + body.limit]
     crons = [cron_to_api(row) for row in rows]
     if body.select:
         crons = [{key: cron[key] for key in body.select} for cron in crons]
@@ -193,24 +189,13 @@ async def search_crons(body: CronSearch, ctx: Ctx, access: Search) -> Response:
 async def count_crons(body: CronCount, ctx: Ctx, access: Search) -> Response:
     """How many crons match the filters."""
     flt = await access.check({"metadata": body.metadata or {}})
-    assistant_id = valid_uuid(body.assistant_id, "assistant") if body.assistant_id else None
-    thread_id = valid_uuid(body.thread_id, "thread") if body.thread_id else None
-    if flt is None:
-        count = await _crons(ctx).count(
-            assistant_id=assistant_id, thread_id=thread_id, metadata=body.metadata
-        )
-        return json_response(count)
-    rows, _ = await _crons(ctx).search(
-        assistant_id=assistant_id,
-        thread_id=thread_id,
-        enabled=None,
+    count = await _crons(ctx).count(
+        assistant_id=valid_uuid(body.assistant_id, "assistant") if body.assistant_id else None,
+        thread_id=valid_uuid(body.thread_id, "thread") if body.thread_id else None,
         metadata=body.metadata,
-        limit=_SCAN,
-        offset=0,
-        sort_by="created_at",
-        sort_order="desc",
+        auth=flt,
     )
-    return json_response(sum(1 for row in rows if matches(flt, row["metadata"])))
+    return json_response(count)
 
 
 @router.get("/runs/crons/{cron_id}")
@@ -245,6 +230,9 @@ async def patch_cron(cron_id: str, body: CronPatch, ctx: Ctx, access: Update) ->
     config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
     payload["config"] = config
     changes["payload"] = payload
+    if access.caller.enforced and access.caller.identity == row["user_id"]:
+        # The creator changing it (say, re-enabling it with a new key) renews who it runs as.
+        changes["auth"] = access.caller.stored()
     if any(key in changes for key in _RESCHEDULE):
         changes["next_run_date"] = _first_run(
             changes.get("schedule", row["schedule"]), changes.get("timezone", row["timezone"])

@@ -29,7 +29,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, croniter
 from pydantic import ValidationError
 
+from server.auth import OpenPolicy, Policy
 from server.repos.crons import CronsRepo
+from server.runtime.cron_creator import CreatorGone, CreatorRefused, as_creator
 from server.runtime.runtime import RunError, Runtime
 from server.schemas import RunCreate
 
@@ -117,7 +119,14 @@ def run_body(cron: dict[str, Any]) -> RunCreate:
 class CronScheduler:
     """Fires this deployment's due crons from one process (any number may run at once)."""
 
-    def __init__(self, *, runtime: Runtime, crons: CronsRepo, interval: float) -> None:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        crons: CronsRepo,
+        interval: float,
+        policy: Policy | None = None,
+    ) -> None:
         """Wire the scheduler (nothing runs until :meth:`start`).
 
         Args:
@@ -125,10 +134,13 @@ class CronScheduler:
             crons: the crons table.
             interval: most seconds between two looks for due crons; sooner when the next
                 cron is due sooner or a cron was created or changed in this process.
+            policy: the server's auth policy: each run is its cron's creator's
+                (:mod:`server.runtime.cron_creator`); none: no authentication.
         """
         self._runtime = runtime
         self._crons = crons
         self._interval = interval
+        self._policy: Policy = policy if policy is not None else OpenPolicy()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -185,13 +197,24 @@ class CronScheduler:
         thread_id = str(cron["thread_id"]) if cron["thread_id"] is not None else None
         try:
             body = run_body(cron)
+            firing = await as_creator(self._policy, self._runtime, cron, body)
             # A savepoint: a run that cannot be created (thread busy under `reject`, …) still
             # lets the cron move on to its next tick.
             async with conn.transaction():
                 created = await self._runtime.create_run(
-                    body, thread_id=thread_id, claim=False, conn=conn
+                    body,
+                    thread_id=thread_id,
+                    claim=False,
+                    conn=conn,
+                    identity=firing.identity,
+                    thread_metadata=firing.thread_metadata,
+                    thread_filter=firing.thread_filter,
                 )
-        except (RunError, ValidationError) as exc:
+        except CreatorGone as exc:
+            await self._crons.disable(conn, cron_id)
+            log.warning("cron %s disabled: %s", cron_id, exc)
+            return
+        except (RunError, ValidationError, CreatorRefused) as exc:
             log.warning("cron %s did not start a run: %s", cron_id, exc)
             return
         except Exception:  # one broken cron must not hold back the others in its batch

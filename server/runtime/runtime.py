@@ -222,6 +222,7 @@ class Runtime:
         conn: AsyncConnection[DictRow] | None = None,
         identity: Mapping[str, Any] | None = None,
         thread_metadata: Mapping[str, Any] | None = None,
+        thread_filter: Mapping[str, Any] | None = None,
     ) -> CreatedRun:
         """Create a run on ``thread_id`` (``None``: stateless, on a temporary thread).
 
@@ -230,10 +231,10 @@ class Runtime:
             thread_id: the thread, or ``None`` for a stateless run.
             claim: let this process claim the run at once when a worker slot is free.
             stream_modes: internal stream modes instead of the body's (protocol v2 runs).
-            conn: create the run in the caller's open transaction (a cron firing); it is
-                never claimed here then, workers take it once the transaction commits.
+            conn: the caller's open transaction (a cron firing); workers claim the run later.
             identity: the caller's ``langgraph_auth_*`` keys (client-supplied ones are dropped).
             thread_metadata: metadata (the owner) of a thread the run creates.
+            thread_filter: the caller's auth filter: a thread not matching it is missing (404).
 
         Raises:
             RunError: 404 (thread or assistant missing), 409 (``reject`` while busy), 422.
@@ -273,6 +274,7 @@ class Runtime:
                 owner=self.owner if reserved else None,
                 lease_seconds=self.lease_seconds,
                 conn=conn,
+                thread_filter=thread_filter,
             )
         except BaseException:
             if reserved and self.workers is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from server.auth import Policy
 from server.repos.crons import CronsRepo
 from server.repos.webhooks import WebhooksRepo
 from server.runtime.cron import CronScheduler
@@ -14,10 +15,16 @@ __all__ = ["start_schedulers"]
 
 
 def start_schedulers(
-    settings: Settings, runtime: Runtime, persistence: Persistence, database_url: str
+    settings: Settings,
+    runtime: Runtime,
+    persistence: Persistence,
+    database_url: str,
+    *,
+    policy: Policy,
 ) -> tuple[CronScheduler | None, WebhookDeliverer]:
     """Start the webhook deliverer and, unless ``STAFFGRAPH_CRON_SCHEDULER=false``, the cron
-    scheduler. The caller stops both (before the runtime).
+    scheduler (whose runs are their creators', by ``policy``). The caller stops both (before
+    the runtime).
     """
     scheduler = None
     if settings.crons.scheduler:
@@ -25,6 +32,7 @@ def start_schedulers(
             runtime=runtime,
             crons=CronsRepo(persistence.pool),
             interval=settings.crons.interval_seconds,
+            policy=policy,
         )
         scheduler.start()
     deliverer = WebhookDeliverer(
