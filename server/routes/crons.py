@@ -17,6 +17,7 @@ from server.auth import Access, Caller, matches, protect
 from server.deps import Ctx
 from server.ids import new_id
 from server.json_body import JsonRoute
+from server.limits import allowed_models, model_problem
 from server.repos.crons import CronsRepo, cron_to_api
 from server.routes._common import fail, json_response, no_content, page_response, valid_uuid
 from server.routes._runs import assistant_usable
@@ -41,7 +42,7 @@ def _not_found(cron_id: str) -> NoReturn:
 
 
 async def _check(ctx: Ctx, fields: dict[str, Any]) -> None:
-    """422 for a schedule, timezone or webhook the cron could not use."""
+    """422 for a schedule, timezone, webhook or model the cron could not use."""
     try:
         if fields.get("schedule") is not None:
             check_schedule(fields["schedule"])
@@ -50,6 +51,19 @@ async def _check(ctx: Ctx, fields: dict[str, Any]) -> None:
         fail(422, str(exc))
     if fields.get("webhook") is not None:
         await check_webhook_or_422(fields["webhook"], ctx.settings.webhooks)
+    # The payload of the runs the cron will make: refused now rather than at every firing.
+    context = fields.get("context") or {}
+    configurable = (fields.get("config") or {}).get("configurable") or {}
+    problem = model_problem(
+        allowed_models(ctx.settings.limits, ctx.settings.model),
+        ctx.settings.model,
+        {
+            "body.context.model": context.get("model"),
+            "body.config.configurable.model": configurable.get("model"),
+        },
+    )
+    if problem is not None:
+        fail(422, problem)
 
 
 async def _assistant(runtime: Runtime, value: str) -> str:

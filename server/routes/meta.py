@@ -13,6 +13,7 @@ from server.auth import KeyPolicy, public
 from server.auth.guard import open_if, policy_of
 from server.deps import Ctx
 from server.json_body import JsonRoute
+from server.openapi_errors import document_errors
 
 __all__ = ["router"]
 
@@ -77,7 +78,7 @@ def _with_security(spec: dict[str, Any], request: Request, ctx: Ctx) -> dict[str
 @router.get("/openapi.json", include_in_schema=False, dependencies=[open_if("docs_public")])
 async def openapi(request: Request, ctx: Ctx) -> JSONResponse:
     """The OpenAPI document, with the security schemes in use."""
-    return JSONResponse(_with_security(request.app.openapi(), request, ctx))
+    return JSONResponse(_with_security(document_errors(request.app.openapi()), request, ctx))
 
 
 @router.get("/docs", include_in_schema=False, dependencies=[open_if("docs_public")])

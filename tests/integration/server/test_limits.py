@@ -190,6 +190,11 @@ async def test_a_run_choosing_a_model_outside_the_allowlist_is_422(
         )
         assert created.status_code == 422, created.text
         assert created.json()["detail"].startswith(f"{field}: ")
+        cron = await client.post(
+            "/runs/crons", json={"assistant_id": "simple", "schedule": "0 * * * *", **body}
+        )
+        assert cron.status_code == 422, cron.text
+        assert cron.json()["detail"].startswith(f"{field}: ")
 
 
 async def test_allowed_models_run(limited: tuple[LiveServer, dict[str, str]]) -> None:
