@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The LangGraph JS SDK for tests/integration/server/test_js_sdk.py (npm registry, pinned by
+# tests/js/package-lock.json).
+JS_SDK := tests/js/node_modules/.package-lock.json
+$(JS_SDK): tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+
 serve: $(STAMP)
 	$(BIN)/staffgraph serve --host $(HOST) --port $(PORT)
 
@@ -39,7 +45,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) redis lint typecheck
+test: $(STAMP) redis $(JS_SDK) lint typecheck
 	$(BIN)/python -m pytest -q --timeout 600 --durations 15
 
 bench: $(STAMP)
