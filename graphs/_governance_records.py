@@ -6,17 +6,19 @@ without one fails with a message saying how to attach it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NotRequired
 
+from langchain_core.messages import AIMessage
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
 from nodes.approval import GateDecision
-from nodes.governance import RoleChange
+from nodes.governance import RoleChange, describe_change
 from nodes.memory import resolve_scope
 from state.memory import Memory, MemoryScope, MemoryStore, ProcedureStatus
-from state.role_store import RoleStore
+from state.role_store import AuditNote, RoleStore, record_governance
 from state.roles import Organization, Role
 
 
@@ -107,3 +109,50 @@ class Records:
             and staged.value.get("rule") == proposal.get("rule")
             and staged.text == proposal["value"]
         )
+
+    # --- the audit log ------------------------------------------------------------------
+
+    def audit_note(self, state: Mapping[str, Any], **extra: Any) -> AuditNote:
+        """What the audit log keeps about this run's change and its last decision."""
+        decisions = state.get("decisions") or []
+        last = decisions[-1] if decisions else {}
+        try:
+            thread_id = (get_config().get("configurable") or {}).get("thread_id")
+        except RuntimeError:  # outside a run
+            thread_id = None
+        details = {
+            "change_id": state.get("change_id"),
+            "change": dict(state.get("proposal") or {}),
+            "requested_by": state.get("requested_by") or None,
+            "decision": last.get("type"),
+            "message": last.get("message"),
+            "thread_id": str(thread_id) if thread_id is not None else None,
+            **extra,
+        }
+        return AuditNote(actor=last.get("decided_by"), details=details)
+
+    async def record(
+        self, runtime: Runtime[Any], action: str, state: Mapping[str, Any], **extra: Any
+    ) -> None:
+        """Append ``action`` for this run's change to the audit log (Postgres stores only)."""
+        role = str((state.get("proposal") or {}).get("role") or "")
+        await record_governance(
+            runtime.store, action, role=role, audit=self.audit_note(state, **extra)
+        )
+
+    async def already_made(
+        self, state: Mapping[str, Any], runtime: Runtime[Any], why: str, version: int
+    ) -> dict[str, Any]:
+        """The approved change is there already (another change made it): nothing is stored;
+        the approval is recorded with ``status: already_in_effect``."""
+        proposal = state["proposal"]
+        outcome = Outcome(
+            status="already_in_effect", role=proposal["role"], version=version, reason=why
+        )
+        signed(outcome, state.get("decisions"))
+        await self.record(runtime, "governance.applied", state, status="already_in_effect")
+        text = (
+            f"Already in effect: {describe_change(proposal)} {why} Role '{proposal['role']}' "
+            f"stays at version {version}."
+        )
+        return {"outcome": outcome, "messages": [AIMessage(text, name=self.author.name)]}

@@ -344,6 +344,7 @@ class _Governance(Records):
             current = await memory.approve_procedure(
                 scope, ref, decided_by=self.reviewer(runtime), reason=note
             )
+            await self.record(runtime, "governance.applied", state, ref=ref)
         elif current.status != ProcedureStatus.APPROVED.value:
             raise ValueError(
                 f"Governance graph '{self.name}': instruction {ref} is {current.status} and can no "
@@ -372,31 +373,19 @@ class _Governance(Records):
             except ValueError as exc:
                 if not in_effect(exc):
                     raise
-                return self.already_made(state, str(exc), version)
+                return await self.already_made(state, runtime, str(exc), version)
             stored = await store.apply(
                 changed,
                 change_id=state["change_id"],
                 base_version=impact["base_version"],
                 summary=describe_change(proposal),
+                audit=self.audit_note(state),
             )
         outcome = Outcome(status="applied", role=stored["role"], version=stored["version"])
         signed(outcome, state.get("decisions"))
         text = (
             f"Applied: {describe_change(proposal)} "
             f"Role '{stored['role']}' is now at version {stored['version']}."
-        )
-        return {"outcome": outcome, "messages": [AIMessage(text, name=self.author.name)]}
-
-    def already_made(self, state: State, why: str, version: int) -> dict[str, Any]:
-        """The approved change is there already (another change made it): nothing to store."""
-        proposal = state["proposal"]
-        outcome = Outcome(
-            status="already_in_effect", role=proposal["role"], version=version, reason=why
-        )
-        signed(outcome, state.get("decisions"))
-        text = (
-            f"Already in effect: {describe_change(proposal)} {why} Role '{proposal['role']}' "
-            f"stays at version {version}."
         )
         return {"outcome": outcome, "messages": [AIMessage(text, name=self.author.name)]}
 
@@ -407,6 +396,7 @@ class _Governance(Records):
         text = f"Rejected: {describe_change(state['proposal'])} Reason: {reason}"
         outcome = Outcome(status="rejected", role=role, reason=reason)
         signed(outcome, state.get("decisions"))
+        await self.record(runtime, "governance.rejected", state, reason=reason)
         ref = state.get("procedure") or ""
         if ref:
             # The staged instruction is kept for the record, rejected, and never recalled.

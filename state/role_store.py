@@ -17,13 +17,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from langgraph.store.base import BaseStore, Item
+from langgraph.store.base import BaseStore, Item, PutOp
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 from typing_extensions import TypedDict
 
+from state.audit import append_entry
 from state.roles import Organization, Role, validate_organization
 from state.tool_risk import ToolCatalog
 
-__all__ = ["NAMESPACE", "RoleStore", "RoleVersion"]
+__all__ = ["NAMESPACE", "AuditNote", "RoleStore", "RoleVersion", "record_governance"]
 
 NAMESPACE = ("staffgraph", "roles")
 """Where role versions live in the store (one sub-namespace per role)."""
@@ -103,7 +107,13 @@ class RoleStore:
         return org.role(role_name), 0
 
     async def apply(
-        self, role: Role, *, change_id: str, base_version: int, summary: str
+        self,
+        role: Role,
+        *,
+        change_id: str,
+        base_version: int,
+        summary: str,
+        audit: AuditNote | None = None,
     ) -> RoleVersion:
         """Store ``role`` as a new version, once per ``change_id``.
 
@@ -112,6 +122,8 @@ class RoleStore:
             change_id: Id of the change; storing the same id again returns the first version.
             base_version: The version the change was made against.
             summary: One line describing the change.
+            audit: Record it in the audit log as ``governance.applied``, in the same
+                transaction as the version (on a Postgres store; other stores keep no log).
 
         Returns:
             The stored version.
@@ -127,7 +139,12 @@ class RoleStore:
                 "definition": role.model_dump(mode="json"),
             }
             # ttl=None: role versions are records, never swept like memories.
-            await self.store.aput(namespace, change_id, value, index=False, ttl=None)
+            put = PutOp(namespace, change_id, value, index=False, ttl=None)
+            pool = _audited_pool(self.store) if audit is not None else None
+            if pool is None or audit is None:
+                await self.store.aput(namespace, change_id, value, index=False, ttl=None)
+            else:
+                await _put_audited(self.store, pool, put, audit, role.name)
         stored = await self.find(role.name, change_id)
         if stored is not None:
             return stored
@@ -146,6 +163,60 @@ class RoleStore:
         org = Organization(circles=base.circles, roles=tuple(roles), approvals=base.approvals)
         validate_organization(org, registry)
         return org
+
+
+class AuditNote(TypedDict):
+    """What the audit log records about a governance change."""
+
+    actor: str | None
+    """Who decided it (``None``: staffgraph itself)."""
+    details: dict[str, Any]
+
+
+def _audited_pool(store: BaseStore) -> AsyncConnectionPool[Any] | None:
+    """The pool of a Postgres store (where the audit log lives), else ``None``."""
+    if isinstance(store, AsyncPostgresStore) and isinstance(store.conn, AsyncConnectionPool):
+        return store.conn
+    return None
+
+
+async def _put_audited(
+    store: BaseStore, pool: AsyncConnectionPool[Any], put: PutOp, audit: AuditNote, role: str
+) -> None:
+    """Write ``put`` and its ``governance.applied`` entry in one transaction."""
+    assert isinstance(store, AsyncPostgresStore)
+    async with pool.connection() as conn, conn.transaction():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await store._batch_put_ops([(0, put)], cur)
+        await append_entry(
+            conn,
+            "governance.applied",
+            actor=audit["actor"],
+            resource_type="role",
+            resource_id=role,
+            details=audit["details"],
+        )
+
+
+async def record_governance(
+    store: BaseStore | None, action: str, *, role: str, audit: AuditNote
+) -> None:
+    """Append a governance entry on its own (a rejection, an instruction's outcome).
+
+    Only on a Postgres store (where the audit log lives); elsewhere nothing is recorded.
+    """
+    pool = _audited_pool(store) if store is not None else None
+    if pool is None:
+        return
+    async with pool.connection() as conn, conn.transaction():
+        await append_entry(
+            conn,
+            action,
+            actor=audit["actor"],
+            resource_type="role",
+            resource_id=role,
+            details=audit["details"],
+        )
 
 
 def _timestamp(value: datetime | str | None) -> float:

@@ -293,14 +293,15 @@ async def guard_update_state(
     as_node: str | None,
     checkpoint: CheckpointConfig | None,
     checkpoint_id: str | None,
-) -> None:
+) -> list[PendingGate]:
     """Refuse ``update_state`` as a gate node, or on a checkpoint waiting for approval.
+
+    Returns:
+        The gates the update writes as or past (for the audit log).
 
     Raises:
         HTTPException: 403 naming the gate.
     """
-    if not caller.enforced:
-        return
     gates: list[PendingGate] = []
     gate = gate_of_node(graph, as_node) if as_node else None
     if gate is not None:
@@ -311,6 +312,7 @@ async def guard_update_state(
     else:
         gates += pending_gates(thread.get("interrupts"))
     await authorize_gates(runtime, caller, policy, thread, gates, doing="write past")
+    return gates
 
 
 def approval_metadata(caller: Caller, gates: list[PendingGate]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from server.auth import Access
 from server.errors import validation_detail
+from server.routes._decision_audit import create_with_decisions
 from server.routes._gates import guard_run
 from server.routes._runs import check_user
 from server.runtime import RunError, Runtime, is_uuid
@@ -144,13 +145,24 @@ async def _start(
         check_user(body, caller)  # a run never names another user than its caller
         thread = await runtime.threads.get(thread_id) if is_uuid(thread_id) else None
         # An answer to an approval needs the gate's authority, as on the runs endpoints.
-        body, _ = await guard_run(runtime, caller, access.approvals, body, thread)
-        created = await runtime.create_run(
-            body,
-            thread_id=thread_id,
-            stream_modes=[PROTOCOL_MODE],
-            identity=caller.run_configurable(),  # only the server says who started a run
-        )
+        body, gates = await guard_run(runtime, caller, access.approvals, body, thread)
+        if gates:
+            created = await create_with_decisions(
+                runtime,
+                body,
+                thread_id=thread_id,
+                identity=caller.run_configurable(),
+                actor=caller.identity or None,
+                gates=gates,
+                stream_modes=[PROTOCOL_MODE],
+            )
+        else:
+            created = await runtime.create_run(
+                body,
+                thread_id=thread_id,
+                stream_modes=[PROTOCOL_MODE],
+                identity=caller.run_configurable(),  # only the server says who started a run
+            )
     except HTTPException as exc:
         raise ProtocolError("unknown_error", f"{exc.status_code}: {exc.detail}") from None
     except RunError as exc:

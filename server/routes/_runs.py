@@ -7,8 +7,9 @@ from typing import Any
 from starlette.responses import Response
 
 from server.auth import Access, Caller, Filter, matches
-from server.auth.approvals import may_review
+from server.auth.approvals import PendingGate, may_review
 from server.routes._common import fail, raise_run_error
+from server.routes._decision_audit import create_with_decisions
 from server.routes._gates import approval_metadata, guard_run, needs_thread
 from server.routes._run_checks import check_run_targets
 from server.routes._waiting import json_stream, wait_body
@@ -100,8 +101,8 @@ async def create(
     await check_run_targets(runtime, body, thread_id)
     if not access.caller.enforced:
         # The local operator (no auth): nothing to scope, so no extra reads on the run path.
-        body = await _gated(runtime, body, thread_id, access, None)
-        return await _create(runtime, body, thread_id, access, None)
+        body, gates = await _gated(runtime, body, thread_id, access, None)
+        return await _create(runtime, body, thread_id, access, None, gates)
     check_user(body, access.caller)
     value = _value(body, thread_id)
     flt: Filter | None = await access.check(value, resource="threads", action="create_run")
@@ -124,8 +125,8 @@ async def create(
         fail(404, NOT_FOUND)
     if value.get("metadata") != (body.metadata or {}):
         body = body.model_copy(update={"metadata": value.get("metadata")})
-    body = await _gated(runtime, body, thread_id, access, existing)
-    return await _create(runtime, body, thread_id, access, thread_metadata, flt)
+    body, gates = await _gated(runtime, body, thread_id, access, existing)
+    return await _create(runtime, body, thread_id, access, thread_metadata, gates, flt)
 
 
 def _only_answers(body: RunCreate) -> bool:
@@ -148,19 +149,20 @@ async def _gated(
     thread_id: str | None,
     access: Access,
     thread: dict[str, Any] | None,
-) -> RunCreate:
-    """``body`` once :func:`guard_run` let it through, recording the approvals it answers."""
+) -> tuple[RunCreate, list[PendingGate]]:
+    """``body`` once :func:`guard_run` let it through, recording the approvals it answers in
+    its metadata; and those approval requests."""
     if thread is None and thread_id is not None and needs_thread(body):
         thread = await runtime.threads.get(thread_id)
     body, gates = await guard_run(runtime, access.caller, access.approvals, body, thread)
     metadata = dict(body.metadata or {})
     # Only the server says who decided: a client's own "approval" key is dropped.
     if not gates and "approval" not in metadata:
-        return body
+        return body, gates
     metadata.pop("approval", None)
     if gates:
         metadata["approval"] = approval_metadata(access.caller, gates)
-    return body.model_copy(update={"metadata": metadata})
+    return body.model_copy(update={"metadata": metadata}), gates
 
 
 async def _create(
@@ -169,9 +171,21 @@ async def _create(
     thread_id: str | None,
     access: Access,
     thread_metadata: dict[str, Any] | None,
+    gates: list[PendingGate],
     thread_filter: Filter | None = None,
 ) -> CreatedRun:
     try:
+        if gates and thread_id is not None:
+            # The decisions go into the audit log with the run that carries them out.
+            return await create_with_decisions(
+                runtime,
+                body,
+                thread_id=thread_id,
+                identity=access.caller.run_configurable(),
+                actor=access.caller.identity or None,
+                gates=gates,
+                thread_filter=thread_filter,
+            )
         return await runtime.create_run(
             body,
             thread_id=thread_id,

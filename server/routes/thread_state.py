@@ -11,6 +11,7 @@ from starlette.responses import Response
 from server.auth import Access, protect
 from server.json_body import JsonRoute
 from server.routes._common import fail, json_response
+from server.routes._decision_audit import record_state_write
 from server.routes._gates import guard_update_state
 from server.routes._threads import EMPTY_STATE, load_graph, load_thread, record_state, state_config
 from server.runtime import Runtime, RuntimeDep
@@ -82,7 +83,7 @@ async def update_state(
     graph = await load_graph(runtime, thread, required=True, access="threads.update")
     assert graph is not None
     tid = str(thread["thread_id"])
-    await guard_update_state(
+    gates = await guard_update_state(
         runtime,
         access.caller,
         access.approvals,
@@ -98,6 +99,15 @@ async def update_state(
     except (InvalidUpdateError, ValueError, KeyError) as exc:
         fail(400, str(exc).strip("'\"") or type(exc).__name__)
     await record_state(runtime, graph, tid)
+    if gates:
+        await record_state_write(
+            runtime,
+            thread_id=tid,
+            actor=access.caller.identity or None,
+            gates=gates,
+            as_node=body.as_node,
+            checkpoint_id=new_config["configurable"].get("checkpoint_id"),
+        )
     configurable = new_config["configurable"]
     ref = {
         "thread_id": str(configurable.get("thread_id", tid)),

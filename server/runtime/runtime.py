@@ -117,6 +117,8 @@ class Runtime:
         self.settings = settings
         self.registry = graphs
         self.allowed_models = allowed_models(settings.limits, settings.model)
+        self.pool = persistence.pool
+        """The Postgres pool (for writes that share a transaction with a run's creation)."""
         self.assistants = AssistantsRepo(persistence.pool)
         self.threads = ThreadsRepo(persistence.pool)
         self.runs = RunsRepo(persistence.pool)

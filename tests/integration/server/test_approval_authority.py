@@ -9,12 +9,16 @@ and nobody their own governance change.
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_client
+from psycopg.rows import dict_row
 
 from tests.support.auth.matrix import create_key
 from tests.support.server import REPO, LiveServer, fresh_database, start_server
@@ -28,7 +32,7 @@ APPROVE = {"decisions": [{"type": "approve"}]}
 
 
 @pytest.fixture(scope="module")
-def keyed(database_url: str) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+def keyed(database_url: str) -> Iterator[tuple[LiveServer, dict[str, str], str]]:
     url = fresh_database(database_url)
     server = start_server(env={"DATABASE_URL": url, "STAFFGRAPH_AUTH": "keys"}, config=CONFIG)
     try:
@@ -39,7 +43,7 @@ def keyed(database_url: str) -> Iterator[tuple[LiveServer, dict[str, str]]]:
             "dave": create_key(url, "dave", "approver"),
             "root": create_key(url, "root", "admin"),
         }
-        yield server, keys
+        yield server, keys, url
     finally:
         server.stop()
 
@@ -63,8 +67,8 @@ class User:
 
 
 @pytest.fixture
-async def users(keyed: tuple[LiveServer, dict[str, str]]) -> dict[str, User]:
-    server, keys = keyed
+async def users(keyed: tuple[LiveServer, dict[str, str], str]) -> dict[str, User]:
+    server, keys, _ = keyed
     return {name: User(server, key) for name, key in keys.items()}
 
 
@@ -88,6 +92,21 @@ async def publish(user: User) -> tuple[str, dict[str, Any]]:
     assert paused.status_code == 200, paused.text
     (interrupt,) = paused.json()["__interrupt__"]
     return thread_id, interrupt
+
+
+async def audit_rows(url: str, resource_id: str) -> list[dict[str, Any]]:
+    """The audit log's entries about ``resource_id``, oldest first."""
+    async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
+        cur = await conn.execute(
+            "SELECT actor, action, resource_type, resource_id, details FROM audit_log "
+            "WHERE resource_id = %s ORDER BY seq",
+            (resource_id,),
+        )
+        rows = list(await cur.fetchall())
+    for row in rows:
+        if isinstance(row["details"], str):
+            row["details"] = json.loads(row["details"])
+    return rows
 
 
 def refused(response: httpx.Response, gate: str) -> None:
@@ -403,3 +422,57 @@ async def test_agent_inbox_response_rejects_where_the_gate_takes_no_respond(
         "reason": "Wait for the audit",
         "decided_by": "dave",
     }
+
+
+# -- the audit log ---------------------------------------------------------------------------
+
+
+async def test_decisions_and_governance_changes_are_in_the_audit_log(
+    users: dict[str, User], keyed: tuple[LiveServer, dict[str, str], str]
+) -> None:
+    url = keyed[2]
+    alice, dave, root = users["alice"], users["dave"], users["root"]
+    thread_id, request = await propose(alice, "Set the purpose of the writer")
+    before = request["value"]["action_requests"][0]["args"]
+    purpose = f"Writes short reports ({uuid.uuid4().hex[:8]})"
+    args = {**before, "attribute": "purpose", "operation": "set", "value": purpose}
+    edit = {"type": "edit", "edited_action": {"name": "change_role", "args": args}}
+    asked = await dave.wait(thread_id, "governance", command={"resume": {"decisions": [edit]}})
+    assert asked.status_code == 200 and asked.json()["__interrupt__"], asked.text
+    done = await dave.wait(thread_id, "governance", command={"resume": APPROVE})
+    assert done.json()["outcome"]["status"] == "applied", done.text
+    edited, approved = await audit_rows(url, thread_id)
+    assert [edited["action"], approved["action"]] == ["approval.decision"] * 2
+    assert edited["actor"] == approved["actor"] == "dave"
+    assert edited["details"]["gate"] == "governance_approval"
+    assert edited["details"]["requested_by"] == "alice"
+    (action,) = edited["details"]["actions"]
+    assert action["decision"] == "edit" and action["args_before"] == before
+    assert action["args_after"]["value"] == purpose
+    assert approved["details"]["actions"][0]["decision"] == "approve"
+    (entry,) = [
+        r for r in await audit_rows(url, "writer") if r["details"].get("thread_id") == thread_id
+    ]
+    assert entry["action"] == "governance.applied" and entry["actor"] == "dave"
+    assert entry["details"]["change"]["value"] == purpose
+
+    thread_id, _ = await propose(alice, OFFICER_CALCULATOR)
+    no = {"decisions": [{"type": "reject", "message": "budget freeze"}]}
+    assert (await root.wait(thread_id, "governance", command={"resume": no})).status_code == 200
+    rejected = [
+        r
+        for r in await audit_rows(url, "compliance_officer")
+        if r["details"].get("thread_id") == thread_id
+    ]
+    assert [(r["action"], r["actor"]) for r in rejected] == [("governance.rejected", "root")]
+    assert rejected[0]["details"]["reason"] == "budget freeze"
+
+    thread_id, _ = await publish(alice)
+    edit = {"type": "edit", "edited_action": {"name": "publish_note", "args": {"title": "Q2"}}}
+    done = await alice.wait(thread_id, "desk", command={"resume": {"decisions": [edit]}})
+    assert done.status_code == 200, done.text
+    (decision,) = await audit_rows(url, thread_id)
+    (action,) = decision["details"]["actions"]
+    assert decision["actor"] == "alice" and decision["details"]["gate"] == "tool_approval"
+    assert action["decision"] == "edit" and action["args_after"] == {"title": "Q2"}
+    assert action["args_before"]["title"] != "Q2"
