@@ -37,6 +37,16 @@ redis:
 	    echo "redis-server is missing: install it (apt-get install redis-server) or set REDIS_URL" >&2; exit 1; \
 	  fi; }
 
+# The console's browser tests drive Debian's Chromium headless through its chromedriver.
+.PHONY: chromium
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null; \
+	  else \
+	    echo "chromium/chromedriver are missing: install them (apt-get install chromium chromium-driver)" >&2; exit 1; \
+	  fi; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,7 +55,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) redis $(JS_SDK) lint typecheck
+test: $(STAMP) redis chromium $(JS_SDK) lint typecheck
 	$(BIN)/python -m pytest -q --timeout 600 --durations 15
 
 bench: $(STAMP)

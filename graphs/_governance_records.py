@@ -17,6 +17,7 @@ from typing_extensions import TypedDict
 from nodes.approval import GateDecision
 from nodes.governance import RoleChange, describe_change
 from nodes.memory import resolve_scope
+from state.errors import GraphSetupError
 from state.memory import Memory, MemoryScope, MemoryStore, ProcedureStatus
 from state.role_store import AuditNote, RoleStore, record_governance
 from state.roles import Organization, Role
@@ -49,6 +50,11 @@ def signed(outcome: Outcome, decisions: Sequence[GateDecision] | None) -> None:
     who = decisions[-1].get("decided_by") if decisions else None
     if who:
         outcome["decided_by"] = who
+
+
+def decider(decisions: Sequence[GateDecision] | None) -> str:
+    """Who took the last decision (``""`` when nobody is recorded)."""
+    return str(decisions[-1].get("decided_by") or "") if decisions else ""
 
 
 class Records:
@@ -156,3 +162,18 @@ class Records:
             f"stays at version {version}."
         )
         return {"outcome": outcome, "messages": [AIMessage(text, name=self.author.name)]}
+
+
+def proposer_role(org: Organization, proposer: str | None, name: str) -> Role:
+    """The role that proposes changes: the one given, or the owner of the ``roles`` domain."""
+    if proposer is None:
+        owner = org.domain_owner("roles")
+        if owner is None:
+            raise GraphSetupError(
+                f"Governance graph '{name}': no role owns the 'roles' domain; give one role "
+                "domains: [roles] or pass proposer=..."
+            )
+        proposer = owner.name
+    if not org.has_role(proposer):
+        raise GraphSetupError(f"Governance graph '{name}': proposer '{proposer}' is not a role.")
+    return org.role(proposer)

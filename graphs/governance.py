@@ -7,7 +7,9 @@ and any new risky tool grants. A human decides at the approval gate (langchain's
 schema): ``approve`` stores the changed role as a new version, ``edit`` replaces the change
 and assesses it again, ``reject`` records the rejection, ``respond`` sends the proposer back
 with the human's guidance. Storing is idempotent per change id, so a re-run never adds a
-second version.
+second version. A change can also come with the input (``change``, e.g. the console's rollback
+of a role version): it skips the proposer and goes straight to assessment and approval (the
+``instruction_ref`` edge below).
 
 Learned instructions for a role (procedural memory) take the same road. A change of attribute
 ``instructions`` - proposed from a tension, or an instruction already pending in memory (an
@@ -40,7 +42,7 @@ from langgraph.types import Checkpointer
 from typing_extensions import TypedDict
 
 from graphs._common import required_request
-from graphs._governance_records import Outcome, Records, in_effect, signed
+from graphs._governance_records import Outcome, Records, decider, in_effect, proposer_role, signed
 from nodes._private import chat_model_for, clip, context_of
 from nodes.agent import role_system_prompt
 from nodes.approval import (
@@ -62,7 +64,6 @@ from nodes.governance import (
     normalise_change,
 )
 from nodes.memory import memory_settings, provenance_for
-from state.errors import GraphSetupError
 from state.memory import DEFAULT_ORG, ProcedureStatus
 from state.roles import Organization, Role, default_roles_dir, load_organization
 from state.roles.approvals import GOVERNANCE_GATE
@@ -79,6 +80,9 @@ class InputState(TypedDict):
     instruction_ref: NotRequired[str]
     """A pending instruction to put before a reviewer instead of a tension: its memory ref,
     ``org/<role>/procedural/<rule>-v<n>`` (e.g. one an agent proposed with ``remember``)."""
+    change: NotRequired[dict[str, Any]]
+    """A change to put before a reviewer as it is, instead of one the proposer makes from the
+    tension (e.g. a rollback the console computed): the fields of a ``ChangeProposal``."""
 
 
 class State(InputState, total=False):
@@ -106,6 +110,8 @@ class State(InputState, total=False):
     procedure: str
     """The memory ref of this run's instruction while it is staged (instruction changes);
     ``""`` when nothing is staged."""
+    given: bool
+    """Whether this run's change came with the input (``change``) rather than a proposer."""
 
 
 @dataclass(kw_only=True)
@@ -134,21 +140,6 @@ class Context:
         default=DEFAULT_ORG,
         metadata={"description": "Organisation whose role instructions a change proposes."},
     )
-
-
-def _proposer(org: Organization, proposer: str | None, name: str) -> Role:
-    """The role that proposes changes: the one given, or the owner of the ``roles`` domain."""
-    if proposer is None:
-        owner = org.domain_owner("roles")
-        if owner is None:
-            raise GraphSetupError(
-                f"Governance graph '{name}': no role owns the 'roles' domain; give one role "
-                "domains: [roles] or pass proposer=..."
-            )
-        proposer = owner.name
-    if not org.has_role(proposer):
-        raise GraphSetupError(f"Governance graph '{name}': proposer '{proposer}' is not a role.")
-    return org.role(proposer)
 
 
 class _Governance(Records):
@@ -187,7 +178,14 @@ class _Governance(Records):
             "procedure": "",
             "instruction_ref": "",
             "requested_by": run_identity() or "",
+            "change": {},
+            "given": False,
         }
+        given = state.get("change")
+        if given:
+            change = normalise_change(given, org=self.org, registry=self.registry, tension="")
+            tension = f"Review the requested change: {describe_change(change)}"
+            return {**fresh, "tension": tension, "proposal": change, "given": True}
         ref = (state.get("instruction_ref") or "").strip()
         if ref:
             pending = await self.pending_instruction(runtime, ref)
@@ -380,6 +378,7 @@ class _Governance(Records):
                 base_version=impact["base_version"],
                 summary=describe_change(proposal),
                 audit=self.audit_note(state),
+                approved_by=decider(state.get("decisions")),
             )
         outcome = Outcome(status="applied", role=stored["role"], version=stored["version"])
         signed(outcome, state.get("decisions"))
@@ -413,8 +412,8 @@ class _Governance(Records):
     # --- routers ------------------------------------------------------------------------
 
     def route_intake(self, state: State) -> Literal["propose", "assess"]:
-        # An instruction put up for review is the proposal already.
-        return "assess" if state.get("procedure") else "propose"
+        # An instruction put up for review, or a change given as input, is the proposal already.
+        return "assess" if state.get("procedure") or state.get("given") else "propose"
 
     def route_assess(self, state: State) -> Literal["stage", "approve"]:
         proposal = state.get("proposal")
@@ -463,7 +462,7 @@ def build_governance(
     """
     registry = registry if registry is not None else default_registry()
     org = org if org is not None else load_organization(default_roles_dir(), registry=registry)
-    author = _proposer(org, proposer, name)
+    author = proposer_role(org, proposer, name)
     run = _Governance(org, registry=registry, author=author, model=model, name=name)
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
     builder.add_node("intake", run.intake)

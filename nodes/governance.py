@@ -36,6 +36,7 @@ __all__ = [
     "apply_change",
     "assess_change",
     "assess_instruction",
+    "changes_between",
     "describe_change",
     "normalise_change",
 ]
@@ -62,6 +63,7 @@ _LISTS: dict[str, tuple[str, ...]] = {
     "approval_required": ("policies", "approval_required"),
     "handoffs": ("handoffs",),
 }
+_TOKEN_BUDGET = ("policies", "token_budget")
 _NAMED = frozenset({"tool_grant", "domains", "handoffs", "approval_required"})
 _WORD = re.compile(r"[a-z][a-z0-9_]*")
 _RULE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # as state.memory accepts
@@ -264,6 +266,46 @@ def apply_change(role: Role, change: Mapping[str, Any]) -> Role:
         return Role.model_validate(data)
     except ValidationError as exc:
         raise ValueError(_errors(exc)) from None
+
+
+def changes_between(
+    before: Mapping[str, Any], after: Mapping[str, Any], *, motivation: str = ""
+) -> list[RoleChange]:
+    """The changes that turn one dumped role definition into another, one item per change.
+
+    What a rollback proposes: ``changes_between(newer, older)`` undoes ``newer``. Only what a
+    :class:`RoleChange` can change is compared (the listed attributes, purpose, token budget).
+    """
+    role = str(after.get("name") or before.get("name") or "")
+    out: list[RoleChange] = []
+    for attribute, path in _LISTS.items():
+        old, new = list(_at(before, path) or ()), list(_at(after, path) or ())
+        out += [_change(role, attribute, "remove", i, motivation) for i in old if i not in new]
+        out += [_change(role, attribute, "add", i, motivation) for i in new if i not in old]
+    for attribute, path in (("purpose", ("purpose",)), ("token_budget", _TOKEN_BUDGET)):
+        old_value, new_value = _at(before, path), _at(after, path)
+        if old_value != new_value and new_value is not None:
+            out.append(_change(role, attribute, "set", new_value, motivation))
+    return out
+
+
+def _at(data: Mapping[str, Any], path: Sequence[str]) -> Any:
+    target: Any = data
+    for key in path:
+        if not isinstance(target, Mapping) or key not in target:
+            return None
+        target = target[key]
+    return target
+
+
+def _change(role: str, attribute: str, operation: str, value: Any, motivation: str) -> RoleChange:
+    return RoleChange(
+        role=role,
+        attribute=attribute,  # type: ignore[typeddict-item]
+        operation=operation,  # type: ignore[typeddict-item]
+        value=str(value),
+        motivation=motivation,
+    )
 
 
 class Impact(TypedDict):

@@ -20,6 +20,7 @@ from server.auditing import DeniedRequestAudit
 from server.auth import KeyPolicy, KeysRepo
 from server.auth.setup import approval_policy, build_policy
 from server.config import LangGraphConfig
+from server.console import router as console_router
 from server.context import AppContext, DatabaseTarget
 from server.errors import install_error_handlers
 from server.graphs import GraphRegistry
@@ -213,4 +214,6 @@ def create_app(
     resources = routers if api else ()
     for module in (meta, health, *resources):
         app.include_router(module.router)
+    if api:
+        app.include_router(console_router)
     return app

@@ -136,9 +136,10 @@ def _serve(
             print(
                 f"staffgraph {embedded}serving {len(graphs.ids())} graphs: "
                 f"{', '.join(graphs.ids())}\n"
-                f"  API:    {base}\n"
-                f"  Docs:   {base}/docs\n"
-                f"  Studio: https://smith.langchain.com/studio/?baseUrl={quote(base, safe=':/')}",
+                f"  API:     {base}\n"
+                f"  Console: {base}/ui\n"
+                f"  Docs:    {base}/docs\n"
+                f"  Studio:  https://smith.langchain.com/studio/?baseUrl={quote(base, safe=':/')}",
                 flush=True,
             )
         else:

@@ -47,6 +47,8 @@ class RoleVersion(TypedDict):
     base_version: int
     """The version the change was made against."""
     summary: str
+    approved_by: str
+    """Who approved the change (the reviewer's identity; empty when not recorded)."""
     definition: dict[str, Any]
     """The whole role, as ``Role.model_dump(mode="json")``."""
     created_at: str
@@ -114,6 +116,7 @@ class RoleStore:
         base_version: int,
         summary: str,
         audit: AuditNote | None = None,
+        approved_by: str = "",
     ) -> RoleVersion:
         """Store ``role`` as a new version, once per ``change_id``.
 
@@ -124,6 +127,7 @@ class RoleStore:
             summary: One line describing the change.
             audit: Record it in the audit log as ``governance.applied``, in the same
                 transaction as the version (on a Postgres store; other stores keep no log).
+            approved_by: Who approved it.
 
         Returns:
             The stored version.
@@ -136,6 +140,7 @@ class RoleStore:
                 "change_id": change_id,
                 "base_version": base_version,
                 "summary": summary[:1_000],
+                "approved_by": approved_by[:200],
                 "definition": role.model_dump(mode="json"),
             }
             # ttl=None: role versions are records, never swept like memories.
@@ -236,6 +241,7 @@ def _version(item: Item, number: int) -> RoleVersion:
         change_id=item.key,
         base_version=int(value.get("base_version", 0)),
         summary=str(value.get("summary", "")),
+        approved_by=str(value.get("approved_by", "")),
         definition=dict(value.get("definition") or {}),
         created_at=created.isoformat() if isinstance(created, datetime) else str(created),
     )

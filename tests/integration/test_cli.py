@@ -160,8 +160,9 @@ def test_serve_on_embedded_postgres(home: Path) -> None:
     assert "postgresql://" not in info_response.text
 
     banner = server.log()
-    assert f"API:    {server.url}" in banner
-    assert f"Docs:   {server.url}/docs" in banner
+    assert f"API:     {server.url}" in banner
+    assert f"Docs:    {server.url}/docs" in banner
+    assert f"Console: {server.url}/ui" in banner
     assert f"https://smith.langchain.com/studio/?baseUrl={server.url}" in banner
 
     # SIGTERM: graceful shutdown, exit code 0, and the embedded postmaster stopped with it.

@@ -49,6 +49,11 @@ def test_the_default_organisation_is_installed_with_the_package(tmp_path: Path) 
     )
     assert "state/roles/default/operations.yaml" in shipped
     assert "state/migrations/0001_core.sql" in zipfile.ZipFile(wheel).namelist()
+    console = ROOT / "server" / "console" / "static"
+    files = [path.relative_to(ROOT).as_posix() for path in console.rglob("*") if path.is_file()]
+    assert "server/console/static/index.html" in files
+    # Every console file ships: the page works from a plain pip install, nothing to build.
+    assert set(files) <= set(zipfile.ZipFile(wheel).namelist())
 
     site = tmp_path / "site"
     subprocess.run(
@@ -75,3 +80,4 @@ def test_the_default_organisation_is_installed_with_the_package(tmp_path: Path) 
     assert Path(found["package"]).is_relative_to(site)
     assert Path(found["roles_dir"]) == site / "state" / "roles" / "default"
     assert {"chief_of_staff", "analyst", "people_lead"} <= set(found["roles"])
+    assert (site / "server" / "console" / "static" / "js" / "app.js").is_file()

@@ -10,9 +10,12 @@ from langgraph.types import Command
 
 from graphs.governance import Context, build_governance
 from graphs.governance import graph as governance_graph
+from nodes.governance import changes_between
 from state.db import Persistence, open_persistence
 from state.role_store import RoleStore
+from state.roles import default_roles_dir, load_organization
 from tests.integration.graphs.conftest import attach, thread
+from tools.registry import default_registry
 
 GRANT_CALCULATOR = "Grant the writer the calculator so it can check figures in drafts"
 GRANT_WEB = "Grant the writer the http_get tool to fetch sources"
@@ -183,3 +186,37 @@ async def test_needs_a_store_to_run() -> None:
     graph = build_governance()
     with pytest.raises(ValueError, match="needs a store for role versions"):
         await graph.ainvoke({"messages": [HumanMessage(GRANT_CALCULATOR)]})
+
+
+async def test_a_change_given_as_input_skips_the_proposer_and_rolls_a_version_back(
+    persistence: Persistence,
+) -> None:
+    graph = attach(governance_graph, persistence)
+    config = thread()
+    await propose(graph, config, GRANT_CALCULATOR)
+    await decide(graph, config, {"type": "approve"})
+    store = RoleStore(persistence.store)
+    (granted,) = await store.versions("writer")
+    yaml_writer = load_organization(default_roles_dir(), registry=default_registry()).role("writer")
+    yaml_writer = yaml_writer.model_dump(mode="json")
+    (undo,) = changes_between(granted["definition"], yaml_writer)
+    assert undo["operation"] == "remove" and undo["value"] == "calculator"
+
+    rollback = thread()
+    paused = await graph.ainvoke(
+        {"messages": [HumanMessage("Roll back the writer")], "change": dict(undo)},
+        rollback,
+        context=Context(),
+    )
+    (request,) = paused["__interrupt__"]
+    assert paused["proposal"]["value"] == "calculator" and paused["impact"]["valid"]
+    assert request.value["action_requests"][0]["args"]["operation"] == "remove"
+    done = await decide(graph, rollback, {"type": "approve"})
+    assert done["outcome"] == {"status": "applied", "role": "writer", "version": 2}
+    restored = (await store.versions("writer"))[-1]["definition"]
+    assert changes_between(restored, yaml_writer) == []
+    # The next run on the thread starts afresh: the given change does not stick to it.
+    again = await graph.ainvoke(
+        {"messages": [HumanMessage(GRANT_CALCULATOR)]}, rollback, context=Context()
+    )
+    assert again["proposal"]["operation"] == "add"

@@ -20,6 +20,7 @@ from server.auth import protect, public
 from tests.support.auth.matrix import (
     DENIED,
     HERE,
+    MARK,
     Owned,
     build_app,
     call,
@@ -136,6 +137,43 @@ def test_keys_admin_sees_everyone_and_a_viewer_only_reads(
         assert system.status_code == 200
         found = client.post("/assistants/search", headers={"x-api-key": viewer}, json={})
         assert {a["graph_id"] for a in found.json()} >= {"whoami", "simple", "chat"}
+
+
+def test_the_console_inbox_and_reads_show_a_user_only_their_own(
+    keys_server: tuple[LiveServer, str],
+) -> None:
+    server, url = keys_server
+    key_a, key_b, admin = (
+        create_key(url, "ann"),
+        create_key(url, "ben"),
+        create_key(url, "boss", "admin"),
+    )
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        thread_id = client.post("/threads", headers={"x-api-key": key_a}, json={}).json()[
+            "thread_id"
+        ]
+        paused = client.post(
+            f"/threads/{thread_id}/runs/wait",
+            headers={"x-api-key": key_a},
+            json={"assistant_id": "hitl", "input": {"proposal": MARK}},
+        )
+        assert paused.status_code == 200, paused.text
+
+        def inbox(headers: dict[str, str]) -> httpx.Response:
+            return client.get("/ui/api/inbox", headers=headers)
+
+        (mine,) = inbox({"x-api-key": key_a}).json()["items"]
+        assert mine["thread_id"] == thread_id and mine["started_by"] == "ann"
+        assert mine["value"]["proposal"] == MARK and mine["actions"] is None
+        theirs = inbox({"x-api-key": key_b})
+        assert theirs.status_code == 200 and theirs.json() == {"items": []}
+        assert MARK not in theirs.text
+        assert inbox({}).status_code == 401
+        assert thread_id in {i["thread_id"] for i in inbox({"x-api-key": admin}).json()["items"]}
+        me = client.get("/ui/api/me", headers={"x-api-key": key_b}).json()
+        assert me["identity"] == "ben" and me["auth"] is True
+        assert client.get("/ui/api/roles", headers={}).status_code == 401
+        assert client.get("/ui/api/session").json() == {"auth": True}
 
 
 def test_owner_only_docs_example_passes_the_same_matrix(database_url: str) -> None:

@@ -414,7 +414,9 @@ def json_lines(log: str) -> list[dict[str, Any]]:
         if line.startswith("{"):
             events.append(json.loads(line))
         else:
-            assert line.startswith(("staffgraph ", "  API:", "  Docs:", "  Studio:")), line
+            assert line.startswith(
+                ("staffgraph ", "  API:", "  Console:", "  Docs:", "  Studio:")
+            ), line
     return events
 
 

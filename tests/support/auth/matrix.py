@@ -216,11 +216,13 @@ def path_for(path: str, owned: Owned) -> str:
         "checkpoint_id": owned.checkpoint,
         "user_id": owned.user,
         "namespace": "x",
+        "path": "index.html",  # a console file (/ui/{path})
         **owned.extra,
     }
     out = path
     for name in _params(path):
-        out = out.replace("{" + name + "}", values.get(name, str(uuid.uuid4())))
+        value = values.get(name, str(uuid.uuid4()))
+        out = out.replace("{" + name + "}", value).replace("{" + name + ":path}", value)
     return out
 
 

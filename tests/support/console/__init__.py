@@ -1,0 +1,1 @@
+"""Graphs and helpers for the web console's browser tests."""
