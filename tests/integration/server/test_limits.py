@@ -21,13 +21,14 @@ SLOW = {"assistant_id": "slow", "input": {"seconds": 30}}
 
 @pytest.fixture(scope="module")
 def limited(database_url: str) -> Iterator[tuple[LiveServer, dict[str, str]]]:
-    """A keyed server: 60 requests a minute in bursts of 30, two runs at once, default models."""
+    """A keyed server: 6 requests a minute (so a slow machine refills next to nothing during a
+    test) in bursts of 30, two runs at once, default models."""
     url = fresh_database(database_url)
     server = start_server(
         env={
             "DATABASE_URL": url,
             "STAFFGRAPH_AUTH": "keys",
-            "STAFFGRAPH_RATE_LIMIT_PER_MINUTE": "60",
+            "STAFFGRAPH_RATE_LIMIT_PER_MINUTE": "6",
             "STAFFGRAPH_RATE_LIMIT_BURST": str(BURST),
             "STAFFGRAPH_MAX_CONCURRENT_RUNS": "2",
             "STAFFGRAPH_ALLOWED_MODELS": "",  # unset: the configured MODEL and offline
@@ -69,8 +70,8 @@ async def test_a_burst_from_one_key_gets_429s_while_another_key_is_unaffected(
         answers = await _burst(a, 200)
         codes = [r.status_code for r in answers]
         assert set(codes) == {200, 429}
-        # the burst, plus at most a few refilled during the burst (one a second)
-        assert BURST <= codes.count(200) <= BURST + 10
+        # the burst, plus at most a few refilled during it (one every 10 s)
+        assert BURST <= codes.count(200) <= BURST + 3
         _assert_429(next(r for r in answers if r.status_code == 429), "requests_per_minute")
         assert all(r.status_code == 200 for r in await _burst(b, 20))
         # health is never limited, even for the caller who is
@@ -84,14 +85,14 @@ async def test_unauthenticated_callers_are_limited_by_address(database_url: str)
     server = start_server(
         env={
             "DATABASE_URL": fresh_database(database_url),
-            "STAFFGRAPH_RATE_LIMIT_PER_MINUTE": "60",
+            "STAFFGRAPH_RATE_LIMIT_PER_MINUTE": "6",
             "STAFFGRAPH_RATE_LIMIT_BURST": "10",
         }
     )
     try:
         async with _client(server) as client:
             codes = [r.status_code for r in await _burst(client, 40)]
-            assert 10 <= codes.count(200) <= 15 and codes.count(429) >= 25
+            assert 10 <= codes.count(200) <= 13 and codes.count(429) >= 27
             _assert_429(await client.get("/info"), "requests_per_minute")
             assert (await client.get("/ok")).status_code == 200
     finally:
@@ -104,7 +105,7 @@ def test_the_rate_holds_across_two_servers_sharing_redis(database_url: str, redi
         "DATABASE_URL": url,
         "REDIS_URL": redis_url,
         "STAFFGRAPH_AUTH": "keys",
-        "STAFFGRAPH_RATE_LIMIT_PER_MINUTE": "60",
+        "STAFFGRAPH_RATE_LIMIT_PER_MINUTE": "6",
         "STAFFGRAPH_RATE_LIMIT_BURST": "20",
         "STAFFGRAPH_WORKERS": "0",
     }
@@ -121,7 +122,7 @@ def test_the_rate_holds_across_two_servers_sharing_redis(database_url: str, redi
                     assert response.status_code in (200, 429), response.text
                     allowed += response.status_code == 200
             # one budget for both: the second server refuses what the first used up
-            assert 20 <= allowed <= 26
+            assert 20 <= allowed <= 23
             assert client.post(f"{second.url}/threads/search", json={}).status_code == 429
             assert client.post(f"{first.url}/threads/search", json={}).status_code == 429
     finally:
