@@ -35,13 +35,35 @@ class ActiveRun:
     """The lease is not provably ours: another worker may own the run; write nothing."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    cancelled_at: float | None = None
+    """When the task was last cancelled for :attr:`cancel_action` (monotonic clock)."""
+
     def stop(self, action: str) -> None:
         """Ask the run to stop (``interrupt`` / ``rollback``); idempotent."""
         if self.cancel_action is not None:
             return
         self.cancel_action = action
         if self.streaming and self.task is not None:
+            self.cancelled_at = time.monotonic()
             self.task.cancel()
+
+    def ensure_stopped(self, grace: float) -> None:
+        """Cancel the task again if its graph still executes ``grace`` seconds after a cancel.
+
+        Something on the way (a library catching ``CancelledError``) may swallow a
+        cancellation; the run would then go on to its end, where Postgres refuses to record
+        it as anything but the cancel. Delivered again here, the cancel stops it now.
+        """
+        task = self.task
+        if self.cancelled_at is None or not self.streaming or task is None or task.done():
+            return
+        if time.monotonic() - self.cancelled_at < grace:
+            return
+        log.warning("run %s still executes after its cancel; cancelling it again", self.run_id)
+        while task.cancelling():  # the swallowed request must not count against the new one
+            task.uncancel()
+        self.cancelled_at = time.monotonic()
+        task.cancel()
 
     def lose(self) -> None:
         """The lease is gone: stop at once, whatever the run is doing, and record nothing."""

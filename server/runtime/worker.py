@@ -362,6 +362,7 @@ class WorkerPool:
                 provable[run_id] = sent + self.lease_seconds - self._heartbeat_seconds
                 if held[run_id] is not None:
                     active.stop(str(held[run_id]))
+                    active.ensure_stopped(self._heartbeat_seconds)
 
     def _drop_unprovable(self, provable: dict[str, float], ids: list[str]) -> None:
         """Stop the runs whose lease may have lapsed while heartbeats fail."""

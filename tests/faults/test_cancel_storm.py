@@ -4,15 +4,19 @@ starts: every cancel returns, takes effect, and leaves no thread busy."""
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.faults.conftest import FAST_LEASES
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.slow
 
 TRIALS = 100
+STUBBORN_CONFIG = Path(__file__).with_name("stubborn_langgraph.json")
 
 
 async def _create_then_cancel(http: httpx.AsyncClient, index: int) -> tuple[str, str, str, int]:
@@ -62,6 +66,7 @@ async def test_concurrent_cancels_all_take_effect(server_factory) -> None:  # ty
 
 RACE_ROUNDS = 3
 RACE_TRIALS = 100
+STUBBORN_CONFIG = Path(__file__).with_name("stubborn_langgraph.json")
 RACE_SECONDS = (0.0, 0.005, 0.02, 0.05, 0.1)
 """Runs about as long as a cancel takes to arrive: cancels race the claim, the start and the
 end of their run."""
@@ -126,3 +131,23 @@ async def test_cancels_racing_start_and_finish_take_effect(server_factory) -> No
     assert busy == []
     assert set(answers) <= {200, 404}, answers
     assert "Traceback" not in server.log()
+
+
+async def test_a_cancel_the_graph_swallows_is_delivered_again(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """A node that catches the run's cancellation and works on: the heartbeat that finds the
+    run still executing cancels it again, so the cancel takes effect in seconds, not when the
+    node is done (30 s)."""
+    server: LiveServer = server_factory(env=FAST_LEASES, config=STUBBORN_CONFIG)
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        tid = (await http.post("/threads", json={})).json()["thread_id"]
+        created = await http.post(
+            f"/threads/{tid}/runs", json={"assistant_id": "stubborn", "input": {"seconds": 30}}
+        )
+        run_id = created.json()["run_id"]
+        started = time.monotonic()
+        cancelled = await http.post(f"/threads/{tid}/runs/{run_id}/cancel", params={"wait": "true"})
+        took = time.monotonic() - started
+        assert cancelled.status_code == 200, cancelled.text
+        assert (await http.get(f"/threads/{tid}/runs/{run_id}")).json()["status"] == "interrupted"
+    assert took < 15, (took, server.log()[-3000:])
+    assert "still executes after its cancel" in server.log()
