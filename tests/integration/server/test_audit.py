@@ -208,6 +208,13 @@ def test_cursor_pages_filters_and_ndjson_export_agree(
         )
         assert all(json.loads(x)["seq"] > 5 for x in tail.text.splitlines())
 
+        for params in (
+            {"cursor": "999999999999999999", "order": "desc"},
+            {"since": "0001-01-01T00:00:00-14:00", "until": "9999-12-31T23:59:59.999999+14:00"},
+            {"since": "2026-01-01T00:00:00", "actor": "é" * 512, "resource_id": "\u2028"},
+        ):
+            edge = root.get("/audit", params=params)
+            assert edge.status_code == 200, (params, edge.text)
         for params, field in (
             ({"cursor": "abc"}, "query.cursor"),
             ({"limit": 0}, "query.limit"),
