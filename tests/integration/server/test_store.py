@@ -309,7 +309,7 @@ BAD_PUTS: list[tuple[str, dict[str, Any] | bytes, str]] = [
     (
         "NaN",
         b'{"namespace": ["ok"], "key": "k", "value": {"x": NaN}}',
-        "NaN or Infinity",
+        "body.value.x: Number must be finite",
     ),
     (
         "lone surrogate",
