@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from server.auth import Access, matches, protect
+from server.auth.approvals import may_review
 from server.json_body import JsonRoute
 from server.routes._common import fail, json_response, valid_uuid
 from server.routes._protocol_commands import error_answer, handle_command, supported_channel
@@ -48,10 +49,14 @@ async def _json_body(request: Request) -> Any:
         return ...
 
 
-async def _own_thread(runtime: Runtime, access: Access, thread_id: str) -> None:
+async def _own_thread(
+    runtime: Runtime, access: Access, thread_id: str, *, answering: bool = False
+) -> None:
     """404 for another owner's thread; a thread a command is about to create gets its owner.
 
-    A malformed id names no thread: the command answers that itself, as the reference does.
+    An approver may answer (``answering``: ``input.respond``) another owner's thread while it
+    waits for a decision they may take, as on the runs endpoints. A malformed id names no
+    thread: the command answers that itself, as the reference does.
     """
     if not is_uuid(thread_id):
         await access.check({"thread_id": thread_id})
@@ -60,7 +65,8 @@ async def _own_thread(runtime: Runtime, access: Access, thread_id: str) -> None:
     flt = await access.check({"thread_id": thread_id})
     row = await runtime.threads.get(thread_id)
     if row is not None and not matches(flt, row["metadata"]):
-        fail(404, f"Thread with ID {thread_id} not found")
+        if not (answering and may_review(access.caller, access.approvals, row)):
+            fail(404, f"Thread with ID {thread_id} not found")
     if row is None and access.caller.enforced and access.action == "create_run":
         stamped: dict[str, Any] = {"thread_id": thread_id, "metadata": {}}
         await access.check(stamped, action="create")
@@ -77,8 +83,9 @@ async def post_command(
     access: Annotated[Access, protect("threads", "create_run")],
 ) -> Response:
     """Run one protocol command on the thread (as the caller, on the caller's thread)."""
-    await _own_thread(runtime, access, thread_id)
-    command = await _json_body(request)
+    command = await _json_body(request)  # read once; the owner check comes first still
+    answering = isinstance(command, dict) and command.get("method") == "input.respond"
+    await _own_thread(runtime, access, thread_id, answering=answering)
     if command is ...:
         return json_response({"detail": "Invalid JSON body"}, status_code=400)
     if not isinstance(command, dict) or not (

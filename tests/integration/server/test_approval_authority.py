@@ -476,3 +476,24 @@ async def test_decisions_and_governance_changes_are_in_the_audit_log(
     assert decision["actor"] == "alice" and decision["details"]["gate"] == "tool_approval"
     assert action["decision"] == "edit" and action["args_after"] == {"title": "Q2"}
     assert action["args_before"]["title"] != "Q2"
+
+
+async def test_an_approver_answers_another_owners_thread_over_protocol_v2(
+    users: dict[str, User],
+) -> None:
+    alice, bob, dave = users["alice"], users["bob"], users["dave"]
+    thread_id, interrupt = await propose(alice, "Set the purpose of the writer")
+    reject = {"decisions": [{"type": "reject", "message": "not this quarter"}]}
+    command = {
+        "id": 1,
+        "method": "input.respond",
+        "params": {"interrupt_id": interrupt["id"], "response": reject},
+    }
+    other = await bob.http.post(f"/threads/{thread_id}/commands", json=command)
+    assert other.status_code == 404, other.text
+    answer = await dave.http.post(f"/threads/{thread_id}/commands", json=command)
+    assert answer.json()["type"] == "success", answer.text
+    latest = (await alice.sdk.runs.list(thread_id, limit=1))[0]
+    values = await alice.sdk.runs.join(thread_id, latest["run_id"])
+    assert values["outcome"]["status"] == "rejected"
+    assert values["outcome"]["decided_by"] == "dave"
