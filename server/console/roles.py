@@ -1,10 +1,14 @@
-"""Role versions for the console's governance page: each version, its diff, and its rollback.
+"""Role and instruction versions for the console's governance page.
 
-Versions are the governance graph's records (:class:`state.role_store.RoleStore`); version 0 is
-the organisation's YAML (``roles/``). Each version comes with what changed from the one before
-(field by field, list items added and removed) and the changes that would undo it, which the
-page puts through the governance graph (``change`` input) so a rollback is approved like any
-other change.
+Role versions come with their diff and rollback (below); instruction versions are the
+organisation's procedural memory (:mod:`state.memory`), each rule's versions with their status
+(pending, approved, rejected, superseded), who decided, and the text before and after.
+
+Role versions are the governance graph's records (:class:`state.role_store.RoleStore`);
+version 0 is the organisation's YAML (``roles/``). Each version comes with what changed from
+the one before (field by field, list items added and removed) and the changes that would undo
+it, which the page puts through the governance graph (``change`` input) so a rollback is
+approved like any other change.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from typing import Any
 from langgraph.store.base import BaseStore
 
 from nodes.governance import changes_between
+from state.memory import DEFAULT_ORG, MemoryScope, MemoryStore
 from state.role_store import NAMESPACE, RoleStore
 from state.roles import Organization, default_roles_dir, load_organization
 from tools.registry import default_registry
 
-__all__ = ["diff_roles", "role_history"]
+__all__ = ["diff_roles", "instruction_history", "role_history"]
 
 _MAX_ROLES = 200
 
@@ -98,3 +103,33 @@ async def role_history(store: BaseStore) -> list[dict[str, Any]]:
             )
         out.append({"role": name, "current": versions[-1]["version"], "versions": versions})
     return out
+
+
+async def instruction_history(store: BaseStore) -> list[dict[str, Any]]:
+    """Every rule of the organisation's roles with its versions, oldest first."""
+    memory = MemoryStore(store)
+    rules: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for role in _yaml_organization().roles:
+        scope = MemoryScope(role=role.name, org_id=DEFAULT_ORG, domains=tuple(role.domains))
+        for found in await memory.procedures(scope):
+            if found.ref in {v["ref"] for versions in rules.values() for v in versions}:
+                continue  # a domain two roles read
+            decision = found.value.get("decision") or {}
+            versions = rules.setdefault((found.area, str(found.value.get("rule"))), [])
+            versions.append(
+                {
+                    "ref": found.ref,
+                    "version": int(found.value.get("version", 0)),
+                    "status": found.status,
+                    "text": found.text,
+                    "before": versions[-1]["text"] if versions else None,
+                    "reason": str(found.value.get("reason") or ""),
+                    "decided_by": decision.get("decided_by"),
+                    "decision_reason": decision.get("reason"),
+                    "created_at": found.created_at.isoformat() if found.created_at else None,
+                }
+            )
+    return [
+        {"area": area, "rule": rule, "versions": versions}
+        for (area, rule), versions in sorted(rules.items())
+    ]

@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 from server.auth import Access, protect, public
 from server.auth.guard import policy_of
 from server.console.inbox import inbox_items
-from server.console.roles import role_history
+from server.console.roles import instruction_history, role_history
 from server.deps import Ctx
 from server.routes._common import fail, json_response
 from server.runtime import RuntimeDep
@@ -99,9 +99,13 @@ async def console_inbox(
 async def console_roles(
     ctx: Ctx, access: Annotated[Access, protect("assistants", "read")]
 ) -> Response:
-    """Every role with stored versions, each version's diff and the changes undoing it."""
+    """Every role with stored versions (each with its diff and the changes undoing it) and every
+    instruction of the organisation's roles with its versions."""
     await access.check()
-    return json_response({"roles": await role_history(ctx.persistence.store)})
+    store = ctx.persistence.store
+    return json_response(
+        {"roles": await role_history(store), "instructions": await instruction_history(store)}
+    )
 
 
 def _asset(path: str) -> Path:

@@ -11,11 +11,11 @@ from tests.support.browser import Page
 TENSION = "Grant the writer the calculator so it can check figures in drafts"
 
 
-def approve_pending(page: Page, console: Console) -> None:
+def approve_pending(page: Page, console: Console, action: str = "change_role") -> None:
     """As carol (an approver, not the proposer), approve the one governance change waiting."""
     page.open("governance", key=console.carol)
-    item = page.wait_for("#governance-pending [data-testid=approval-item]")
-    assert "change_role" in item.text and "writer" in item.text
+    item = page.wait_for("#governance-pending [data-testid=approval-item]", timeout=20)
+    assert action in item.text and "writer" in item.text
     page.find("[data-testid=decision-approve]", item).click()
     page.gone("#governance-pending [data-testid=approval-item]", timeout=20)
 
@@ -66,3 +66,21 @@ def test_a_change_approved_in_the_page_becomes_a_role_version_with_its_diff(
     (writer,) = [r for r in roles if r["role"] == "writer"]
     assert writer["current"] == 2
     assert "calculator" not in writer["versions"][2]["definition"]["policies"]["allowed_tools"]
+
+
+def test_an_instruction_approved_in_the_page_shows_as_an_approved_version(
+    page: Page, console: Console
+) -> None:
+    page.open("governance", key=console.alice)
+    page.wait_for("[data-testid=governance-tension]").send_keys(
+        "Writer drafts quote statistics without sources: add an instruction for the writer to "
+        "cite sources"
+    )
+    page.find("[data-testid=governance-propose]").click()
+    pending = page.wait_for("[data-testid=instruction-version][data-status=pending]", timeout=20)
+    assert "Version 1" in pending.text
+
+    approve_pending(page, console, action="add_instruction")
+    approved = page.wait_for("[data-testid=instruction-version][data-status=approved]", timeout=20)
+    assert "Decided by\ncarol" in approved.text
+    assert "source" in approved.text

@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 import httpx
+from selenium.webdriver.common.keys import Keys
 
-from tests.browser.conftest import Console
+from tests.browser.conftest import CONFIG, Console
 from tests.support.browser import Page
 
 
@@ -175,3 +176,41 @@ def test_an_approver_sees_and_decides_another_owners_approval(page: Page, consol
             tool_reply(settled(alice, thread_id))
             == "published Publish a note titled For the approver"
         )
+
+
+def test_on_a_narrow_screen_with_the_keyboard_only(page: Page, console: Console) -> None:
+    page.driver.set_window_size(390, 844)
+    try:
+        page.open("inbox", key=console.alice)
+        with console.client(console.alice) as alice:
+            thread_id = raise_approval(alice, "Publish a note titled From my phone")
+            item = card(page, thread_id)
+            assert page.fits_width()
+            page.find("[data-testid=decision-reject]", item).send_keys(Keys.ENTER)
+            reason = page.find("[data-testid=decision-reject-message]", item)
+            assert page.driver.switch_to.active_element == reason  # focus moved to the field
+            assert page.unlabelled_controls() == []
+            reason.send_keys("Not from a phone")
+            page.find("[data-testid=decision-submit]", item).send_keys(Keys.ENTER)
+            page.gone(f"[data-testid=approval-item][data-thread-id='{thread_id}']")
+            assert "Not from a phone" in tool_reply(settled(alice, thread_id))
+        for view in ("chat", "governance"):
+            page.driver.get(f"{console.server.url}/ui/#/{view}")
+            page.wait_for("form")
+            assert page.fits_width(), view
+            assert page.unlabelled_controls() == [], view
+    finally:
+        page.driver.set_window_size(1280, 900)
+
+
+def test_the_page_says_when_the_server_is_down(page: Page, server_factory: Any) -> None:
+    server = server_factory(config=CONFIG)  # auth off: the local operator, no sign-in
+    page.url = server.url
+    page.open("inbox")
+    assert page.find("[data-testid=identity]").text == "Signed in as local operator"
+    page.wait_for("#approvals .empty")
+    page.expect_console_error("ERR_CONNECTION_REFUSED")
+    server.stop()
+    problem = page.wait_for("[role=alert].error", timeout=10)
+    assert problem.text == "Cannot reach the server: is staffgraph running? Retrying…"
+    page.driver.get("about:blank")  # stop the polling before the test ends

@@ -74,6 +74,18 @@ def console_errors(driver: webdriver.Chrome) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
+_UNLABELLED = """
+const out = [];
+for (const el of document.querySelectorAll("input, select, textarea, button")) {
+  if (el.type === "hidden" || !el.offsetParent) continue;
+  const named = (el.labels && el.labels.length) || el.getAttribute("aria-label")
+    || el.getAttribute("aria-labelledby") || (el.tagName === "BUTTON" && el.textContent.trim());
+  if (!named) out.push(el.outerHTML.slice(0, 120));
+}
+return out;
+"""
+
+
 class Page:
     """The console in the session's browser, signed in as one user."""
 
@@ -132,6 +144,18 @@ class Page:
     def gone(self, css: str, *, timeout: float = 15) -> None:
         """Wait until nothing matches ``css``."""
         self.wait_until(lambda d: not self.find_all(css), timeout=timeout, message=f"{css} stays")
+
+    def unlabelled_controls(self) -> list[str]:
+        """Form controls and buttons on the page without an accessible name (should be none)."""
+        return list(self.driver.execute_script(_UNLABELLED))
+
+    def fits_width(self) -> bool:
+        """Whether the page fits the window's width (no sideways scrolling)."""
+        return bool(
+            self.driver.execute_script(
+                "return document.documentElement.scrollWidth <= window.innerWidth"
+            )
+        )
 
     def screenshot(self, name: str) -> None:
         """Save the viewport as ``<name>.png`` when screenshots are asked for."""

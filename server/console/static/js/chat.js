@@ -52,7 +52,7 @@ export function chatView(main, ctx, threadId) {
   const problem = h("div");
   const input = h("textarea", { id: "chat-input", "data-testid": "chat-input", rows: 3, placeholder: "Write a message; Ctrl+Enter sends" });
   const send = h("button", { class: "primary", type: "submit", "data-testid": "chat-send", text: "Send" });
-  const form = h("form", { class: "composer", "aria-label": "New message" }, h("div", { style: null }, h("label", { for: "chat-input", class: "visually-hidden", text: "Message" })), input, send);
+  const form = h("form", { class: "composer", "aria-label": "New message" }, h("label", { for: "chat-input", class: "visually-hidden", text: "Message" }), input, send);
   const newThread = h("button", { type: "button", text: "New conversation" });
   const title = h("h1", { text: "Chat" });
   replace(

@@ -40,6 +40,7 @@ export function governanceView(main, ctx) {
   const pending = h("div", { id: "governance-pending" });
   const proposals = h("div", { id: "governance-proposals" });
   const roles = h("div", { id: "governance-roles" });
+  const instructions = h("div", { id: "governance-instructions" });
   const tension = h("textarea", { id: "tension", rows: 3, "data-testid": "governance-tension" });
   const propose = h("form", { class: "card", "aria-labelledby": "propose-title" },
     h("h2", { id: "propose-title", text: "Propose a change" }),
@@ -57,6 +58,8 @@ export function governanceView(main, ctx) {
     pending,
     h("h2", { text: "Role versions" }),
     roles,
+    h("h2", { text: "Instruction versions" }),
+    instructions,
     h("h2", { text: "Proposals" }),
     proposals,
   );
@@ -142,6 +145,42 @@ export function governanceView(main, ctx) {
     );
   }
 
+  function renderInstructions(rules) {
+    if (!rules.length) return replace(instructions, emptyBox("No role has learned instructions yet."));
+    replace(
+      instructions,
+      rules.map((rule) =>
+        h(
+          "section",
+          { class: "card", "data-testid": "instruction-history", "data-rule": rule.rule, "aria-label": `Instruction ${rule.rule} of ${rule.area}` },
+          h("h3", { text: `${rule.area} · ${rule.rule}` }),
+          h(
+            "ol",
+            { class: "list", reversed: true },
+            [...rule.versions].reverse().map((v) =>
+              h(
+                "li",
+                { class: "card", "data-testid": "instruction-version", "data-version": v.version, "data-status": v.status },
+                h("strong", { text: `Version ${v.version}` }),
+                " · ",
+                h("span", { class: `status status-${v.status === "approved" ? "success" : v.status === "pending" ? "pending" : "error"}`, text: v.status }),
+                v.created_at ? [" · ", ago(v.created_at)] : null,
+                v.before === null || v.before === undefined
+                  ? h("p", { text: v.text })
+                  : h("ul", { class: "diff", "aria-label": "What changed" }, h("li", { class: "del", text: `− ${v.before}` }), h("li", { class: "add", text: `+ ${v.text}` })),
+                facts([
+                  ["Why", v.reason],
+                  ["Decided by", v.decided_by ? String(v.decided_by).replace(/^human:/, "") : ""],
+                  ["Decision note", v.decision_reason],
+                ]),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
   function renderProposals(threads) {
     const approvers = new Map();
     const rows = [];
@@ -187,6 +226,7 @@ export function governanceView(main, ctx) {
       if (seen !== shown) {
         const approvers = renderProposals(threads);
         renderRoles(history.roles, approvers);
+        renderInstructions(history.instructions || []);
         shown = seen;
       }
     } catch (err) {
