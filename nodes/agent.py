@@ -1,7 +1,8 @@
 """The role agent: ``langchain.agents.create_agent`` bound to one role's tools and policies.
 
 A role's policies become middleware, so they are enforced by the graph rather than asked for
-in the prompt: human approval for risky tools (``HumanInTheLoopMiddleware``), call limits
+in the prompt: human approval for risky tools (``nodes.approval.GatedHITLMiddleware``:
+langchain's ``HumanInTheLoopMiddleware``, its requests naming gate and policy), call limits
 (``ToolCallLimitMiddleware`` / ``ModelCallLimitMiddleware``), PII handling (``PIIMiddleware``),
 and our own grant, token-budget, model-selection and memory-recall middleware.
 """
@@ -15,7 +16,6 @@ from typing import Any
 from langchain.agents import create_agent
 from langchain.agents.middleware import (
     AgentMiddleware,
-    HumanInTheLoopMiddleware,
     InterruptOnConfig,
     ModelCallLimitMiddleware,
     PIIMiddleware,
@@ -30,6 +30,7 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from nodes._private import humanize
+from nodes.approval import GatedHITLMiddleware
 from nodes.effects import EffectLedgerMiddleware
 from nodes.memory import MAX_INSTRUCTIONS, ActingRoleMiddleware
 from nodes.middleware import (
@@ -148,7 +149,13 @@ def _policy_middleware(role: Role, registry: ToolRegistry) -> list[AgentMiddlewa
         for name in role.tools_requiring_approval(registry)
     }
     if gated:
-        middleware.append(HumanInTheLoopMiddleware(interrupt_on=dict(gated)))
+        metadata = {
+            "policy": f"role '{role.name}' requires approval for "
+            f"{', '.join(sorted(role.policies.approval_required))} (policies.approval_required)",
+            "role": role.name,
+            "risks": {name: registry.risk_of(name).value for name in gated},
+        }
+        middleware.append(GatedHITLMiddleware(interrupt_on=dict(gated), metadata=metadata))
     if policies.limits.tool_calls_per_run is not None:
         middleware.append(ToolCallLimitMiddleware(run_limit=policies.limits.tool_calls_per_run))
     if policies.limits.model_calls_per_run is not None:

@@ -178,6 +178,9 @@ async def test_the_owner_decides_their_tool_calls_with_each_decision_type(
     thread_id, interrupt = await publish(alice)
     (action,) = interrupt["value"]["action_requests"]
     assert action["name"] == "publish_note"
+    metadata = interrupt["value"]["metadata"]
+    assert metadata["gate"] == "tool_approval" and metadata["requested_by"] == "alice"
+    assert "policies.approval_required" in metadata["policy"]
     assert (await bob.wait(thread_id, "desk", command={"resume": APPROVE})).status_code == 404
     done = await alice.wait(thread_id, "desk", command={"resume": APPROVE})
     assert done.status_code == 200, done.text
