@@ -67,3 +67,17 @@ def test_an_approval_inline_in_chat_continues_the_conversation(
     )
     assert result == ["published Publish a note titled Chat note"]
     page.gone(".inline-approvals [data-testid=approval-item]")
+
+
+def test_a_failed_run_shows_its_error(page: Page, console: Console) -> None:
+    with console.client(console.alice) as alice:
+        thread_id = alice.post("/threads", json={}).json()["thread_id"]
+        failed = alice.post(
+            f"/threads/{thread_id}/runs/wait", json={"assistant_id": "failing", "input": {"x": 1}}
+        )
+        assert "__error__" in failed.json()
+    page.open(f"runs/{thread_id}", key=console.alice)
+    assert page.wait_for("[data-testid=run-status]").text == "error"
+    errors = [e.text for e in page.find_all("[role=alert].error")]
+    assert errors and all("intentional failure for testing" in e for e in errors)
+    assert any("ValueError" in e for e in errors)
