@@ -70,7 +70,10 @@ def _action(
     info = catalog.get(name)
     description = str(action.get("description") or "")
     policy = metadata.get("policy") or (m["policy"] if (m := _POLICY.search(description)) else "")
-    risk = metadata.get("risk") or (info.risk if info is not None else None)
+    risks: Mapping[str, Any] = (
+        metadata["risks"] if isinstance(metadata.get("risks"), Mapping) else {}
+    )
+    risk = metadata.get("risk") or risks.get(name) or (info.risk if info is not None else None)
     if not risk and (m := _RISK.search(description)):
         risk = m["risk"]
     return {
@@ -154,7 +157,7 @@ async def inbox_items(
     for row in rows:
         metadata = row.get("metadata") or {}
         graph_id = metadata.get("graph_id")
-        if graph_id not in catalogs:
+        if str(graph_id) not in catalogs:
             catalogs[str(graph_id)] = await _catalog(runtime, graph_id)
         runs = await runtime.runs.for_thread(row["thread_id"], limit=1, offset=0, status=None)
         run = runs[0] if runs else None

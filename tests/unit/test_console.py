@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from nodes.governance import apply_change, changes_between
 from server.console.catalog import tool_catalog
+from server.console.inbox import _actions as inbox_actions
 from server.console.roles import diff_roles
 from server.console.routes import CSP, STATIC
 from state.roles import Role, default_roles_dir, load_organization
@@ -113,3 +114,29 @@ def test_console_files_are_all_package_data() -> None:
     shipped = {p.relative_to(STATIC).as_posix() for p in Path(STATIC).rglob("*") if p.is_file()}
     assert {"index.html", "console.css", "favicon.svg", "js/app.js"} <= shipped
     assert all(re.fullmatch(r"[a-z]+\.(html|css|svg)|js/[a-z]+\.js", name) for name in shipped)
+
+
+def test_an_inbox_item_reads_gate_policy_role_and_risk_from_the_request() -> None:
+    value = {
+        "action_requests": [{"name": "send_mail", "args": {"to": "x"}, "description": "Mail?"}],
+        "review_configs": [{"action_name": "send_mail", "allowed_decisions": ["approve"]}],
+        "metadata": {
+            "gate": "tool_approval",
+            "policy": "role 'clerk' requires approval for 'external'",
+            "role": "clerk",
+            "risks": {"send_mail": "external"},
+        },
+    }
+    (action,) = inbox_actions(value, {}) or []
+    assert action == {
+        "name": "send_mail",
+        "args": {"to": "x"},
+        "description": "Mail?",
+        "allowed_decisions": ["approve"],
+        "args_schema": None,
+        "risk": "external",
+        "policy": "role 'clerk' requires approval for 'external'",
+        "role": "clerk",
+        "gate": "tool_approval",
+    }
+    assert inbox_actions({"question": "approve?"}, {}) is None  # not an approval request
