@@ -66,9 +66,9 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def _describe_broker(settings: Settings) -> dict[str, str]:
+def _describe_broker(settings: Settings, kind: str) -> dict[str, str]:
     if settings.redis.url is None:
-        return {"kind": "in-process"}
+        return {"kind": kind}
     return {"kind": "redis", "url": redact_url(settings.redis.url.get_secret_value())}
 
 
@@ -163,7 +163,7 @@ def create_app(
                     "model": describe_chat_model(model),
                     "embeddings": embeddings_info,
                     "database": describe_database(database.url, embedded=database.embedded),
-                    "broker": _describe_broker(settings),
+                    "broker": _describe_broker(settings, runtime.broker.kind),
                 },
                 runtime=runtime,
                 metrics=metrics,

@@ -240,6 +240,19 @@ class ServerSettings(BaseSettings):
     runs_per_worker: int = Field(
         default=8, ge=1, le=256, description="Runs one worker executes at a time."
     )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Server processes sharing the port (`staffgraph serve --processes N`, "
+        "which defaults to the machine's cores).",
+    )
+    broker: Literal["auto", "memory", "postgres"] = Field(
+        default="auto",
+        description="Where run events go without REDIS_URL: `memory` (one process), `postgres` "
+        "(any process reads any run's stream); `auto`: memory for one process, else postgres. "
+        "With REDIS_URL, Redis.",
+    )
     lease_seconds: float = Field(
         default=30.0,
         ge=2,

@@ -30,6 +30,7 @@ from server.runtime.broker import DONE_EVENT, Broker, InProcessBroker, StreamEve
 from server.runtime.executor import Executor
 from server.runtime.graph_cache import GraphCache
 from server.runtime.outcome import decode_done, encode_done
+from server.runtime.pg_broker import PostgresBroker
 from server.runtime.run_context import ContextConflict
 from server.runtime.run_request import stored_config, stored_kwargs
 from server.runtime.worker import PgNotifier, WorkerPool
@@ -123,7 +124,7 @@ class Runtime:
         self.threads = ThreadsRepo(persistence.pool)
         self.runs = RunsRepo(persistence.pool)
         self.graphs = GraphCache(graphs, persistence)
-        self.broker = broker or _default_broker(settings)
+        self.broker = broker or _default_broker(settings, persistence, database_url)
         self.metrics = metrics if metrics is not None else Metrics()
         self.lease_seconds = lease_seconds
         host = (
@@ -478,9 +479,12 @@ def _run_config(
         raise RunError(400, str(exc)) from None
 
 
-def _default_broker(settings: Settings) -> Broker:
+def _default_broker(settings: Settings, persistence: Persistence, database_url: str) -> Broker:
     ttl = settings.redis.stream_ttl_seconds
     if settings.redis.url is None:
+        server = settings.server
+        if server.broker == "postgres" or (server.broker == "auto" and server.processes > 1):
+            return PostgresBroker(persistence.pool, database_url, replay_ttl=float(ttl))
         return InProcessBroker(replay_ttl=float(ttl))
     from server.runtime.redis_broker import RedisBroker
 
