@@ -68,6 +68,8 @@ def start(env: dict[str, str], *, command: str = "serve", args: tuple[str, ...] 
         "STAFFGRAPH_HOME": tempfile.mkdtemp(prefix="fault-bench-home-"),
         "EMBEDDINGS": "hashing",
         "STAFFGRAPH_LOG_LEVEL": "warning",
+        # One process per server: the scenarios kill and restart "the server" by its pid.
+        "STAFFGRAPH_PROCESSES": "1",
         **UNREACHED_LIMITS,
         **env,
     }

@@ -17,10 +17,12 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,10 +36,12 @@ from server.audit_cli import add_audit_parser, run_audit
 from server.auth import CustomAuthError
 from server.auth.setup import build_policy, refuse_open_bind
 from server.config import ConfigError, load_config
+from server.context import DatabaseTarget
 from server.graphs import GraphLoadError, GraphRegistry
 from server.keys_cli import add_keys_parser, run_keys
 from server.observability import PriceTable, PriceTableError, configure_logging
 from server.origins import CorsRefused, check_cors
+from server.processes import listening_socket, port_problem, run_children, watch_parent
 from server.startup import StartupError, resolve_database
 from state.db import DatabaseUnavailable, check_connection
 from state.embedded import EmbeddedPostgresError
@@ -66,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
         "--no-workers", action="store_true", help="serve the API only; run no run workers"
     )
     serve.add_argument(
+        "--processes",
+        type=int,
+        help="server processes sharing the port (default: the machine's cores, "
+        "STAFFGRAPH_PROCESSES)",
+    )
+    # Internal: how `--processes N` starts its children.
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--embedded-by-parent", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument(
         "--insecure",
         action="store_true",
         help="serve a non-loopback address without authentication (not recommended)",
@@ -86,6 +99,7 @@ def serve(
     log_config: dict[str, Any] | None = None,
     api: bool = True,
     insecure: bool = False,
+    child: Child | None = None,
 ) -> int:
     """Validate everything, then run the server until interrupted. Returns the exit code.
 
@@ -96,34 +110,105 @@ def serve(
         api: serve the LangGraph Server API; ``False`` runs a worker process that executes
             queued runs and serves only health and metrics.
         insecure: serve a non-loopback address even without authentication.
+        child: how a child of ``serve --processes N`` serves; ``None`` for a lone process.
+            With ``STAFFGRAPH_PROCESSES`` > 1 and no ``child``, this process starts them.
     """
+    child = child or Child()
     if not api and settings.server.workers == 0:
         return _fail("a worker process needs STAFFGRAPH_WORKERS of at least 1")
     with _shutdown_signals():
-        return _serve(settings, log_config, api=api, insecure=insecure)
+        if api and (settings.server.processes or 1) > 1 and not child.reuse_port:
+            return _serve_processes(settings, insecure=insecure)
+        return _serve(settings, log_config, api=api, insecure=insecure, child=child)
 
 
-def _serve(
-    settings: Settings, log_config: dict[str, Any] | None, *, api: bool, insecure: bool
-) -> int:
+@dataclass(frozen=True)
+class Child:
+    """How a child of ``serve --processes N`` serves (both false for a lone process)."""
+
+    reuse_port: bool = False
+    """Bind the port with ``SO_REUSEPORT``, shared with the other children."""
+    embedded_by_parent: bool = False
+    """``DATABASE_URL`` is the embedded Postgres the parent started."""
+
+
+def _checked_config(settings: Settings, *, api: bool, insecure: bool) -> Any:
+    """langgraph.json, loaded and checked, with the auth policy, price table and graphs.
+
+    Returns:
+        ``(config, graphs, pricing)``, or a string: the one line to fail with.
+    """
     try:
         config = load_config(settings.server.config)
         config.apply_env()
         check_cors(settings, config)
-        # Imported in the background, alongside the database's start-up: /ok answers before
-        # they are in, /ready says `loading` until then, and requests needing one wait for it.
         graphs = GraphRegistry.deferred(config)
-        graphs.load_in_background()
         pricing = PriceTable.from_settings(settings)
         policy = build_policy(settings, config)
     except (ConfigError, GraphLoadError, PriceTableError, CustomAuthError, CorsRefused) as exc:
-        return _fail(str(exc))
+        return str(exc)
     refusal = refuse_open_bind(settings, policy, insecure=insecure) if api else None
-    if refusal is not None:
-        return _fail(refusal)
+    return refusal if refusal is not None else (config, graphs, pricing)
+
+
+def _serve_processes(settings: Settings, *, insecure: bool) -> int:
+    """The parent of ``serve --processes N``: database once, then the children."""
+    checked = _checked_config(settings, api=True, insecure=insecure)
+    if isinstance(checked, str):
+        return _fail(checked)
+    _, graphs, _ = checked
+    count = settings.server.processes or 1
     with ExitStack() as stack:
         try:
             database = resolve_database(settings, stack)
+            asyncio.run(check_connection(database.url, timeout=settings.database.connect_timeout))
+        except (DatabaseUnavailable, EmbeddedPostgresError) as exc:
+            return _fail(str(exc))
+        problem = port_problem(settings.server.host, settings.server.port)
+        if problem is not None:
+            return _fail(problem)
+        _banner(settings, graphs, database, processes=count)
+        code = run_children(settings, count, database, insecure=insecure)
+    return _fail("a server process exited; stopped the others") if code else 0
+
+
+def _banner(
+    settings: Settings, graphs: GraphRegistry, database: DatabaseTarget, *, processes: int = 1
+) -> None:
+    base = f"http://{_url_host(settings.server.host)}:{settings.server.port}"
+    embedded = "(embedded Postgres) " if database.embedded else ""
+    spread = f" in {processes} processes" if processes > 1 else ""
+    print(
+        f"staffgraph {embedded}serving {len(graphs.ids())} graphs{spread}: "
+        f"{', '.join(graphs.ids())}\n"
+        f"  API:     {base}\n"
+        f"  Console: {base}/ui\n"
+        f"  Docs:    {base}/docs\n"
+        f"  Studio:  https://smith.langchain.com/studio/?baseUrl={quote(base, safe=':/')}",
+        flush=True,
+    )
+
+
+def _serve(
+    settings: Settings,
+    log_config: dict[str, Any] | None,
+    *,
+    api: bool,
+    insecure: bool,
+    child: Child,
+) -> int:
+    checked = _checked_config(settings, api=api, insecure=insecure)
+    if isinstance(checked, str):
+        return _fail(checked)
+    config, graphs, pricing = checked
+    # Imported in the background, alongside the database's start-up: /ok answers before they
+    # are in, /ready says `loading` until then, and requests needing one wait for it.
+    graphs.load_in_background()
+    with ExitStack() as stack:
+        try:
+            database = resolve_database(settings, stack)
+            if child.embedded_by_parent:
+                database = DatabaseTarget(database.url, embedded=True)
             asyncio.run(check_connection(database.url, timeout=settings.database.connect_timeout))
             app = create_app(settings, config, graphs, database, pricing=pricing, api=api)
         except (DatabaseUnavailable, EmbeddedPostgresError, StartupError) as exc:
@@ -132,17 +217,9 @@ def _serve(
         logging.getLogger().setLevel(settings.server.log_level.upper())
         base = f"http://{_url_host(settings.server.host)}:{settings.server.port}"
         embedded = "(embedded Postgres) " if database.embedded else ""
-        if api:
-            print(
-                f"staffgraph {embedded}serving {len(graphs.ids())} graphs: "
-                f"{', '.join(graphs.ids())}\n"
-                f"  API:     {base}\n"
-                f"  Console: {base}/ui\n"
-                f"  Docs:    {base}/docs\n"
-                f"  Studio:  https://smith.langchain.com/studio/?baseUrl={quote(base, safe=':/')}",
-                flush=True,
-            )
-        else:
+        if api and not child.reuse_port:  # the parent of several processes printed it
+            _banner(settings, graphs, database)
+        elif not api:
             print(
                 f"staffgraph worker {embedded}executing runs of {len(graphs.ids())} graphs "
                 f"with {settings.server.workers} workers\n"
@@ -173,7 +250,16 @@ def _serve(
             app=app,
         )
         graphs.add_done_callback(server.fail_if_graphs_failed)
-        server.run()
+        sockets = None
+        if child.reuse_port:
+            watch_parent()
+            try:
+                sockets = [listening_socket(settings.server.host, settings.server.port)]
+            except OSError as exc:
+                return _fail(
+                    f"cannot listen on {settings.server.host}:{settings.server.port}: {exc}"
+                )
+        server.run(sockets=sockets)
     if server.failure is not None:
         return _fail(server.failure)
     return 0
@@ -258,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     if getattr(args, "no_workers", False):
         overrides["workers"] = 0
+    if args.command == "serve":
+        overrides["processes"] = max(
+            1, args.processes or settings.server.processes or os.cpu_count() or 1
+        )
+    elif args.command == "worker":
+        overrides["processes"] = 1
     if overrides:
         settings.server = settings.server.model_copy(update=overrides)
     # Redaction and the log format apply from the first record on. Until start-up checks pass
@@ -274,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
             log_config=log_config,
             api=args.command == "serve",
             insecure=getattr(args, "insecure", False),
+            child=Child(
+                reuse_port=getattr(args, "reuse_port", False),
+                embedded_by_parent=getattr(args, "embedded_by_parent", False),
+            ),
         )
     if args.command == "keys":
         try:

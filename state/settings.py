@@ -240,12 +240,12 @@ class ServerSettings(BaseSettings):
     runs_per_worker: int = Field(
         default=8, ge=1, le=256, description="Runs one worker executes at a time."
     )
-    processes: int = Field(
-        default=1,
+    processes: int | None = Field(
+        default=None,
         ge=1,
         le=256,
-        description="Server processes sharing the port (`staffgraph serve --processes N`, "
-        "which defaults to the machine's cores).",
+        description="Server processes sharing the port (`staffgraph serve --processes N`); "
+        "unset: the machine's cores.",
     )
     broker: Literal["auto", "memory", "postgres"] = Field(
         default="auto",

@@ -33,6 +33,9 @@ for _var in ("OPENAI_API_KEY", "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "MODEL"
 os.environ["LANGSMITH_TRACING"] = "false"
 os.environ["LANGCHAIN_TRACING_V2"] = "false"
 os.environ["LANGGRAPH_STRICT_MSGPACK"] = "true"
+# Each test server is one process (`serve` defaults to one per core); tests of several
+# processes ask for them.
+os.environ["STAFFGRAPH_PROCESSES"] = "1"
 
 
 @pytest.fixture(scope="session")

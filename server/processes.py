@@ -1,0 +1,145 @@
+"""``staffgraph serve --processes N``: one port served by N server processes.
+
+One Python process runs on one core at a time; a server that should use every core runs
+several. The parent process starts (or joins) the embedded Postgres once, checks the port, and
+starts N children, each a complete ``staffgraph serve`` (API, workers, schedulers) bound to the
+same port with ``SO_REUSEPORT``: the kernel spreads incoming connections over them. The
+children share Postgres, and run events go through Redis when ``REDIS_URL`` is set, else
+through Postgres (``STAFFGRAPH_BROKER=auto`` picks it when ``STAFFGRAPH_PROCESSES`` > 1), so
+any child serves, joins, resumes and cancels any run's stream.
+
+The parent forwards SIGTERM/SIGINT to the children and waits for their graceful shutdown. A
+child that exits on its own (a start-up error, a crash) stops the others: the server is one
+unit, and a supervisor (systemd, Kubernetes) restarts it whole. Children get SIGTERM when the
+parent dies, even by SIGKILL (:func:`watch_parent`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+from server.context import DatabaseTarget
+from state.settings import Settings
+
+__all__ = ["listening_socket", "port_problem", "run_children", "watch_parent"]
+
+_BACKLOG = 2048
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` that other processes of this user may share.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(False)
+    return sock
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served (``None`` when it can): checked once, by the parent."""
+    try:
+        listening_socket(host, port).close()
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def run_children(
+    settings: Settings, count: int, database: DatabaseTarget, *, insecure: bool
+) -> int:
+    """Start ``count`` server processes on the settings' port and wait for them.
+
+    Returns:
+        0 after a shutdown by signal in which every child exited cleanly, else the exit code
+        of the first child that failed.
+    """
+    server = settings.server
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.url,
+        "STAFFGRAPH_HOST": server.host,
+        "STAFFGRAPH_PORT": str(server.port),
+        "STAFFGRAPH_CONFIG": str(server.config),
+        "STAFFGRAPH_WORKERS": str(server.workers),
+        "STAFFGRAPH_PROCESSES": str(count),
+    }
+    argv = [sys.executable, "-m", "server.cli", "serve", "--reuse-port"]
+    if insecure:
+        argv.append("--insecure")
+    if database.embedded:
+        argv.append("--embedded-by-parent")
+    children = {
+        child.pid: child for child in (subprocess.Popen(argv, env=env) for _ in range(count))
+    }
+    stopping = False
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        del signum, frame
+        stopping = True
+        _signal_all(children)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    failure = 0
+    try:
+        while children:
+            pid, status = os.wait()
+            child = children.pop(pid, None)
+            if child is None:
+                continue
+            child.returncode = os.waitstatus_to_exitcode(status)
+            if child.returncode != 0 and not stopping:
+                failure = failure or (child.returncode if child.returncode > 0 else 1)
+            if not stopping:
+                # One process gone means the server is broken: stop the rest.
+                stopping = True
+                _signal_all(children)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return failure
+
+
+def watch_parent(*, every: float = 1.0) -> None:
+    """In a child: end this process (SIGTERM, a graceful shutdown) once its parent is gone.
+
+    A parent killed with SIGKILL cannot stop its children; they notice that they were handed
+    to another parent and stop themselves within ``every`` seconds.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="staffgraph-parent-watch", daemon=True).start()
+
+
+def _signal_all(children: dict[int, subprocess.Popen[bytes]]) -> None:
+    for child in children.values():
+        if child.returncode is None:
+            try:
+                child.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
