@@ -154,13 +154,13 @@ async def inbox_items(
     rows = await _waiting_threads(runtime, access, auth, limit)
     items: list[dict[str, Any]] = []
     catalogs: dict[str, dict[str, ToolInfo]] = {}
+    latest = await runtime.runs.latest_of([str(row["thread_id"]) for row in rows])
     for row in rows:
         metadata = row.get("metadata") or {}
         graph_id = metadata.get("graph_id")
         if str(graph_id) not in catalogs:
             catalogs[str(graph_id)] = await _catalog(runtime, graph_id)
-        runs = await runtime.runs.for_thread(row["thread_id"], limit=1, offset=0, status=None)
-        run = runs[0] if runs else None
+        run = latest.get(str(row["thread_id"]))
         started_by = run_user((run.get("kwargs") or {}).get("config") or {}) if run else None
         pending = [
             (task_id, interrupt)

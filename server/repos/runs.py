@@ -326,6 +326,16 @@ class RunsRepo:
             )
             return await cur.fetchall()
 
+    async def latest_of(self, thread_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each thread's newest run, by thread id (one query for many threads)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT ON (thread_id) * FROM runs WHERE thread_id = ANY(%s::uuid[]) "
+                "ORDER BY thread_id, created_at DESC, run_id DESC",
+                (list(thread_ids),),
+            )
+            return {str(row["thread_id"]): row for row in await cur.fetchall()}
+
     async def delete(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
         """Delete the run; returns the deleted row (``None`` if there was none)."""
         async with self._pool.connection() as conn, conn.transaction():
