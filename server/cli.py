@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import logging
 import math
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -72,8 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--processes",
         type=int,
-        help="server processes sharing the port (default: the machine's cores, "
-        "STAFFGRAPH_PROCESSES)",
+        help="server processes sharing the port (default 1, STAFFGRAPH_PROCESSES)",
     )
     # Internal: how `--processes N` starts its children.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
@@ -345,9 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "no_workers", False):
         overrides["workers"] = 0
     if args.command == "serve":
-        overrides["processes"] = max(
-            1, args.processes or settings.server.processes or os.cpu_count() or 1
-        )
+        overrides["processes"] = max(1, args.processes or settings.server.processes or 1)
     elif args.command == "worker":
         overrides["processes"] = 1
     if overrides:

@@ -245,7 +245,7 @@ class ServerSettings(BaseSettings):
         ge=1,
         le=256,
         description="Server processes sharing the port (`staffgraph serve --processes N`); "
-        "unset: the machine's cores.",
+        "unset: 1.",
     )
     broker: Literal["auto", "memory", "postgres"] = Field(
         default="auto",
