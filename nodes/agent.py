@@ -1,7 +1,7 @@
 """The role agent: ``langchain.agents.create_agent`` bound to one role's tools and policies.
 
 A role's policies become middleware, so they are enforced by the graph rather than asked for
-in the prompt: human approval for risky tools (``nodes.approval.GatedHITLMiddleware``:
+in the prompt: human approval for risky tools (``nodes.tool_approval.GatedHITLMiddleware``:
 langchain's ``HumanInTheLoopMiddleware``, its requests naming gate and policy), call limits
 (``ToolCallLimitMiddleware`` / ``ModelCallLimitMiddleware``), PII handling (``PIIMiddleware``),
 and our own grant, token-budget, model-selection and memory-recall middleware.
@@ -30,7 +30,6 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from nodes._private import humanize
-from nodes.approval import GatedHITLMiddleware
 from nodes.effects import EffectLedgerMiddleware
 from nodes.memory import MAX_INSTRUCTIONS, ActingRoleMiddleware
 from nodes.middleware import (
@@ -41,6 +40,7 @@ from nodes.middleware import (
     TokenBudgetMiddleware,
 )
 from nodes.offline import OfflineChatModel
+from nodes.tool_approval import GatedHITLMiddleware
 from state.errors import GraphSetupError
 from state.memory import MAX_K
 from state.roles import Role
