@@ -21,6 +21,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -40,8 +41,6 @@ __all__ = [
 
 _MIN_INT = -(2**63)
 _MAX_INT = 2**64 - 1
-# Integers orjson cannot keep exactly have 19 digits or more (it turns them into floats).
-_LONG_DIGITS = re.compile(rb"\d{19}")
 # A JSON string, unrolled so that it runs in linear time: used to count values outside strings.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
@@ -80,7 +79,7 @@ def parse_json_body(body: bytes, budget: BodyBudget) -> Any:
     opens = body.count(b"{") + body.count(b"[")
     if opens + body.count(b",") + 1 > budget.max_values:
         _check_count(body, budget)
-    suspicious = b"\\u0000" in body or _LONG_DIGITS.search(body) is not None
+    suspicious = b"\\u0000" in body or _LONG_NUMBER in body.translate(_DIGITS_AS_ZERO)
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -91,9 +90,27 @@ def parse_json_body(body: bytes, budget: BodyBudget) -> Any:
         exact = _lenient(body, None)
         _raise_problem(exact, budget)
         return exact
-    if opens > budget.max_depth:
+    if opens > budget.max_depth and _too_deep(body, budget.max_depth):
         _raise_problem(value, budget)
     return value
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+"""Integers orjson cannot keep exactly have 19 digits or more (it turns them into floats)."""
+
+
+def _depth(body: bytes) -> int:
+    """How deep ``body``'s brackets nest (brackets inside strings count too), in C loops."""
+    steps = map(_STEP.__getitem__, body.translate(None, delete=_NOT_BRACKETS))
+    return max(accumulate(steps), default=0)
+
+
+def _too_deep(body: bytes, max_depth: int) -> bool:
+    # The raw count is an upper bound; strings are taken out only when it is over.
+    return _depth(body) > max_depth and _depth(_STRING.sub(b'""', body)) > max_depth
 
 
 def _check_count(body: bytes, budget: BodyBudget) -> None:

@@ -219,3 +219,8 @@ async def test_deep_nesting_is_413(http: httpx.AsyncClient) -> None:
     response = await _raw(http, "POST", "/threads", '{"metadata": {"x": ' + deep + "}}")
     assert response.status_code == 413, response.text
     assert "STAFFGRAPH_MAX_BODY_DEPTH" in response.json()["detail"]
+    # brackets inside a string nest nothing
+    response = await http.put(
+        "/store/items", json={"namespace": ["budget"], "key": "b", "value": {"t": "[{" * 300}}
+    )
+    assert response.status_code == 204, response.text
