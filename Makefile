@@ -23,6 +23,12 @@ install: $(STAMP)
 # tests/js/package-lock.json).
 JS_SDK := tests/js/node_modules/.package-lock.json
 $(JS_SDK): tests/js/package.json tests/js/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm) >/dev/null; \
+	  else \
+	    echo "node/npm are missing: install them (apt-get install nodejs npm)" >&2; exit 1; \
+	  fi; }
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 
 serve: $(STAMP)
