@@ -250,7 +250,7 @@ def _serve(
         graphs.add_done_callback(server.fail_if_graphs_failed)
         sockets = None
         if child.reuse_port:
-            watch_parent()
+            watch_parent(hard_stop_after=grace + 15.0)
             try:
                 sockets = [listening_socket(settings.server.host, settings.server.port)]
             except OSError as exc:

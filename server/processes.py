@@ -16,6 +16,7 @@ parent dies, even by SIGKILL (:func:`watch_parent`).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -28,9 +29,14 @@ from types import FrameType
 from server.context import DatabaseTarget
 from state.settings import Settings
 
-__all__ = ["listening_socket", "port_problem", "run_children", "watch_parent"]
+__all__ = ["PARENT_PID_ENV", "listening_socket", "port_problem", "run_children", "watch_parent"]
 
 _BACKLOG = 2048
+
+log = logging.getLogger(__name__)
+
+PARENT_PID_ENV = "STAFFGRAPH_PARENT_PID"
+"""Set by the parent for its children: whose child they are, known before they start."""
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -80,6 +86,7 @@ def run_children(
         "STAFFGRAPH_CONFIG": str(server.config),
         "STAFFGRAPH_WORKERS": str(server.workers),
         "STAFFGRAPH_PROCESSES": str(count),
+        PARENT_PID_ENV: str(os.getpid()),
     }
     argv = [sys.executable, "-m", "server.cli", "serve", "--reuse-port"]
     if insecure:
@@ -118,20 +125,35 @@ def run_children(
     return failure
 
 
-def watch_parent(*, every: float = 1.0) -> None:
+def watch_parent(
+    *, parent: int | None = None, every: float = 1.0, hard_stop_after: float = 60.0
+) -> None:
     """In a child: end this process (SIGTERM, a graceful shutdown) once its parent is gone.
 
     A parent killed with SIGKILL cannot stop its children; they notice that they were handed
-    to another parent and stop themselves within ``every`` seconds.
+    to another parent and stop themselves within ``every`` seconds. An orphan must not linger
+    on the port: if the graceful shutdown has not ended the process ``hard_stop_after``
+    seconds later (a start-up still under way, a stuck run), it exits at once.
+
+    Args:
+        parent: the parent's pid; by default :data:`PARENT_PID_ENV`, else the current parent.
+            A child must not take it from ``os.getppid()`` alone: a parent that died while
+            the child was starting would leave it watching its new parent (init) forever.
+        every: seconds between looks at the parent.
+        hard_stop_after: seconds a graceful shutdown may take before the process exits hard
+            (the shutdown grace plus a margin).
     """
-    parent = os.getppid()
+    if parent is None:
+        parent = int(os.environ.get(PARENT_PID_ENV) or os.getppid())
 
     def watch() -> None:
-        while True:
+        while os.getppid() == parent:
             time.sleep(every)
-            if os.getppid() != parent:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+        log.warning("parent process %d is gone; shutting down", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(hard_stop_after)
+        log.error("still running %.0f s after the parent went; exiting", hard_stop_after)
+        os._exit(70)
 
     threading.Thread(target=watch, name="staffgraph-parent-watch", daemon=True).start()
 
