@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from server.auth import Access, Caller, Filter, matches
 from server.auth.approvals import PendingGate, may_review
+from server.auth.run_value import create_run_value
 from server.routes._common import fail, raise_run_error
 from server.routes._decision_audit import create_with_decisions
 from server.routes._gates import approval_metadata, guard_run, needs_thread
@@ -57,26 +58,6 @@ def check_user(body: RunCreate, caller: Caller) -> None:
             fail(403, f"{where} must be the authenticated user's id, or left out")
 
 
-def _value(body: RunCreate, thread_id: str | None) -> dict[str, Any]:
-    """What a ``threads`` ``create_run`` handler gets, as in the reference."""
-    return {
-        "thread_id": thread_id,
-        "assistant_id": body.assistant_id,
-        "run_id": None,
-        "status": "pending",
-        "metadata": dict(body.metadata or {}),
-        "prevent_insert_if_inflight": False,
-        "multitask_strategy": body.multitask_strategy or "enqueue",
-        "if_not_exists": "create" if thread_id is None else (body.if_not_exists or "reject"),
-        "after_seconds": body.after_seconds or 0,
-        "kwargs": {
-            "input": body.input,
-            "config": body.config.model_dump(exclude_none=True) if body.config else {},
-            "context": dict(body.context or {}),
-        },
-    }
-
-
 async def assistant_usable(runtime: Runtime, access: Access, assistant: str) -> bool:
     if assistant in runtime.registry:
         return True  # a graph id names its per-graph default assistant: everyone's
@@ -104,7 +85,9 @@ async def create(
         body, gates = await _gated(runtime, body, thread_id, access, None)
         return await _create(runtime, body, thread_id, access, None, gates)
     check_user(body, access.caller)
-    value = _value(body, thread_id)
+    value = create_run_value(
+        body, thread_id, if_not_exists=body.if_not_exists, after_seconds=body.after_seconds or 0
+    )
     flt: Filter | None = await access.check(value, resource="threads", action="create_run")
     existing = None
     if thread_id is not None and needs_thread(body):

@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from server.auth import Caller, Filter, Policy, matches
+from server.auth.run_value import create_run_value
 from server.runtime.runtime import Runtime
 from server.schemas import RunCreate
 
@@ -69,7 +70,8 @@ async def as_creator(
         )
     thread_id = str(cron["thread_id"]) if cron["thread_id"] is not None else None
     try:
-        flt = await policy.authorize(caller, "threads", "create_run", _value(body, thread_id))
+        value = create_run_value(body, thread_id, if_not_exists=None, after_seconds=0)
+        flt = await policy.authorize(caller, "threads", "create_run", value)
         thread_metadata = None
         if thread_id is None:
             stamped: dict[str, Any] = {"thread_id": None, "metadata": {}}
@@ -84,26 +86,6 @@ async def as_creator(
     return Firing(
         identity=caller.run_configurable(), thread_metadata=thread_metadata, thread_filter=flt
     )
-
-
-def _value(body: RunCreate, thread_id: str | None) -> dict[str, Any]:
-    """What a ``threads`` ``create_run`` handler gets, as for an interactive run."""
-    return {
-        "thread_id": thread_id,
-        "assistant_id": body.assistant_id,
-        "run_id": None,
-        "status": "pending",
-        "metadata": dict(body.metadata or {}),
-        "prevent_insert_if_inflight": False,
-        "multitask_strategy": body.multitask_strategy or "enqueue",
-        "if_not_exists": "create" if thread_id is None else "reject",
-        "after_seconds": 0,
-        "kwargs": {
-            "input": body.input,
-            "config": body.config.model_dump(exclude_none=True) if body.config else {},
-            "context": dict(body.context or {}),
-        },
-    }
 
 
 async def _assistant_usable(
