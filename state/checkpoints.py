@@ -1,12 +1,17 @@
 """LangGraph's Postgres checkpointer, fenced by the run's lease and retried on lost connections.
 
-:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with two changes:
+:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with three changes:
 
-- Inside a run (:data:`state.fencing.RUN_FENCE` set), every checkpoint and pending-writes write
-  runs in one transaction that first checks the run's lease token (:func:`check_fence`). A
-  worker whose lease was taken over writes nothing; it gets :class:`LeaseLost` and stops.
+- Every checkpoint and pending-writes write is one transaction sent as one pipeline: ``BEGIN``,
+  inside a run (:data:`state.fencing.RUN_FENCE` set) the lease check (:func:`check_fence`),
+  the writes, ``COMMIT``, in a single round trip to Postgres. A worker whose lease was taken
+  over writes nothing; it gets :class:`LeaseLost` and stops.
 - Writes and the point reads a run makes are retried with backoff on connection-level errors
   (a Postgres restart); all of them are upserts or reads, so a repeat is harmless.
+- Checkpoints and writes are (de)serialised on the event loop rather than in a worker thread.
+  The work holds the GIL on either thread, so the hop bought no concurrency; it cost a thread
+  wake-up and a GIL hand-over per write (a few per run step), and under load each hand-over
+  waits for the loop's switch interval.
 
 Outside a run (the API reading state, ``update_state``) it behaves as LangGraph's saver, but
 without the saver-wide lock: each operation takes its own pool connection.
@@ -14,19 +19,28 @@ without the saver-wide lock: each operation takes its own pool connection.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    get_serializable_checkpoint_metadata,
+)
 from langgraph.checkpoint.base import CheckpointTuple as _Tuple
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.postgres.base import WRITES_IDX_MAP
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from state.fencing import RUN_FENCE, check_fence
+from state.fencing import RUN_FENCE, check_fence, lease_lost_as
 from state.retry import retrying
 
 __all__ = ["FencedPostgresSaver"]
@@ -47,14 +61,18 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 async with conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
                 return
-            # The writes of one call commit together, behind the fence when a run makes them.
-            async with (
-                conn.transaction(),
-                conn.cursor(binary=True, row_factory=dict_row) as cur,
-            ):
-                if fence is not None:
-                    await check_fence(cur, fence)
-                yield cur
+            # The writes of one call commit together, behind the fence when a run makes them,
+            # queued in one pipeline: a single round trip (the fence's error, if any, surfaces
+            # when the transaction's COMMIT syncs the pipeline, and nothing is written).
+            with lease_lost_as(fence) if fence is not None else nullcontext():
+                async with (
+                    conn.pipeline(),
+                    conn.transaction(),
+                    conn.cursor(binary=True, row_factory=dict_row) as cur,
+                ):
+                    if fence is not None:
+                        await check_fence(cur, fence)
+                    yield cur
 
     async def aput(
         self,
@@ -64,10 +82,50 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Save a checkpoint (fenced inside a run; retried on lost connections)."""
-        put = super().aput
-        return await retrying(
-            lambda: put(config, checkpoint, metadata, new_versions), what="saving a checkpoint"
+        if not isinstance(self.conn, AsyncConnectionPool):
+            save = super().aput
+            return await retrying(
+                lambda: save(config, checkpoint, metadata, new_versions),
+                what="saving a checkpoint",
+            )
+        configurable = config["configurable"]
+        thread_id = configurable["thread_id"]
+        namespace = configurable["checkpoint_ns"]
+        # Primitive channel values stay inline in the checkpoint's JSON; the others (and delta
+        # snapshots, marked ``True`` inline) go to checkpoint_blobs, one row per new version.
+        inline = dict(checkpoint["channel_values"])
+        blobs: dict[str, Any] = {}
+        for name, value in checkpoint["channel_values"].items():
+            if isinstance(value, _DeltaSnapshot):
+                blobs[name] = value
+                inline[name] = True
+            elif value is not None and not isinstance(value, (str, int, float, bool)):
+                blobs[name] = inline.pop(name)
+        versions = {name: v for name, v in new_versions.items() if name in blobs}
+        blob_rows = self._dump_blobs(thread_id, namespace, blobs, versions)
+        row = (
+            thread_id,
+            namespace,
+            checkpoint["id"],
+            configurable.get("checkpoint_id"),
+            Jsonb({**checkpoint, "channel_values": inline}),
+            Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
         )
+
+        async def put() -> None:
+            async with self._cursor(pipeline=True) as cur:
+                if blob_rows:
+                    await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blob_rows)
+                await cur.execute(self.UPSERT_CHECKPOINTS_SQL, row)
+
+        await retrying(put, what="saving a checkpoint")
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": namespace,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
 
     async def aput_writes(
         self,
@@ -77,12 +135,75 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         task_path: str = "",
     ) -> None:
         """Save a task's pending writes (fenced inside a run; retried on lost connections)."""
-        put = super().aput_writes
-        await retrying(
-            lambda: put(config, writes, task_id, task_path), what="saving pending writes"
+        if not isinstance(self.conn, AsyncConnectionPool):
+            put_writes = super().aput_writes
+            await retrying(
+                lambda: put_writes(config, writes, task_id, task_path),
+                what="saving pending writes",
+            )
+            return
+        # Writes to the special channels (errors, interrupts...) replace an earlier attempt's;
+        # ordinary writes are kept once.
+        query = (
+            self.UPSERT_CHECKPOINT_WRITES_SQL
+            if all(channel in WRITES_IDX_MAP for channel, _ in writes)
+            else self.INSERT_CHECKPOINT_WRITES_SQL
         )
+        configurable = config["configurable"]
+        rows = self._dump_writes(
+            configurable["thread_id"],
+            configurable["checkpoint_ns"],
+            configurable["checkpoint_id"],
+            task_id,
+            task_path,
+            writes,
+        )
+
+        async def put() -> None:
+            async with self._cursor(pipeline=True) as cur:
+                await cur.executemany(query, rows)
+
+        await retrying(put, what="saving pending writes")
 
     async def aget_tuple(self, config: RunnableConfig) -> _Tuple | None:
         """Read one checkpoint (retried on lost connections)."""
         get = super().aget_tuple
         return await retrying(lambda: get(config), what="reading a checkpoint")
+
+    async def _load_checkpoint_tuple(self, value: DictRow) -> _Tuple:
+        """A stored row as a checkpoint tuple, its blobs and pending writes loaded here."""
+        parent = value["parent_checkpoint_id"]
+        return _Tuple(
+            {
+                "configurable": {
+                    "thread_id": value["thread_id"],
+                    "checkpoint_ns": value["checkpoint_ns"],
+                    "checkpoint_id": value["checkpoint_id"],
+                }
+            },
+            {  # type: ignore[typeddict-item]  # the stored JSON holds the other keys
+                **value["checkpoint"],
+                "channel_values": {
+                    **(value["checkpoint"].get("channel_values") or {}),
+                    **self._load_blobs(value["channel_values"]),
+                },
+            },
+            value["metadata"],
+            {
+                "configurable": {
+                    "thread_id": value["thread_id"],
+                    "checkpoint_ns": value["checkpoint_ns"],
+                    "checkpoint_id": parent,
+                }
+            }
+            if parent
+            else None,
+            self._load_writes(value["pending_writes"]),
+        )
+
+
+# LangGraph inspects ``aput_writes``'s signature on every run to see whether it takes
+# ``task_path``; a precomputed ``__signature__`` answers that without rebuilding it each time.
+FencedPostgresSaver.aput_writes.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    FencedPostgresSaver.aput_writes
+)

@@ -4,15 +4,37 @@ The server sets :data:`RUN_FENCE` around the execution of a claimed run. Writes 
 run (checkpoints, effect-ledger records) check in the same transaction that the run is still
 ``running`` under that token, holding the row ``FOR SHARE`` until they commit, so a worker that
 lost the lease (another one claimed the run and bumped the token) writes nothing.
+
+The check is the SQL function ``staffgraph_check_fence`` (migration 0140), which raises
+(SQLSTATE ``SGL01``) rather than returning nothing: it can be sent in one pipeline with the
+writes and the ``COMMIT`` (one round trip), and a lost lease aborts the transaction before any
+write of it lands.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RUN_FENCE", "LeaseLost", "RunFence", "check_fence"]
+import psycopg
+
+__all__ = [
+    "FENCE_SQL",
+    "LEASE_LOST_SQLSTATE",
+    "RUN_FENCE",
+    "LeaseLost",
+    "RunFence",
+    "check_fence",
+    "lease_lost_as",
+]
+
+FENCE_SQL = "SELECT staffgraph_check_fence(%s, %s)"
+"""Fails with :data:`LEASE_LOST_SQLSTATE` unless the run is ``running`` under the token."""
+
+LEASE_LOST_SQLSTATE = "SGL01"
 
 
 @dataclass(frozen=True)
@@ -38,16 +60,25 @@ class LeaseLost(RuntimeError):
         self.fence = fence
 
 
+@contextmanager
+def lease_lost_as(fence: RunFence) -> Iterator[None]:
+    """Turn the fence function's error, raised anywhere inside, into :class:`LeaseLost`."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if exc.sqlstate == LEASE_LOST_SQLSTATE:
+            raise LeaseLost(fence) from exc
+        raise
+
+
 async def check_fence(cursor: Any, fence: RunFence) -> None:
     """Inside a transaction: lock the run row in share mode if the token is current.
+
+    In pipeline mode the error surfaces when the pipeline syncs; wrap the whole transaction in
+    :func:`lease_lost_as` to see it as :class:`LeaseLost`.
 
     Raises:
         LeaseLost: the run is not ``running`` under ``fence.token``.
     """
-    await cursor.execute(
-        "SELECT 1 FROM runs WHERE run_id = %s AND fencing_token = %s AND status = 'running' "
-        "FOR SHARE",
-        (fence.run_id, fence.token),
-    )
-    if await cursor.fetchone() is None:
-        raise LeaseLost(fence)
+    with lease_lost_as(fence):
+        await cursor.execute(FENCE_SQL, (fence.run_id, fence.token))

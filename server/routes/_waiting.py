@@ -4,26 +4,86 @@ The reference streams these responses (``application/json``, chunked) and writes
 each time :data:`~server.runtime.broker.HEARTBEAT_SECONDS` pass without the run ending, so
 proxies and clients with read timeouts keep a long wait open. JSON parsers skip the leading
 whitespace, so the body stays one JSON document.
+
+:class:`JsonWaitResponse` sends that body. A run that ends before the first keep-alive is due
+(most runs) is answered in one piece, with a ``Content-Length``; a longer one is streamed,
+keep-alives first, exactly as above. Either way a client that leaves before the end is noticed
+at once, and the body's clean-up runs (cancelling the run when the request asked for that).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Mapping
 
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from server.runtime import Runtime
 from server.runtime.broker import DONE_EVENT
 from server.runtime.outcome import decode_done
 
-__all__ = ["KEEPALIVE", "join_body", "json_stream", "wait_body"]
+__all__ = ["KEEPALIVE", "JsonWaitResponse", "join_body", "json_stream", "wait_body"]
 
 KEEPALIVE = b"\n"
 
 
-def json_stream(body: AsyncIterator[bytes], *, headers: dict[str, str]) -> StreamingResponse:
-    """A streamed ``application/json`` response."""
-    return StreamingResponse(body, media_type="application/json", headers=headers)
+class JsonWaitResponse(Response):
+    """An ``application/json`` answer produced by a body iterator of keep-alives, then the JSON.
+
+    Unlike a generic streaming response it needs no task group: the body is read in the
+    request's own task, and one listener task watches for the client leaving, cancelling that
+    read if it does (the iterator's ``finally`` then runs, as for any disconnect).
+    """
+
+    media_type = "application/json"
+
+    def __init__(self, body: AsyncIterator[bytes], *, headers: Mapping[str, str]) -> None:
+        """Wrap ``body`` (keep-alive newlines, then one JSON document) with ``headers``."""
+        self.status_code = 200
+        self.background = None
+        self._body = body
+        self._gone = False
+        self.init_headers(headers)  # no ``body`` attribute: no Content-Length yet
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the body: whole when its first piece is the document, else chunked."""
+        request = asyncio.current_task()
+        assert request is not None
+        listener = asyncio.create_task(self._watch(receive, request))
+        try:
+            await self._respond(send)
+        except asyncio.CancelledError:
+            if not self._gone:
+                raise  # the server is shutting down
+            request.uncancel()  # the client left: nothing more to send to it
+        finally:
+            listener.cancel()
+            await self._body.aclose()  # type: ignore[attr-defined]
+
+    async def _respond(self, send: Send) -> None:
+        first = await anext(self._body, b"")
+        if first != KEEPALIVE:
+            headers = [*self.raw_headers, (b"content-length", str(len(first)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": first})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        async for chunk in self._body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _watch(self, receive: Receive, request: asyncio.Task[object]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._gone = True
+        request.cancel()
+
+
+def json_stream(body: AsyncIterator[bytes], *, headers: dict[str, str]) -> JsonWaitResponse:
+    """The ``runs/wait`` or ``join`` response for ``body``."""
+    return JsonWaitResponse(body, headers=headers)
 
 
 async def _until_done(runtime: Runtime, run_id: str) -> AsyncIterator[bytes | tuple[str, bytes]]:

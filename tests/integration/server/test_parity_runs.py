@@ -167,6 +167,24 @@ async def test_wait_and_join_write_keepalive_newlines(parity_server: ParityServe
         assert [json.loads(chunk)["seconds"] for _, chunk in chunks] == [6]
 
 
+async def test_a_wait_that_ends_before_a_keepalive_is_one_piece(
+    parity_server: ParityServer,
+) -> None:
+    # Before the first keep-alive is due there is nothing to stream: the document goes out
+    # whole, with its length (the reference streams it chunked; clients read either).
+    async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        response = await http.post(
+            f"/threads/{thread}/runs/wait", json={"assistant_id": "slow", "input": {"seconds": 0}}
+        )
+        assert response.status_code == 200
+        assert "transfer-encoding" not in response.headers
+        assert int(response.headers["content-length"]) == len(response.content)
+        assert response.json() == {"seconds": 0, "log": ["slept 0", "done"]}
+        base = response.headers["content-location"]
+        assert response.headers["location"] == f"{base}/join"
+
+
 async def test_wait_headers_and_errors(parity_server: ParityServer) -> None:
     async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
         # A stateless wait names its temporary thread in Location, as the reference does.
