@@ -2,9 +2,9 @@
 
 :class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with three changes:
 
-- Every checkpoint and pending-writes write is one transaction sent as one pipeline: ``BEGIN``,
-  inside a run (:data:`state.fencing.RUN_FENCE` set) the lease check (:func:`check_fence`),
-  the writes, ``COMMIT``, in a single round trip to Postgres. A worker whose lease was taken
+- Every checkpoint and pending-writes write is one transaction sent as one pipeline: inside a
+  run (:data:`state.fencing.RUN_FENCE` set) the lease check (:func:`check_fence`), then the
+  writes, in a single round trip to Postgres (a pipeline is one implicit transaction). A worker whose lease was taken
   over writes nothing; it gets :class:`LeaseLost` and stops.
 - Writes and the point reads a run makes are retried with backoff on connection-level errors
   (a Postgres restart); all of them are upserts or reads, so a repeat is harmless.
@@ -62,12 +62,13 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                     yield cur
                 return
             # The writes of one call commit together, behind the fence when a run makes them,
-            # queued in one pipeline: a single round trip (the fence's error, if any, surfaces
-            # when the transaction's COMMIT syncs the pipeline, and nothing is written).
+            # sent as one pipeline: a single round trip. Postgres runs what a pipeline sends
+            # before its Sync as one implicit transaction, so no BEGIN and COMMIT are needed: a
+            # failing statement (the fence's error, surfacing when the pipeline syncs) rolls
+            # back the statements before it and skips the ones after.
             with lease_lost_as(fence) if fence is not None else nullcontext():
                 async with (
                     conn.pipeline(),
-                    conn.transaction(),
                     conn.cursor(binary=True, row_factory=dict_row) as cur,
                 ):
                     if fence is not None:

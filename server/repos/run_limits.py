@@ -39,7 +39,8 @@ async def create_within_limit(
         return await runs.create(**create)
     async with runs.pool.connection() as conn:
         try:
-            async with conn.pipeline(), conn.transaction():
+            # One pipeline is one implicit transaction: the lock, the count and the creation.
+            async with conn.pipeline():
                 await conn.execute("SELECT staffgraph_check_run_limit(%s, %s)", (user, max_runs))
                 return await runs.create(**{**create, "conn": conn})
         except psycopg.Error as exc:
