@@ -7,8 +7,11 @@ the same run:
   temporary home, or ``DATABASE_URL``), ``EMBEDDINGS=hashing`` since the graph embeds nothing;
 - **official**: ``langgraph dev`` (langgraph-api, in-memory), when ``langgraph-cli[inmem]`` is
   installed;
-- **floor**: the graph compiled in this process with LangGraph's ``AsyncPostgresSaver`` (opened
-  as the server opens it, on the same Postgres), no HTTP: the least any server could cost.
+- **floor**: the graph compiled in this process with LangGraph's own ``AsyncPostgresSaver`` on
+  the server's pool (the same Postgres, the server's serializer), no HTTP: the least any server
+  using LangGraph's saver could cost;
+- **floor-sg**: the same, with staffgraph's checkpointer (``FencedPostgresSaver``, one pipeline
+  per write) as the server opens it: what the graph alone costs inside staffgraph.
 
 Both servers are started once and measured in turn, round after round (staffgraph, official,
 floor, then the next round), so load from elsewhere on the machine falls on all of them. Each
@@ -51,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -145,8 +149,8 @@ def _bench_builder() -> Any:
     return module.builder
 
 
-def floor_target(checkpointer: Any, *, pg_pid: int | None) -> Target:
-    """The same graph compiled here with the server's checkpointer: no HTTP, no queue."""
+def floor_target(checkpointer: Any, *, pg_pid: int | None, name: str = "floor") -> Target:
+    """The same graph compiled here with ``checkpointer``: no HTTP, no queue."""
     graph = _bench_builder().compile(checkpointer=checkpointer, name="trivial")
 
     async def new_thread() -> str:
@@ -166,7 +170,7 @@ def floor_target(checkpointer: Any, *, pg_pid: int | None) -> Target:
                 first = (time.perf_counter() - start) * 1000
         return first
 
-    return Target("floor", new_thread, wait_run, first_event, cpu_pid=os.getpid(), pg_pid=pg_pid)
+    return Target(name, new_thread, wait_run, first_event, cpu_pid=os.getpid(), pg_pid=pg_pid)
 
 
 # -- phases -------------------------------------------------------------------------------------
@@ -351,7 +355,14 @@ async def _measure_all(
             persistence = await stack.enter_async_context(
                 open_persistence(database_url, max_size=20)
             )
-            targets.append(floor_target(persistence.checkpointer, pg_pid=servers[0][2]))
+            langgraph_saver = AsyncPostgresSaver(
+                persistence.pool,  # type: ignore[arg-type]  # a pool of dict-row connections
+                serde=persistence.checkpointer.serde,
+            )
+            targets.append(floor_target(langgraph_saver, pg_pid=servers[0][2]))
+            targets.append(
+                floor_target(persistence.checkpointer, pg_pid=servers[0][2], name="floor-sg")
+            )
         for number in range(1, args.rounds + 1):
             for target in targets:
                 await measure_round(target, args, number)
