@@ -4,8 +4,8 @@
 
 - Every checkpoint and pending-writes write is one transaction sent as one pipeline: inside a
   run (:data:`state.fencing.RUN_FENCE` set) the lease check (:func:`check_fence`), then the
-  writes, in a single round trip to Postgres (a pipeline is one implicit transaction). A worker whose lease was taken
-  over writes nothing; it gets :class:`LeaseLost` and stops.
+  writes, in a single round trip to Postgres (a pipeline is one implicit transaction). A
+  worker whose lease was taken over writes nothing; it gets :class:`LeaseLost` and stops.
 - Writes and the point reads a run makes are retried with backoff on connection-level errors
   (a Postgres restart); all of them are upserts or reads, so a repeat is harmless.
 - Checkpoints and writes are (de)serialised on the event loop rather than in a worker thread.

@@ -3,9 +3,8 @@
 Postgres holds the runs, so the count is right for every replica and no slot leaks when a
 process dies. Creations by one caller are serialised by a transaction-scoped advisory lock on
 the caller (key space 80), so two concurrent requests cannot both take the last slot; the lock,
-the count and the insert are one transaction, sent as one pipeline: the check is the function
-``staffgraph_check_run_limit`` (migration 0141), which fails at the limit and so aborts the
-creation queued behind it.
+the count and the insert are one statement: ``staffgraph_create_run_limited`` (migration 0142)
+calls the check ``staffgraph_check_run_limit`` (0141), which fails at the limit, then creates.
 """
 
 from __future__ import annotations
@@ -37,13 +36,9 @@ async def create_within_limit(
     max_runs = limits.max_concurrent_runs
     if max_runs <= 0 or create.get("conn") is not None:
         return await runs.create(**create)
-    async with runs.pool.connection() as conn:
-        try:
-            # One pipeline is one implicit transaction: the lock, the count and the creation.
-            async with conn.pipeline():
-                await conn.execute("SELECT staffgraph_check_run_limit(%s, %s)", (user, max_runs))
-                return await runs.create(**{**create, "conn": conn})
-        except psycopg.Error as exc:
-            if exc.sqlstate == AT_LIMIT_SQLSTATE:
-                raise runs_exceeded(limits) from exc
-            raise
+    try:
+        return await runs.create(**create, limit=(user, max_runs))
+    except psycopg.Error as exc:
+        if exc.sqlstate == AT_LIMIT_SQLSTATE:
+            raise runs_exceeded(limits) from exc
+        raise

@@ -136,35 +136,43 @@ class RunsRepo:
         lease_seconds: float,
         conn: AsyncConnection[DictRow] | None = None,
         thread_filter: Mapping[str, Any] | None = None,
+        limit: tuple[str, int] | None = None,
     ) -> CreateResult:
         """Create a run (claimed for ``owner`` straight away when nothing is ahead of it).
 
         ``conn``: create it inside the caller's transaction (a cron firing) instead of on a
         connection of the pool. ``thread_filter``: the caller's authorization filter; a thread
         whose metadata does not match it is treated as missing (checked in the same statement,
-        under the thread's lock).
+        under the thread's lock). ``limit``: the caller's user id and the most runs it may have
+        pending or running; checked in the same statement (at the limit the statement fails
+        with SQLSTATE ``SGR29`` and nothing is created).
         """
+        function, extra = "staffgraph_create_run", ""
+        args: tuple[Any, ...] = (
+            run_id,
+            thread_id,
+            assistant_id,
+            jsonb(metadata),
+            jsonb(kwargs),
+            jsonb(config),
+            jsonb(context),
+            strategy,
+            if_not_exists,
+            temporary,
+            on_completion,
+            after_seconds,
+            owner,
+            lease_seconds,
+            jsonb(dict(thread_filter)) if thread_filter else None,
+        )
+        if limit is not None:
+            function, extra = "staffgraph_create_run_limited", ", %s, %s"
+            args = (*args, *limit)
         async with _connection(self._pool, conn) as conn:
             cur = await conn.execute(
-                "SELECT * FROM staffgraph_create_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, %s)",
-                (
-                    run_id,
-                    thread_id,
-                    assistant_id,
-                    jsonb(metadata),
-                    jsonb(kwargs),
-                    jsonb(config),
-                    jsonb(context),
-                    strategy,
-                    if_not_exists,
-                    temporary,
-                    on_completion,
-                    after_seconds,
-                    owner,
-                    lease_seconds,
-                    jsonb(dict(thread_filter)) if thread_filter else None,
-                ),
+                f"SELECT * FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                f"%s, %s, %s, %s, %s{extra})",
+                args,
             )
             row: Any = await cur.fetchone()
         return CreateResult(

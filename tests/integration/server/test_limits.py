@@ -36,7 +36,7 @@ def limited(database_url: str) -> Iterator[tuple[LiveServer, dict[str, str]]]:
         }
     )
     try:
-        users = ["noisy", "quiet", "busy", "other", "modeller", "m0", "m1", "m2"]
+        users = ["noisy", "quiet", "busy", "other", "racer", "modeller", "m0", "m1", "m2"]
         yield server, {user: create_key(url, user) for user in users}
     finally:
         server.stop()
@@ -158,6 +158,24 @@ async def test_runs_at_once_are_limited_per_caller(
             client = a if response is not theirs else b
             await client.post(
                 f"/threads/{run['thread_id']}/runs/{run['run_id']}/cancel",
+                params={"wait": "true"},
+            )
+
+
+async def test_concurrent_creations_cannot_share_the_last_slots(
+    limited: tuple[LiveServer, dict[str, str]],
+) -> None:
+    # The count and the creation are one statement under the caller's lock: of eight runs
+    # asked for at once, exactly the two allowed are created.
+    server, keys = limited
+    async with _client(server, keys["racer"]) as client:
+        answers = await asyncio.gather(*(client.post("/runs", json=SLOW) for _ in range(8)))
+        assert sorted(r.status_code for r in answers) == [200] * 2 + [429] * 6
+        for refused in (r for r in answers if r.status_code == 429):
+            _assert_429(refused, "concurrent_runs")
+        for created in (r.json() for r in answers if r.status_code == 200):
+            await client.post(
+                f"/threads/{created['thread_id']}/runs/{created['run_id']}/cancel",
                 params={"wait": "true"},
             )
 
