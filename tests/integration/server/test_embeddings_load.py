@@ -29,7 +29,7 @@ from state.db import Persistence
 from state.settings import Settings
 from tests.support.server import REPO, LiveServer
 
-HEAVY = ("torch", "sentence_transformers", "transformers")
+HEAVY = ("torch", "sentence_transformers", "transformers", "onnxruntime", "tokenizers")
 
 
 def test_importing_the_cli_imports_no_model_runtime() -> None:
