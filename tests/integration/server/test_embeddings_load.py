@@ -1,7 +1,8 @@
 """The local embedding model loads after the server answers: ``/ok`` first, ``/ready`` after.
 
-Importing torch and sentence-transformers takes seconds; the server must not pay for it
-before it answers. These tests check that nothing on the start-up import path pulls them in,
+Loading the model (ONNX Runtime's session on it, or torch and sentence-transformers where
+onnxruntime is missing) takes from a second to many; the server must not pay for it before it
+answers. These tests check that nothing on the start-up import path pulls a runtime in,
 that ``/ready`` reports the model until it is loaded (and a failed load), and that a Store
 API search sent as soon as the server answers waits for the model instead of failing.
 """
