@@ -24,6 +24,7 @@ from langchain.embeddings import init_embeddings
 from langchain_core.embeddings import Embeddings
 
 from state.settings import EmbeddingsSettings, ModelSettings
+from state.vectors import Vector
 
 __all__ = [
     "HASHING_DIMS",
@@ -107,8 +108,8 @@ class HashingEmbeddings(Embeddings):
         if norm == 0.0:
             # Every feature cancelled out: fall back to the fixed direction as well.
             vector[_feature_hash("\x00empty") % self.dims] = 1.0
-            return vector
-        return [x / norm for x in vector]
+            return Vector(vector)
+        return Vector(x / norm for x in vector)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed each text.
@@ -307,8 +308,8 @@ class LocalEmbeddings(Embeddings):
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        rows: list[list[float]] = vectors.tolist()  # float32 to Python floats, in C
-        return rows
+        # Vector: the store sends it to Postgres as one literal (state/vectors.py).
+        return [Vector(row) for row in vectors.tolist()]
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query text.

@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from state.checkpoints import FencedPostgresSaver
 from state.pool import OutageAwarePool
 from state.settings import redact_url
+from state.vectors import register_vector_dumper
 
 __all__ = [
     "HNSW_EF_CONSTRUCTION",
@@ -144,11 +145,13 @@ async def check_connection(url: str, *, timeout: float) -> None:
 
 
 async def configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Session settings of every pool connection: ``hnsw.ef_search`` = :data:`HNSW_EF_SEARCH`.
+    """Set up every pool connection: ``hnsw.ef_search`` = :data:`HNSW_EF_SEARCH`, and
+    :class:`~state.vectors.Vector` parameters sent as pgvector literals.
 
     Postgres accepts the setting before pgvector is loaded in the session (as a placeholder
     that pgvector checks when it loads), so it works on a database still being set up.
     """
+    register_vector_dumper(conn)
     await conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(HNSW_EF_SEARCH)))
     if not conn.autocommit:
         # The pool only takes back idle connections; a SET outside autocommit opened a
