@@ -9,6 +9,12 @@ directory's ``tokenizer.json``, truncated to ``max_seq_length``), mean pooling o
 real tokens and L2 normalisation happen in numpy, as sentence-transformers does them, so the
 vectors match its to float32 rounding.
 
+Why ONNX Runtime: a short query ("who approved travel expenses?", 11 word pieces) on one core
+of the 2-core development machine took 14.9 ms with sentence-transformers, 11.9 ms calling
+the transformers model directly under ``torch.inference_mode``, about 7 ms in plain numpy
+(OpenBLAS repacks every weight matrix on every call) and 3.4 ms here (weights prepacked once;
+78% of it is the matrix products themselves). The vectors are the same to float32 rounding.
+
 Only what all-MiniLM-L6-v2 needs is supported: absolute positions, exact (erf) GELU, mean
 pooling, normalised output. Anything else raises :class:`UnsupportedModelError`.
 
