@@ -102,6 +102,7 @@ async def test_server_answers_first_and_a_search_waits_for_the_model(
         assert first.json()["checks"]["embeddings"] == {"ok": False, "error": "loading"}
         info = (await http.get("/info")).json()
         assert info["embeddings"]["provider"] == "local"
+        assert info["embeddings"]["runtime"] == "onnxruntime"
 
         # Writes and a semantic search sent now wait for the model rather than failing.
         client = get_client(url=server.url, timeout=120)
