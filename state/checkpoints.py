@@ -20,7 +20,7 @@ without the saver-wide lock: each operation takes its own pool connection.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
@@ -44,6 +44,54 @@ from state.fencing import RUN_FENCE, check_fence, lease_lost_as
 from state.retry import retrying
 
 __all__ = ["FencedPostgresSaver"]
+
+# A checkpoint (its new blobs with it) or a task's writes is one statement: one round trip and
+# one implicit transaction, rather than a statement per row. Inside a run the rows are selected
+# from the lease fence, a function that fails when the run's lease is lost, so a worker that
+# lost its run writes nothing. The tables and conflict rules are LangGraph's (its Postgres
+# saver's schema); only the number of statements differs.
+_FENCE = "staffgraph_check_fence(%(fence_run)s, %(fence_token)s) AS fence"
+_OPEN = "(VALUES (true)) AS unfenced(ok)"
+
+_PUT_CHECKPOINT = """
+WITH blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
+      FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[],
+                  %(blobs)s::bytea[]) AS b(channel, version, type, blob)
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+)
+INSERT INTO checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+SELECT %(thread_id)s, %(ns)s, %(checkpoint_id)s, %(parent_id)s::text, %(checkpoint)s,
+       %(metadata)s
+  FROM {source}
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
+"""
+
+_PUT_WRITES = """
+INSERT INTO checkpoint_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT %(thread_id)s, %(ns)s, %(checkpoint_id)s, %(task_id)s, %(task_path)s,
+       w.idx, w.channel, w.type, w.blob
+  FROM {source}, unnest(%(idxs)s::int[], %(channels)s::text[], %(types)s::text[],
+                        %(blobs)s::bytea[]) AS w(idx, channel, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}
+"""
+_REPLACE = "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+_KEEP = "DO NOTHING"
+
+_CHECKPOINT_SQL = {
+    fenced: _PUT_CHECKPOINT.format(source=_FENCE if fenced else _OPEN) for fenced in (False, True)
+}
+_WRITES_SQL = {
+    (fenced, replace): _PUT_WRITES.format(
+        source=_FENCE if fenced else _OPEN, conflict=_REPLACE if replace else _KEEP
+    )
+    for fenced in (False, True)
+    for replace in (False, True)
+}
 
 
 class FencedPostgresSaver(AsyncPostgresSaver):
@@ -103,23 +151,23 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             elif value is not None and not isinstance(value, (str, int, float, bool)):
                 blobs[name] = inline.pop(name)
         versions = {name: v for name, v in new_versions.items() if name in blobs}
-        blob_rows = self._dump_blobs(thread_id, namespace, blobs, versions)
-        row = (
-            thread_id,
-            namespace,
-            checkpoint["id"],
-            configurable.get("checkpoint_id"),
-            Jsonb({**checkpoint, "channel_values": inline}),
-            Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+        rows = self._dump_blobs(thread_id, namespace, blobs, versions)
+        await self._write(
+            _CHECKPOINT_SQL,
+            {
+                "thread_id": thread_id,
+                "ns": namespace,
+                "checkpoint_id": checkpoint["id"],
+                "parent_id": configurable.get("checkpoint_id"),
+                "checkpoint": Jsonb({**checkpoint, "channel_values": inline}),
+                "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+                "channels": [row[2] for row in rows],
+                "versions": [row[3] for row in rows],
+                "types": [row[4] for row in rows],
+                "blobs": [row[5] for row in rows],
+            },
+            what="saving a checkpoint",
         )
-
-        async def put() -> None:
-            async with self._cursor(pipeline=True) as cur:
-                if blob_rows:
-                    await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, blob_rows)
-                await cur.execute(self.UPSERT_CHECKPOINTS_SQL, row)
-
-        await retrying(put, what="saving a checkpoint")
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -145,11 +193,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             return
         # Writes to the special channels (errors, interrupts...) replace an earlier attempt's;
         # ordinary writes are kept once.
-        query = (
-            self.UPSERT_CHECKPOINT_WRITES_SQL
-            if all(channel in WRITES_IDX_MAP for channel, _ in writes)
-            else self.INSERT_CHECKPOINT_WRITES_SQL
-        )
+        replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
         configurable = config["configurable"]
         rows = self._dump_writes(
             configurable["thread_id"],
@@ -159,12 +203,42 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             task_path,
             writes,
         )
+        if replace:
+            # One statement may not update a row twice: the last write to an index wins, as
+            # when each was its own statement.
+            rows = list({row[5]: row for row in rows}.values())
+        params = {
+            "thread_id": configurable["thread_id"],
+            "ns": configurable["checkpoint_ns"],
+            "checkpoint_id": configurable["checkpoint_id"],
+            "task_id": task_id,
+            "task_path": task_path,
+            "idxs": [row[5] for row in rows],
+            "channels": [row[6] for row in rows],
+            "types": [row[7] for row in rows],
+            "blobs": [row[8] for row in rows],
+        }
+        await self._write(
+            {fenced: sql for (fenced, rep), sql in _WRITES_SQL.items() if rep == replace},
+            params,
+            what="saving pending writes",
+        )
 
-        async def put() -> None:
-            async with self._cursor(pipeline=True) as cur:
-                await cur.executemany(query, rows)
+    async def _write(self, sql: Mapping[bool, str], params: dict[str, Any], *, what: str) -> None:
+        """Run one write statement, fenced by the run's lease inside a run; retried."""
+        fence = RUN_FENCE.get()
+        if fence is not None:
+            params = {**params, "fence_run": fence.run_id, "fence_token": fence.token}
+        query = sql[fence is not None]
+        pool = self.conn
+        assert isinstance(pool, AsyncConnectionPool)
 
-        await retrying(put, what="saving pending writes")
+        async def write() -> None:
+            async with pool.connection() as conn, conn.cursor(binary=True) as cur:
+                await cur.execute(query, params)
+
+        with lease_lost_as(fence) if fence is not None else nullcontext():
+            await retrying(write, what=what)
 
     async def aget_tuple(self, config: RunnableConfig) -> _Tuple | None:
         """Read one checkpoint (retried on lost connections)."""
