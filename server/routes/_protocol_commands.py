@@ -114,16 +114,17 @@ async def _interrupt_ids(runtime: Runtime, thread_id: str) -> set[str] | None:
 async def _settled_interrupt_ids(runtime: Runtime, thread_id: str) -> set[str] | None:
     """Pending interrupt ids once the thread's in-flight runs have stored their outcome."""
     found = await _interrupt_ids(runtime, thread_id)
-    if found:
+    if found or found is None:
         return found
-    inflight = await runtime.runs.inflight(thread_id) if found is not None else []
+    inflight = await runtime.runs.inflight(thread_id)
     if inflight:
         waits = [asyncio.ensure_future(runtime.wait(run_id)) for run_id in inflight]
         _, pending = await asyncio.wait(waits, timeout=_SETTLE_SECONDS)
         for task in pending:
             task.cancel()
-        found = await _interrupt_ids(runtime, thread_id)
-    return found
+    # Read again even when nothing is in flight now: a run that was still recording its end at
+    # the first read may have finished (interrupts stored) before the in-flight check.
+    return await _interrupt_ids(runtime, thread_id)
 
 
 async def _start(
