@@ -44,11 +44,24 @@ from server.processes import listening_socket, port_problem, run_children, watch
 from server.startup import StartupError, resolve_database
 from state.db import DatabaseUnavailable, check_connection
 from state.embedded import EmbeddedPostgresError
-from state.settings import Settings, SettingsInvalid, load_settings
+from state.settings import Settings, SettingsInvalid, auto_processes, load_settings
 
 __all__ = ["main"]
 
 log = logging.getLogger("staffgraph")
+
+
+def _process_count(value: str) -> int | str:
+    """``--processes``: a count from 1 to 256, or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {value!r}") from None
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError(f"expected 1 to 256 processes, got {count}")
+    return count
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,8 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--processes",
-        type=int,
-        help="server processes sharing the port (default 1, STAFFGRAPH_PROCESSES)",
+        type=_process_count,
+        help="server processes sharing the port (default: auto, one per core less one for "
+        "Postgres; STAFFGRAPH_PROCESSES)",
     )
     # Internal: how `--processes N` starts its children.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
@@ -115,7 +129,7 @@ def serve(
     if not api and settings.server.workers == 0:
         return _fail("a worker process needs STAFFGRAPH_WORKERS of at least 1")
     with _shutdown_signals():
-        if api and (settings.server.processes or 1) > 1 and not child.reuse_port:
+        if api and settings.server.process_count > 1 and not child.reuse_port:
             return _serve_processes(settings, insecure=insecure)
         return _serve(settings, log_config, api=api, insecure=insecure, child=child)
 
@@ -155,7 +169,7 @@ def _serve_processes(settings: Settings, *, insecure: bool) -> int:
     if isinstance(checked, str):
         return _fail(checked)
     _, graphs, _ = checked
-    count = settings.server.processes or 1
+    count = settings.server.process_count
     with ExitStack() as stack:
         try:
             database = resolve_database(settings, stack)
@@ -343,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "no_workers", False):
         overrides["workers"] = 0
     if args.command == "serve":
-        overrides["processes"] = max(1, args.processes or settings.server.processes or 1)
+        # From here on a number: --processes, else STAFFGRAPH_PROCESSES, `auto` resolved.
+        chosen = args.processes if args.processes is not None else settings.server.processes
+        overrides["processes"] = chosen if isinstance(chosen, int) else auto_processes()
     elif args.command == "worker":
         overrides["processes"] = 1
     if overrides:

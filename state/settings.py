@@ -8,6 +8,7 @@ per problem that names the variable and what is expected.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -214,6 +215,17 @@ class TracingSettings(BaseSettings):
         return self
 
 
+def auto_processes() -> int:
+    """Server processes for ``STAFFGRAPH_PROCESSES=auto``: the cores this process may run on,
+    less one left to Postgres (which runs beside the server in the default set-up and spends
+    about half a server process's CPU per run), and at least one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 class ServerSettings(BaseSettings):
     """The HTTP server and its workers."""
 
@@ -240,12 +252,10 @@ class ServerSettings(BaseSettings):
     runs_per_worker: int = Field(
         default=8, ge=1, le=256, description="Runs one worker executes at a time."
     )
-    processes: int | None = Field(
-        default=None,
-        ge=1,
-        le=256,
+    processes: int | Literal["auto"] = Field(
+        default="auto",
         description="Server processes sharing the port (`staffgraph serve --processes N`); "
-        "unset: 1.",
+        "`auto`: one per core the process may run on, less one left to Postgres (at least 1).",
     )
     broker: Literal["auto", "memory", "postgres"] = Field(
         default="auto",
@@ -285,6 +295,20 @@ class ServerSettings(BaseSettings):
     docs_public: bool = Field(
         default=True, description="Serve /docs and /openapi.json without authentication."
     )
+
+    @field_validator("processes")
+    @classmethod
+    def _processes_in_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 256:
+            raise ValueError("processes must be between 1 and 256, or auto")
+        return value
+
+    @property
+    def process_count(self) -> int:
+        """How many server processes ``serve`` runs: ``processes``, or ``auto`` resolved."""
+        if isinstance(self.processes, int):
+            return self.processes
+        return auto_processes()
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> ServerSettings:

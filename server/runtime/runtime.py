@@ -483,7 +483,7 @@ def _default_broker(settings: Settings, persistence: Persistence, database_url: 
     ttl = settings.redis.stream_ttl_seconds
     if settings.redis.url is None:
         server = settings.server
-        if server.broker == "postgres" or (server.broker == "auto" and (server.processes or 1) > 1):
+        if server.broker == "postgres" or (server.broker == "auto" and server.process_count > 1):
             return PostgresBroker(persistence.pool, database_url, replay_ttl=float(ttl))
         return InProcessBroker(replay_ttl=float(ttl))
     from server.runtime.redis_broker import RedisBroker

@@ -258,3 +258,15 @@ async def test_restart_finds_checkpoint_written_before(home: Path) -> None:
     finally:
         assert second.stop() == 0, second.log()
     assert not (home / "pgdata" / "postmaster.pid").exists()
+
+
+def test_serve_refuses_a_process_count_out_of_range() -> None:
+    for value in ("0", "300", "some"):
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "serve", "--processes", value],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "--processes" in done.stderr and "Traceback" not in done.stderr

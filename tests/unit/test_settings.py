@@ -265,3 +265,26 @@ def test_loaded_settings_never_show_secrets(monkeypatch: pytest.MonkeyPatch) -> 
 def test_redact_url_hides_passwords_and_keeps_the_rest(url: str, redacted: str) -> None:
     assert redact_url(url) == redacted
     assert "Zq9" not in redact_url(url)
+
+
+def test_processes_default_to_the_cores_less_one_for_postgres(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    settings = load_settings()
+    assert settings.server.processes == "auto"
+    assert settings.server.process_count == max(1, cores - 1)
+    assert _load(monkeypatch, {"STAFFGRAPH_PROCESSES": "auto"}).server.process_count == max(
+        1, cores - 1
+    )
+    assert _load(monkeypatch, {"STAFFGRAPH_PROCESSES": "3"}).server.process_count == 3
+    # Five usable cores: four server processes and one core for Postgres; one core: one.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})
+    assert _load(monkeypatch, {"STAFFGRAPH_PROCESSES": "auto"}).server.process_count == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert _load(monkeypatch, {"STAFFGRAPH_PROCESSES": "auto"}).server.process_count == 1
+
+
+@pytest.mark.parametrize("value", ["0", "257", "many", "-2"])
+def test_processes_must_be_a_count_or_auto(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    assert "STAFFGRAPH_PROCESSES" in _rejection(monkeypatch, {"STAFFGRAPH_PROCESSES": value})
