@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from server.app import create_app
 from server.audit_cli import add_audit_parser, run_audit
@@ -44,7 +45,13 @@ from server.processes import listening_socket, port_problem, run_children, watch
 from server.startup import StartupError, resolve_database
 from state.db import DatabaseUnavailable, check_connection
 from state.embedded import EmbeddedPostgresError
-from state.settings import Settings, SettingsInvalid, auto_processes, load_settings
+from state.settings import (
+    PROCESS_COUNT,
+    Settings,
+    SettingsInvalid,
+    load_settings,
+    process_count,
+)
 
 __all__ = ["main"]
 
@@ -52,16 +59,11 @@ log = logging.getLogger("staffgraph")
 
 
 def _process_count(value: str) -> int | str:
-    """``--processes``: a count from 1 to 256, or ``auto``."""
-    if value == "auto":
-        return value
+    """``--processes``: a count from 1 to 256, or ``auto`` (as ``STAFFGRAPH_PROCESSES``)."""
     try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or auto, got {value!r}") from None
-    if not 1 <= count <= 256:
-        raise argparse.ArgumentTypeError(f"expected 1 to 256 processes, got {count}")
-    return count
+        return PROCESS_COUNT.validate_python(value)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"expected 1 to 256 or auto, got {value!r}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -359,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         # From here on a number: --processes, else STAFFGRAPH_PROCESSES, `auto` resolved.
         chosen = args.processes if args.processes is not None else settings.server.processes
-        overrides["processes"] = chosen if isinstance(chosen, int) else auto_processes()
+        overrides["processes"] = process_count(chosen)
     elif args.command == "worker":
         overrides["processes"] = 1
     if overrides:

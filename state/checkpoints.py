@@ -86,10 +86,12 @@ _CHECKPOINT_SQL = {
     fenced: _PUT_CHECKPOINT.format(source=_FENCE if fenced else _OPEN) for fenced in (False, True)
 }
 _WRITES_SQL = {
-    (fenced, replace): _PUT_WRITES.format(
-        source=_FENCE if fenced else _OPEN, conflict=_REPLACE if replace else _KEEP
-    )
-    for fenced in (False, True)
+    replace: {
+        fenced: _PUT_WRITES.format(
+            source=_FENCE if fenced else _OPEN, conflict=_REPLACE if replace else _KEEP
+        )
+        for fenced in (False, True)
+    }
     for replace in (False, True)
 }
 
@@ -219,7 +221,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             "blobs": [row[8] for row in rows],
         }
         await self._write(
-            {fenced: sql for (fenced, rep), sql in _WRITES_SQL.items() if rep == replace},
+            _WRITES_SQL[replace],
             params,
             what="saving pending writes",
         )

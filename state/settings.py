@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -215,10 +216,19 @@ class TracingSettings(BaseSettings):
         return self
 
 
-def auto_processes() -> int:
-    """Server processes for ``STAFFGRAPH_PROCESSES=auto``: the cores this process may run on,
-    less one left to Postgres (which runs beside the server in the default set-up and spends
-    about half a server process's CPU per run), and at least one."""
+ProcessCount = Annotated[int, Field(ge=1, le=256)] | Literal["auto"]
+"""How many server processes ``serve`` runs: 1 to 256, or ``auto``."""
+
+PROCESS_COUNT: TypeAdapter[int | str] = TypeAdapter(ProcessCount)
+"""Validates a :data:`ProcessCount` outside the settings (``serve --processes``)."""
+
+
+def process_count(value: int | str) -> int:
+    """A :data:`ProcessCount` as a number. ``auto`` is the cores this process may run on, less
+    one left to Postgres (which runs beside the server in the default set-up and spends about
+    half a server process's CPU per run), and at least one."""
+    if isinstance(value, int):
+        return value
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -252,7 +262,7 @@ class ServerSettings(BaseSettings):
     runs_per_worker: int = Field(
         default=8, ge=1, le=256, description="Runs one worker executes at a time."
     )
-    processes: int | Literal["auto"] = Field(
+    processes: ProcessCount = Field(
         default="auto",
         description="Server processes sharing the port (`staffgraph serve --processes N`); "
         "`auto`: one per core the process may run on, less one left to Postgres (at least 1).",
@@ -296,19 +306,10 @@ class ServerSettings(BaseSettings):
         default=True, description="Serve /docs and /openapi.json without authentication."
     )
 
-    @field_validator("processes")
-    @classmethod
-    def _processes_in_range(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and not 1 <= value <= 256:
-            raise ValueError("processes must be between 1 and 256, or auto")
-        return value
-
     @property
     def process_count(self) -> int:
-        """How many server processes ``serve`` runs: ``processes``, or ``auto`` resolved."""
-        if isinstance(self.processes, int):
-            return self.processes
-        return auto_processes()
+        """How many server processes ``serve`` runs: ``processes``, ``auto`` resolved."""
+        return process_count(self.processes)
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> ServerSettings:

@@ -13,7 +13,7 @@ from server.routes._common import fail, raise_run_error
 from server.routes._decision_audit import create_with_decisions
 from server.routes._gates import approval_metadata, guard_run, needs_thread
 from server.routes._run_checks import check_run_targets
-from server.routes._waiting import json_stream, wait_body
+from server.routes._waiting import JsonWaitResponse, wait_body
 from server.routes.webhooks import check_webhook_or_422
 from server.runtime import CreatedRun, RunError, Runtime
 from server.runtime.sse import run_events, sse_response
@@ -207,4 +207,4 @@ async def wait(
         run_id=created.run_id,
         cancel_on_disconnect=body.on_disconnect == "cancel",
     )
-    return json_stream(output, headers={"Content-Location": base, "Location": f"{base}/join"})
+    return JsonWaitResponse(output, headers={"Content-Location": base, "Location": f"{base}/join"})

@@ -14,7 +14,7 @@ at once, and the body's clean-up runs (cancelling the run when the request asked
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -23,7 +23,7 @@ from server.runtime import Runtime
 from server.runtime.broker import DONE_EVENT
 from server.runtime.outcome import decode_done
 
-__all__ = ["KEEPALIVE", "JsonWaitResponse", "join_body", "json_stream", "wait_body"]
+__all__ = ["KEEPALIVE", "JsonWaitResponse", "join_body", "wait_body"]
 
 KEEPALIVE = b"\n"
 
@@ -38,7 +38,7 @@ class JsonWaitResponse(Response):
 
     media_type = "application/json"
 
-    def __init__(self, body: AsyncIterator[bytes], *, headers: Mapping[str, str]) -> None:
+    def __init__(self, body: AsyncGenerator[bytes, None], *, headers: Mapping[str, str]) -> None:
         """Wrap ``body`` (keep-alive newlines, then one JSON document) with ``headers``."""
         self.status_code = 200
         self.background = None
@@ -59,7 +59,7 @@ class JsonWaitResponse(Response):
             request.uncancel()  # the client left: nothing more to send to it
         finally:
             listener.cancel()
-            await self._body.aclose()  # type: ignore[attr-defined]
+            await self._body.aclose()
 
     async def _respond(self, send: Send) -> None:
         first = await anext(self._body, b"")
@@ -81,11 +81,6 @@ class JsonWaitResponse(Response):
         request.cancel()
 
 
-def json_stream(body: AsyncIterator[bytes], *, headers: dict[str, str]) -> JsonWaitResponse:
-    """The ``runs/wait`` or ``join`` response for ``body``."""
-    return JsonWaitResponse(body, headers=headers)
-
-
 async def _until_done(runtime: Runtime, run_id: str) -> AsyncIterator[bytes | tuple[str, bytes]]:
     """Keep-alives while the run goes on, then ``(status, output)`` from its done marker."""
     async for event in runtime.follow(run_id):
@@ -98,7 +93,7 @@ async def _until_done(runtime: Runtime, run_id: str) -> AsyncIterator[bytes | tu
 
 async def wait_body(
     runtime: Runtime, *, thread_id: str, run_id: str, cancel_on_disconnect: bool
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """``runs/wait``: the run's output (its final values, or ``{"__error__": ...}``).
 
     With ``cancel_on_disconnect`` a client that leaves before the end cancels the run.
@@ -118,7 +113,7 @@ async def wait_body(
 
 async def join_body(
     runtime: Runtime, *, thread_id: str, run_id: str, cancel_on_disconnect: bool
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """``join``: the thread's values once the run ends (or the run's error).
 
     With ``cancel_on_disconnect`` a client that leaves before the end cancels the run.

@@ -17,7 +17,7 @@ from server.repos import run_to_api
 from server.routes import _runs, stateless_runs
 from server.routes._common import fail, json_response, no_content, raise_run_error, valid_uuid
 from server.routes._threads import load_thread
-from server.routes._waiting import join_body, json_stream
+from server.routes._waiting import JsonWaitResponse, join_body
 from server.runtime import RunError, Runtime, RuntimeDep
 from server.runtime.sse import run_events, sse_response, thread_events
 from server.schemas import STREAM_MODES, RunCreate
@@ -128,7 +128,7 @@ async def join_run(
     tid, rid = str(row["thread_id"]), str(row["run_id"])
     base = f"/threads/{tid}/runs/{rid}"
     body = join_body(runtime, thread_id=tid, run_id=rid, cancel_on_disconnect=cancel_on_disconnect)
-    return json_stream(body, headers={"Content-Location": base, "Location": f"{base}/join"})
+    return JsonWaitResponse(body, headers={"Content-Location": base, "Location": f"{base}/join"})
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")

@@ -2,8 +2,8 @@
 
 ``LocalEmbeddings`` runs all-MiniLM-L6-v2 on an ONNX graph built in memory from the model
 package's weights (``nodes/onnx_bert.py``); sentence-transformers on torch is the reference
-these tests hold it to, text by text and in a retrieval check. They need the ``local`` extra
-(CI installs it) and skip without it.
+these tests hold it to, text by text and in a retrieval check. They need the ``local`` extra,
+which the test command installs.
 """
 
 from __future__ import annotations
@@ -19,12 +19,6 @@ import nodes.embeddings as embeddings_module
 from nodes.embeddings import LocalEmbeddings, describe_embeddings, local_model_available
 from nodes.onnx_bert import UnsupportedModelError, build_bert_graph
 from tests.support.server import REPO
-
-pytestmark = pytest.mark.skipif(
-    not local_model_available()
-    or not all(embeddings_module._installed(m) for m in ("onnxruntime", "sentence_transformers")),
-    reason="needs the `local` extra (onnxruntime and sentence-transformers)",
-)
 
 _WORDS = (
     "invoice budget Berlin office onboarding guide espresso Kubernetes cluster refund audit "
