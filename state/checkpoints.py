@@ -1,13 +1,17 @@
 """LangGraph's Postgres checkpointer, fenced by the run's lease and retried on lost connections.
 
-:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with three changes:
+:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with four changes:
 
-- Every checkpoint and pending-writes write is one transaction sent as one pipeline: inside a
-  run (:data:`state.fencing.RUN_FENCE` set) the lease check (:func:`check_fence`), then the
-  writes, in a single round trip to Postgres (a pipeline is one implicit transaction). A
-  worker whose lease was taken over writes nothing; it gets :class:`LeaseLost` and stops.
+- Every checkpoint (with its new blobs) and every task's pending writes is one statement, so
+  one round trip and one implicit transaction: inside a run (:data:`state.fencing.RUN_FENCE`
+  set) its rows are selected from the lease fence, a function that fails when the run's lease
+  is lost, so a worker whose lease was taken over writes nothing; it gets :class:`LeaseLost`
+  and stops.
 - Writes and the point reads a run makes are retried with backoff on connection-level errors
   (a Postgres restart); all of them are upserts or reads, so a repeat is harmless.
+- Loading a checkpoint probes each of its channels' blobs by primary key, so it costs the same
+  on a thread with a long history as on a new one (LangGraph's join read every blob of the
+  thread), and the thread_id indexes its primary keys make redundant are dropped at setup.
 - Checkpoints and writes are (de)serialised on the event loop rather than in a worker thread.
   The work holds the GIL on either thread, so the hop bought no concurrency; it cost a thread
   wake-up and a GIL hand-over per write (a few per run step), and under load each hand-over
@@ -43,7 +47,7 @@ from psycopg_pool import AsyncConnectionPool
 from state.fencing import RUN_FENCE, check_fence, lease_lost_as
 from state.retry import retrying
 
-__all__ = ["FencedPostgresSaver"]
+__all__ = ["REDUNDANT_INDEXES", "FencedPostgresSaver"]
 
 # A checkpoint (its new blobs with it) or a task's writes is one statement: one round trip and
 # one implicit transaction, rather than a statement per row. Inside a run the rows are selected
@@ -82,6 +86,53 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}
 _REPLACE = "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
 _KEEP = "DO NOTHING"
 
+# LangGraph's read joins a checkpoint's channel versions to checkpoint_blobs on the thread and
+# namespace, and Postgres answers that with a hash join over every blob the thread ever stored:
+# a run on a thread with a long history read all of it to load one checkpoint. Here each
+# channel's blob is looked up on its own (a LATERAL subquery with LIMIT 1 is not flattened into
+# a join, so every lookup is one probe of the primary key): the read costs the same on a
+# thread's thousandth run as on its first. Same columns, same rows.
+_SELECT_CHECKPOINT = """
+select
+    thread_id,
+    checkpoint,
+    checkpoint_ns,
+    checkpoint_id,
+    parent_checkpoint_id,
+    metadata,
+    (
+        select array_agg(array[bl.channel::bytea, bl.type::bytea, bl.blob])
+          from jsonb_each_text(checkpoint -> 'channel_versions') as cv(channel, version)
+          cross join lateral (
+              select b.channel, b.type, b.blob
+                from checkpoint_blobs b
+               where b.thread_id = checkpoints.thread_id
+                 and b.checkpoint_ns = checkpoints.checkpoint_ns
+                 and b.channel = cv.channel
+                 and b.version = cv.version
+               limit 1
+          ) as bl
+    ) as channel_values,
+    (
+        select array_agg(array[cw.task_id::text::bytea, cw.channel::bytea, cw.type::bytea,
+                               cw.blob, convert_to(cw.task_path, 'UTF8'), cw.idx::text::bytea])
+          from checkpoint_writes cw
+         where cw.thread_id = checkpoints.thread_id
+           and cw.checkpoint_ns = checkpoints.checkpoint_ns
+           and cw.checkpoint_id = checkpoints.checkpoint_id
+    ) as pending_writes
+from checkpoints """
+
+# LangGraph's schema adds an index on thread_id to each table, besides primary keys that begin
+# with thread_id and already serve every lookup by thread. They cost an index insert per row
+# written, and with a table's statistics out of date the planner took the writes' thread_id
+# index for a single checkpoint's pending writes, reading every write of the thread.
+REDUNDANT_INDEXES = (
+    "checkpoints_thread_id_idx",
+    "checkpoint_blobs_thread_id_idx",
+    "checkpoint_writes_thread_id_idx",
+)
+
 _CHECKPOINT_SQL = {
     fenced: _PUT_CHECKPOINT.format(source=_FENCE if fenced else _OPEN) for fenced in (False, True)
 }
@@ -98,6 +149,20 @@ _WRITES_SQL = {
 
 class FencedPostgresSaver(AsyncPostgresSaver):
     """``AsyncPostgresSaver`` on a pool, fenced by the run's lease, retrying lost connections."""
+
+    SELECT_SQL = _SELECT_CHECKPOINT
+
+    async def setup(self) -> None:
+        """LangGraph's migrations, then drop the indexes its primary keys make redundant.
+
+        Concurrently, outside a transaction (the pool's connections autocommit), so servers
+        still running on the database keep writing while it happens; once dropped, nothing
+        recreates them (LangGraph records its migrations as applied).
+        """
+        await super().setup()
+        async with self._cursor() as cur:
+            for index in REDUNDANT_INDEXES:
+                await cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

@@ -231,3 +231,105 @@ async def test_concurrent_first_starts_on_a_fresh_database(database_url: str) ->
             assert await cur.fetchone() == (2,)
     finally:
         await _drop_database(database_url, url)
+
+
+class _Draft(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    notes: NotRequired[list[str]]
+
+
+async def _draft(state: _Draft) -> dict[str, Any]:
+    return {"messages": [AIMessage(content="draft")], "notes": ["drafted"]}
+
+
+async def _review(state: _Draft) -> dict[str, Any]:
+    if state["messages"][-2].content == "fail the review":
+        raise RuntimeError("the review failed")
+    return {"messages": [AIMessage(content="reviewed")]}
+
+
+async def _long_thread(persistence: Persistence, runs: int) -> RunnableConfig:
+    """A thread with ``runs`` runs of a two-node graph, the last one failing in ``review`` (so
+    its latest checkpoint has pending writes as well as blobs)."""
+    builder = StateGraph(_Draft)
+    builder.add_node("draft", _draft)
+    builder.add_node("review", _review)
+    builder.add_edge(START, "draft")
+    builder.add_edge("draft", "review")
+    builder.add_edge("review", END)
+    graph = builder.compile(checkpointer=persistence.checkpointer)
+    config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    for _ in range(runs - 1):
+        await graph.ainvoke({"messages": [HumanMessage(content="go")]}, config)
+    # The last run fails in review: its error is a pending write on the latest checkpoint.
+    with pytest.raises(RuntimeError):
+        await graph.ainvoke({"messages": [HumanMessage(content="fail the review")]}, config)
+    return config
+
+
+def _rows_read(plan: dict[str, Any], table: str) -> int:
+    """Rows that every scan of ``table`` in an ``EXPLAIN (ANALYZE, FORMAT JSON)`` plan returned."""
+    own = 0
+    if plan.get("Relation Name") == table:
+        own = int(plan["Actual Rows"] * plan["Actual Loops"])
+    return own + sum(_rows_read(child, table) for child in plan.get("Plans", []))
+
+
+async def test_loading_a_checkpoint_reads_its_own_rows_not_the_threads_history(
+    persistence: Persistence,
+) -> None:
+    config = await _long_thread(persistence, runs=40)
+    thread_id = config["configurable"]["thread_id"]
+    async with persistence.pool.connection() as conn:
+        await conn.execute("ANALYZE checkpoints, checkpoint_blobs, checkpoint_writes")
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM checkpoint_blobs WHERE thread_id = %s", (thread_id,)
+        )
+        stored = await cur.fetchone()
+        cur = await conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) "
+            + persistence.checkpointer.SELECT_SQL
+            + "WHERE thread_id = %s AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id,),
+        )
+        explained = await cur.fetchone()
+    assert stored is not None and explained is not None
+    plan = next(iter(explained.values()))[0]["Plan"]
+
+    assert stored["n"] >= 80  # the history is there to be (mis)read
+    # One probe per channel of the checkpoint (messages, notes, branch), not every blob.
+    assert _rows_read(plan, "checkpoint_blobs") <= 5
+    assert _rows_read(plan, "checkpoint_writes") <= 5
+
+
+async def test_checkpoint_reads_match_langgraphs_own_saver(persistence: Persistence) -> None:
+    config = await _long_thread(persistence, runs=3)
+    langgraph_saver = AsyncPostgresSaver(
+        persistence.pool,  # type: ignore[arg-type]  # a pool of dict-row connections
+        serde=persistence.checkpointer.serde,
+    )
+
+    ours = await persistence.checkpointer.aget_tuple(config)
+    theirs = await langgraph_saver.aget_tuple(config)
+    history = [t async for t in persistence.checkpointer.alist(config)]
+    their_history = [t async for t in langgraph_saver.alist(config)]
+
+    assert ours is not None and theirs is not None
+    assert ours.pending_writes  # the failed review's error
+    assert ours.checkpoint["channel_values"]["messages"]  # a blob channel, loaded
+    assert ours == theirs
+    assert len(history) > 6
+    assert history == their_history
+
+
+async def test_setup_drops_the_indexes_the_primary_keys_cover(persistence: Persistence) -> None:
+    await persistence.checkpointer.setup()  # again: setting up a set-up database is harmless
+
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN "
+            "('checkpoints', 'checkpoint_blobs', 'checkpoint_writes') ORDER BY 1"
+        )
+        names = [row["indexname"] for row in await cur.fetchall()]
+
+    assert names == ["checkpoint_blobs_pkey", "checkpoint_writes_pkey", "checkpoints_pkey"]
