@@ -210,7 +210,10 @@ def create_app(
     health.install_metrics(app, metrics)
     app.add_middleware(RequestIdMiddleware)
     # A worker process (`staffgraph worker`) executes runs and answers only health and metrics.
-    routers = (assistants, threads, runs, crons, webhooks, store, memory, mcp, protocol_v2, audit)
+    # Requests are matched against the routes in this order, one pattern after another: the
+    # run routes (every run's request) come first. No two routers serve the same method and
+    # path, so the order changes nothing but how soon a request finds its route.
+    routers = (runs, threads, assistants, crons, webhooks, store, memory, mcp, protocol_v2, audit)
     resources = routers if api else ()
     for module in (meta, health, *resources):
         app.include_router(module.router)

@@ -53,7 +53,8 @@ __all__ = ["REDUNDANT_INDEXES", "FencedPostgresSaver"]
 # one implicit transaction, rather than a statement per row. Inside a run the rows are selected
 # from the lease fence, a function that fails when the run's lease is lost, so a worker that
 # lost its run writes nothing. The tables and conflict rules are LangGraph's (its Postgres
-# saver's schema); only the number of statements differs.
+# saver's schema); only the number of statements differs. The arrays travel in binary (``%b``):
+# as text, psycopg quotes every element with a regular expression and hex-escapes every blob.
 _FENCE = "staffgraph_check_fence(%(fence_run)s, %(fence_token)s) AS fence"
 _OPEN = "(VALUES (true)) AS unfenced(ok)"
 
@@ -61,8 +62,8 @@ _PUT_CHECKPOINT = """
 WITH blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
-      FROM unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[],
-                  %(blobs)s::bytea[]) AS b(channel, version, type, blob)
+      FROM unnest(%(channels)b::text[], %(versions)b::text[], %(types)b::text[],
+                  %(blobs)b::bytea[]) AS b(channel, version, type, blob)
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 )
 INSERT INTO checkpoints
@@ -79,8 +80,8 @@ INSERT INTO checkpoint_writes
     (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
 SELECT %(thread_id)s, %(ns)s, %(checkpoint_id)s, %(task_id)s, %(task_path)s,
        w.idx, w.channel, w.type, w.blob
-  FROM {source}, unnest(%(idxs)s::int[], %(channels)s::text[], %(types)s::text[],
-                        %(blobs)s::bytea[]) AS w(idx, channel, type, blob)
+  FROM {source}, unnest(%(idxs)b::int[], %(channels)b::text[], %(types)b::text[],
+                        %(blobs)b::bytea[]) AS w(idx, channel, type, blob)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}
 """
 _REPLACE = "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
