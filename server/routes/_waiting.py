@@ -83,7 +83,7 @@ class JsonWaitResponse(Response):
 
 async def _until_done(runtime: Runtime, run_id: str) -> AsyncIterator[bytes | tuple[str, bytes]]:
     """Keep-alives while the run goes on, then ``(status, output)`` from its done marker."""
-    async for event in runtime.follow(run_id):
+    async for event in runtime.follow(run_id, end_only=True):
         if event is None:
             yield KEEPALIVE
         elif event.event == DONE_EVENT:

@@ -94,6 +94,17 @@ class Broker(ABC):
         Yields ``None`` after :data:`HEARTBEAT_SECONDS` without an event.
         """
 
+    async def subscribe_end(self, run_id: str) -> AsyncGenerator[StreamEvent | None, None]:
+        """The run's done marker alone (``None`` on idle ticks, as :meth:`subscribe`): what a
+        caller waiting for the run's output needs. Ends without it when the broker closes.
+
+        Reads the log and passes over the events before the marker; a broker that can wait for
+        the marker alone overrides it.
+        """
+        async for event in self.subscribe(run_id):
+            if event is None or event.event == DONE_EVENT:
+                yield event
+
     @abstractmethod
     async def announce(self, thread_id: str, run_id: str) -> None:
         """Tell thread watchers that ``run_id`` started on ``thread_id``."""
@@ -112,6 +123,8 @@ class _Log:
     dropped: int = 0
     done: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once, when the done marker is appended (or the broker closes)."""
     expires_at: float = 0.0
 
     def notify(self) -> None:
@@ -149,6 +162,7 @@ class InProcessBroker(Broker):
             self._sweeper.cancel()
         for log in self._logs.values():
             log.done = True
+            log.ended.set()
             log.notify()
 
     def _next_id(self) -> str:
@@ -183,7 +197,20 @@ class InProcessBroker(Broker):
         log.events.append(StreamEvent(self._next_id(), DONE_EVENT, data))
         log.done = True
         log.expires_at = time.monotonic() + (self._replay_ttl if resumable else self._finished_ttl)
+        log.ended.set()
         log.notify()
+
+    async def subscribe_end(self, run_id: str) -> AsyncGenerator[StreamEvent | None, None]:
+        """The done marker alone: the reader wakes once, at the end, not for every event."""
+        log = self._log(run_id)
+        while not log.done:
+            try:
+                async with asyncio.timeout(HEARTBEAT_SECONDS):
+                    await log.ended.wait()
+            except TimeoutError:
+                yield None
+        if log.events and log.events[-1].event == DONE_EVENT:
+            yield log.events[-1]
 
     async def subscribe(
         self, run_id: str, *, after: str | None = None, live: bool = False

@@ -317,9 +317,12 @@ class Runtime:
     # -- following runs ---------------------------------------------------------------------
 
     async def follow(
-        self, run_id: str, *, after: str | None = None, live: bool = False
+        self, run_id: str, *, after: str | None = None, live: bool = False, end_only: bool = False
     ) -> AsyncIterator[StreamEvent | None]:
         """The run's events until its done marker (yielded), ``None`` on idle ticks.
+
+        ``end_only``: the done marker alone (for callers that want the run's output, not its
+        stream: ``runs/wait``, ``join``), which spares waking the caller for every event.
 
         On idle ticks the run row is checked too, so a run that ended without a marker (deleted
         while queued, its stream expired, the broker unreachable when it ended) still ends the
@@ -338,7 +341,12 @@ class Runtime:
                 self.metrics.subscriber_removed()
 
         try:
-            async for event in self.broker.subscribe(run_id, after=after, live=live):
+            events = (
+                self.broker.subscribe_end(run_id)
+                if end_only
+                else self.broker.subscribe(run_id, after=after, live=live)
+            )
+            async for event in events:
                 if event is None:
                     event = await self._ended_in_postgres(run_id)
                 if event is not None and event.event == DONE_EVENT:
@@ -379,7 +387,7 @@ class Runtime:
 
     async def wait(self, run_id: str) -> tuple[str, bytes]:
         """Wait for the run to end; ``(status, output JSON)``."""
-        async for event in self.follow(run_id):
+        async for event in self.follow(run_id, end_only=True):
             if event is not None and event.event == DONE_EVENT:
                 return decode_done(event.data)
         return "interrupted", b"{}"  # unreachable: follow always ends with a marker

@@ -440,7 +440,9 @@ async def test_join_live_run_with_sdk_and_thread_stream(server: LiveServer) -> N
 async def test_sdk_thread_join_stream(server: LiveServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
-    busy = await client.runs.create(tid, "slow", input={"seconds": 0.2})
+    # Long enough that the join below starts while it still runs, even on a loaded machine
+    # (at 0.2 s a slow start of the join missed its end).
+    busy = await client.runs.create(tid, "slow", input={"seconds": 1.0})
     seen: list[tuple[str, object]] = []
 
     async def follow() -> None:
