@@ -319,17 +319,13 @@ class Runtime:
     async def follow(
         self, run_id: str, *, after: str | None = None, live: bool = False, end_only: bool = False
     ) -> AsyncIterator[StreamEvent | None]:
-        """The run's events until its done marker (yielded), ``None`` on idle ticks.
+        """The run's events up to its done marker (yielded), ``None`` on idle ticks.
 
-        ``end_only``: the done marker alone (for callers that want the run's output, not its
-        stream: ``runs/wait``, ``join``), which spares waking the caller for every event.
-
+        ``end_only``: the marker alone (``runs/wait``, ``join``: the output, not the stream).
         On idle ticks the run row is checked too, so a run that ended without a marker (deleted
         while queued, its stream expired, the broker unreachable when it ended) still ends the
-        iteration with a marker built from Postgres.
-
-        Each follower (SSE stream, join, ``runs/wait``) counts in the stream subscribers
-        gauge until it stops, whether the run ended or the client went away.
+        iteration with a marker built from Postgres. Each follower (SSE stream, join,
+        ``runs/wait``) counts in the stream subscribers gauge until it stops.
         """
         self.metrics.subscriber_added()
         subscribed = True

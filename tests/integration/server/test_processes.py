@@ -22,16 +22,21 @@ from langgraph_sdk import get_client
 from tests.support.server import LiveServer
 
 CONNECTIONS = 16
+MAX_CONNECTIONS = 64
 
 
 def children(server: LiveServer) -> list[psutil.Process]:
     return psutil.Process(server.process.pid).children()
 
 
-async def lease_owners(url: str) -> set[str]:
+async def lease_owner(url: str, run_id: str) -> str | None:
+    """The pid of the process that holds the run's lease (None once it has ended)."""
     async with await psycopg.AsyncConnection.connect(url) as conn:
-        cur = await conn.execute("SELECT DISTINCT split_part(lease_owner, ':', 2) FROM runs")
-        return {row[0] for row in await cur.fetchall() if row[0]}
+        cur = await conn.execute(
+            "SELECT split_part(lease_owner, ':', 2) FROM runs WHERE run_id = %s", (run_id,)
+        )
+        row = await cur.fetchone()
+        return row[0] if row and row[0] else None
 
 
 @pytest.mark.parametrize("with_redis", [False, True], ids=["postgres-broker", "redis"])
@@ -47,14 +52,21 @@ async def test_two_processes_serve_join_and_cancel_each_others_runs(
     assert info["broker"]["kind"] == ("redis" if with_redis else "postgres")
 
     # One client per connection: each run is created through one process and joined through
-    # whichever process the next connection reaches.
+    # whichever process the next connection reaches. The kernel picks the process for each
+    # connection, and on a loaded machine one may take a long series of them: go on (up to
+    # MAX_CONNECTIONS) until both processes have created runs. Each run is running in (leased
+    # by) the process that created it, read as soon as it is created (it lasts 5 s).
     runs = []
-    for _ in range(CONNECTIONS):
+    owners: set[str | None] = set()
+    while len(runs) < CONNECTIONS or (
+        owners != {str(p) for p in pids} and len(runs) < MAX_CONNECTIONS
+    ):
         client = get_client(url=server.url, headers={"Connection": "close"})
         tid = (await client.threads.create())["thread_id"]
-        runs.append((tid, await client.runs.create(tid, "slow", input={"seconds": 5})))
-    # Each run is running in (leased by) the process that created it: both did.
-    assert await lease_owners(server.env["DATABASE_URL"]) == {str(pid) for pid in pids}
+        run = await client.runs.create(tid, "slow", input={"seconds": 5})
+        runs.append((tid, run))
+        owners.add(await lease_owner(server.env["DATABASE_URL"], run["run_id"]))
+    assert owners == {str(pid) for pid in pids}  # both processes created (and run) runs
 
     async def join(tid: str, run_id: str) -> None:
         client = get_client(url=server.url, headers={"Connection": "close"})
