@@ -121,15 +121,23 @@ class Broker(ABC):
 class _Log:
     events: list[StreamEvent] = field(default_factory=list)
     dropped: int = 0
-    done: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once, when the done marker is appended (or the broker closes)."""
     expires_at: float = 0.0
 
+    @property
+    def done(self) -> bool:
+        return self.ended.is_set()
+
     def notify(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
+
+    def end(self) -> None:
+        """No more events: wake every reader, those waiting for the end included."""
+        self.ended.set()
+        self.notify()
 
 
 class InProcessBroker(Broker):
@@ -161,9 +169,7 @@ class InProcessBroker(Broker):
         if self._sweeper is not None:
             self._sweeper.cancel()
         for log in self._logs.values():
-            log.done = True
-            log.ended.set()
-            log.notify()
+            log.end()
 
     def _next_id(self) -> str:
         ms = time.time_ns() // 1_000_000
@@ -195,10 +201,8 @@ class InProcessBroker(Broker):
         """Append the done marker."""
         log = self._log(run_id)
         log.events.append(StreamEvent(self._next_id(), DONE_EVENT, data))
-        log.done = True
         log.expires_at = time.monotonic() + (self._replay_ttl if resumable else self._finished_ttl)
-        log.ended.set()
-        log.notify()
+        log.end()
 
     async def subscribe_end(self, run_id: str) -> AsyncGenerator[StreamEvent | None, None]:
         """The done marker alone: the reader wakes once, at the end, not for every event."""
