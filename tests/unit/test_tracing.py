@@ -137,6 +137,12 @@ async def test_one_root_per_run_with_metadata_and_children(
         assistant_name="Bookkeeper",
         **run,
     )
+    # langsmith turns compression on from its background thread once /info has answered;
+    # spans posted before that go uncompressed (the first test of a session could lose it).
+    deadline = time.monotonic() + 10  # langsmith offers no event for it: poll
+    while tracing.client.compressed_traces is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert tracing.client.compressed_traces is not None
     usage = UsageCallbackHandler()
     result = await calculator_graph().ainvoke(
         {"messages": [HumanMessage("calculate 2+2")]},
