@@ -17,6 +17,11 @@
   wake-up and a GIL hand-over per write (a few per run step), and under load each hand-over
   waits for the loop's switch interval.
 
+- A run's first read of its thread's latest checkpoint can be answered from
+  :class:`PrefetchedCheckpoint`: the server reads that checkpoint in the transaction that
+  creates and claims the run (:data:`LATEST_CHECKPOINT_SQL`, same round trip), which saves the
+  run a statement and a round trip before its graph can start.
+
 Outside a run (the API reading state, ``update_state``) it behaves as LangGraph's saver, but
 without the saver-wide lock: each operation takes its own pool connection.
 """
@@ -24,8 +29,10 @@ without the saver-wide lock: each operation takes its own pool connection.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -47,7 +54,13 @@ from psycopg_pool import AsyncConnectionPool
 from state.fencing import RUN_FENCE, check_fence, lease_lost_as
 from state.retry import retrying
 
-__all__ = ["REDUNDANT_INDEXES", "FencedPostgresSaver"]
+__all__ = [
+    "LATEST_CHECKPOINT_SQL",
+    "PREFETCHED_CHECKPOINT",
+    "REDUNDANT_INDEXES",
+    "FencedPostgresSaver",
+    "PrefetchedCheckpoint",
+]
 
 # A checkpoint (its new blobs with it) or a task's writes is one statement: one round trip and
 # one implicit transaction, rather than a statement per row. Inside a run the rows are selected
@@ -123,6 +136,58 @@ select
            and cw.checkpoint_id = checkpoints.checkpoint_id
     ) as pending_writes
 from checkpoints """
+
+LATEST_CHECKPOINT_SQL = (
+    _SELECT_CHECKPOINT
+    + "where thread_id = %(thread_id)s and checkpoint_ns = '' order by checkpoint_id desc limit 1"
+)
+"""A thread's latest root checkpoint, in the columns :meth:`FencedPostgresSaver.aget_tuple`
+reads (a binary cursor with dict rows): what a :class:`PrefetchedCheckpoint` holds."""
+
+
+class PrefetchedCheckpoint:
+    """A thread's latest root checkpoint as read when its run was created: the run's first read.
+
+    The run's own first ``aget_tuple`` of the thread's latest root checkpoint (no
+    ``checkpoint_id``, namespace ``""``) is answered from it; whichever read comes first uses
+    it up, so every later read (and a run resuming from a given checkpoint) goes to Postgres.
+    It is sound because it was read in the transaction that claimed the run, holding the
+    thread's row lock with no other run active on the thread: nothing the run could see has
+    been written since, except by a concurrent ``update_state``, which a run that started a
+    moment later might equally have missed.
+    """
+
+    def __init__(self, thread_id: str, row: DictRow | None) -> None:
+        """Hold ``row`` (``None``: the thread has no checkpoint yet) for ``thread_id``."""
+        self.thread_id = thread_id
+        self._row = row
+        self._used = False
+        self._lock = threading.Lock()  # a sync graph reads from a worker thread
+
+    def take(self, config: RunnableConfig) -> tuple[bool, DictRow | None]:
+        """``(True, row)`` when this answers ``config``'s read; ``(False, None)`` otherwise.
+
+        Used up by the first call, answered or not.
+        """
+        with self._lock:
+            used, self._used = self._used, True
+        if used:
+            return False, None
+        configurable = config.get("configurable") or {}
+        answers = (
+            str(configurable.get("thread_id")) == self.thread_id
+            and not configurable.get("checkpoint_ns")
+            and not configurable.get("checkpoint_id")
+            # LangGraph migrates pending sends of checkpoints before format 4 on read.
+            and (self._row is None or self._row["checkpoint"].get("v", 0) >= 4)
+        )
+        return (True, self._row) if answers else (False, None)
+
+
+PREFETCHED_CHECKPOINT: ContextVar[PrefetchedCheckpoint | None] = ContextVar(
+    "staffgraph_prefetched_checkpoint", default=None
+)
+"""Set by the executor for a run whose latest checkpoint was read when it was created."""
 
 # LangGraph's schema adds an index on thread_id to each table, besides primary keys that begin
 # with thread_id and already serve every lookup by thread. They cost an index insert per row
@@ -309,7 +374,12 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             await retrying(write, what=what)
 
     async def aget_tuple(self, config: RunnableConfig) -> _Tuple | None:
-        """Read one checkpoint (retried on lost connections)."""
+        """Read one checkpoint (retried on lost connections; see :class:`PrefetchedCheckpoint`)."""
+        prefetched = PREFETCHED_CHECKPOINT.get()
+        if prefetched is not None:
+            answered, row = prefetched.take(config)
+            if answered:
+                return None if row is None else await self._load_checkpoint_tuple(row)
         get = super().aget_tuple
         return await retrying(lambda: get(config), what="reading a checkpoint")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,7 +19,9 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from server.repos._db import jsonb
+from server.repos.run_results import CancelResult, CreateResult, FinishResult
 from server.repos.run_usage import USER_SQL, UsageTotals, usage_totals
+from state.checkpoints import LATEST_CHECKPOINT_SQL, PrefetchedCheckpoint
 
 __all__ = [
     "USER_SQL",
@@ -63,43 +64,11 @@ def run_to_api(row: dict[str, Any], *, with_usage: bool = False) -> dict[str, An
     return out
 
 
-@dataclass(frozen=True)
-class CreateResult:
-    """What ``staffgraph_create_run`` decided."""
-
-    outcome: str
-    """``created``, ``conflict``, ``no_thread`` or ``no_assistant``."""
-    graph_id: str | None
-    run: dict[str, Any] | None
-    cancel_ids: list[str]
-    """Running runs the strategy stops (signal them)."""
-    settled_ids: list[str]
-    """Queued runs the strategy ended before they started (close their streams)."""
-
-
-@dataclass(frozen=True)
-class FinishResult:
-    """What ``staffgraph_finish_run`` did."""
-
-    outcome: str
-    """``finished``, ``stale`` (another worker owns the run now), ``no_thread``, or
-    ``cancelled``: nothing recorded, the run was flagged with a cancel the outcome does not
-    carry out (:attr:`cancel_action`); record that cancel instead."""
-    thread_deleted: bool
-    next_run: dict[str, Any] | None
-    """The thread's next queued run, already claimed for the caller."""
-    cancel_action: str | None = None
-    """With ``cancelled``: the cancel flagged on the run (``interrupt`` / ``rollback``)."""
-
-
-@dataclass(frozen=True)
-class CancelResult:
-    """Runs a cancel request touched."""
-
-    running: list[tuple[str, str]]
-    """``(thread_id, run_id)`` of running runs now flagged to stop."""
-    settled: list[str]
-    """Queued runs ended (or deleted, for rollback) at once."""
+_CLAIMED_LATEST_SQL = LATEST_CHECKPOINT_SQL.replace(
+    "where thread_id = %(thread_id)s",
+    "where thread_id = %(thread_id)s::uuid::text and exists (select 1 from runs "
+    "where run_id = %(run_id)s::uuid and status = 'running')",
+)
 
 
 def _ids(values: Sequence[Any] | None) -> list[str]:
@@ -168,19 +137,36 @@ class RunsRepo:
         if limit is not None:
             function, extra = "staffgraph_create_run_limited", ", %s, %s"
             args = (*args, *limit)
+        sql = (
+            f"SELECT * FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            f"%s, %s, %s, %s, %s{extra})"
+        )
+        prefetched = None
+        prefetch = owner is not None and not temporary and conn is None
         async with _connection(self._pool, conn) as conn:
-            cur = await conn.execute(
-                f"SELECT * FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                f"%s, %s, %s, %s, %s{extra})",
-                args,
-            )
-            row: Any = await cur.fetchone()
+            if not prefetch:
+                row: Any = await (await conn.execute(sql, args)).fetchone()
+            else:
+                # Claimed at once: its thread's latest checkpoint (the run's first read) comes
+                # in the same round trip, read in the same implicit transaction, after the
+                # claim. Read only when the claim happened (the run is running).
+                async with conn.pipeline():
+                    cur = await conn.execute(sql, args)
+                    latest = await conn.cursor(binary=True).execute(
+                        _CLAIMED_LATEST_SQL, {"thread_id": thread_id, "run_id": run_id}
+                    )
+                    row = await cur.fetchone()
+                    checkpoint = await latest.fetchone()
+                run = row["run"]
+                if run is not None and run["status"] == "running":
+                    prefetched = PrefetchedCheckpoint(str(run["thread_id"]), checkpoint)
         return CreateResult(
             outcome=row["outcome"],
             graph_id=row["graph_id"],
             run=row["run"],
             cancel_ids=_ids(row["cancel_ids"]),
             settled_ids=_ids(row["settled_ids"]),
+            checkpoint=prefetched,
         )
 
     async def claim(self, owner: str, *, lease_seconds: float, limit: int) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.runtime.broker import Broker
+from state.checkpoints import PrefetchedCheckpoint
 from state.retry import is_transient
 
 __all__ = ["ActiveRun", "RunPublisher"]
@@ -35,6 +36,8 @@ class ActiveRun:
     """The lease is not provably ours: another worker may own the run; write nothing."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    checkpoint: PrefetchedCheckpoint | None = None
+    """The thread's latest checkpoint, read when the run was claimed (its first read)."""
     cancelled_at: float | None = None
     """When the task was last cancelled for :attr:`cancel_action` (monotonic clock)."""
 

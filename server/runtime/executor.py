@@ -53,6 +53,7 @@ from server.runtime.protocol import PROTOCOL_MODE, protocol_events
 from server.runtime.run_config import command_from, queue_wait, run_config
 from server.runtime.run_context import run_context
 from server.serde import dumps
+from state.checkpoints import PREFETCHED_CHECKPOINT
 from state.effects import CURRENT_LEDGER, EffectLedger
 from state.fencing import RUN_FENCE, LeaseLost, RunFence
 from state.retry import is_transient, retrying
@@ -133,6 +134,7 @@ class Executor:
         watch = _Watch(graph_id=str(config["configurable"].get("graph_id")), started=0.0)
         # The run's own task runs this, in its own context: what is set here is the run's only.
         RUN_FENCE.set(RunFence(str(row["run_id"]), active.token))
+        PREFETCHED_CHECKPOINT.set(active.checkpoint)
         CURRENT_LEDGER.set(self._ledger)
         with log_context(run_id=str(row["run_id"]), thread_id=str(row["thread_id"])):
             self._metrics.run_started(watch.graph_id)

@@ -294,7 +294,7 @@ class Runtime:
         for run_id in result.settled_ids:
             await self.broker.finish(run_id, encode_done("interrupted", b"{}"), resumable=True)
         if claimed and self.workers is not None:
-            self.workers.start_claimed(row, reserved=True)
+            self.workers.start_claimed(row, reserved=True, checkpoint=result.checkpoint)
         elif self.workers is not None:
             self.workers.wake()
             if body.after_seconds:

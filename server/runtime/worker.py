@@ -36,6 +36,7 @@ from server.runtime.broker import Broker
 from server.runtime.executor import Executor
 from server.runtime.outcome import encode_done
 from server.serde import dumps
+from state.checkpoints import PrefetchedCheckpoint
 from state.retry import retrying
 
 __all__ = ["PgNotifier", "WorkerPool"]
@@ -228,8 +229,17 @@ class WorkerPool:
 
     # -- execution --------------------------------------------------------------------------
 
-    def start_claimed(self, row: Mapping[str, Any], *, reserved: bool = False) -> ActiveRun:
-        """Execute a run this process holds the lease of."""
+    def start_claimed(
+        self,
+        row: Mapping[str, Any],
+        *,
+        reserved: bool = False,
+        checkpoint: PrefetchedCheckpoint | None = None,
+    ) -> ActiveRun:
+        """Execute a run this process holds the lease of.
+
+        ``checkpoint``: its thread's latest checkpoint, read when the run was claimed.
+        """
         if reserved:
             self._reserved = max(0, self._reserved - 1)
         run_id = str(row["run_id"])
@@ -241,6 +251,7 @@ class WorkerPool:
             # Cancelled while queued for a retry (e.g. released at a shutdown), or signalled
             # while being claimed: the executor records the cancel without running the graph.
             cancel_action=row.get("cancel_action") or (early[0] if early else None),
+            checkpoint=checkpoint,
         )
         self.active[active.run_id] = active
         active.task = asyncio.create_task(self._execute(row, active), name=f"run-{active.run_id}")

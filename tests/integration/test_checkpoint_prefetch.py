@@ -1,0 +1,202 @@
+"""A run's first checkpoint read, answered from the read made when the run was claimed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+from server.config import load_config
+from server.graphs import GraphRegistry
+from server.ids import new_id
+from server.repos import AssistantsRepo, RunsRepo
+from server.runtime import Runtime
+from server.schemas.runs import RunCreate
+from state.checkpoints import (
+    LATEST_CHECKPOINT_SQL,
+    PREFETCHED_CHECKPOINT,
+    FencedPostgresSaver,
+    PrefetchedCheckpoint,
+)
+from state.db import Persistence
+from state.settings import Settings
+from tests.support.server import TEST_CONFIG
+
+ASSISTANT = str(uuid.uuid4())
+
+
+class Count(TypedDict):
+    n: int
+
+
+async def _bump(state: Count) -> dict[str, Any]:
+    return {"n": state.get("n", 0) + 1}
+
+
+def _graph(saver: FencedPostgresSaver) -> Any:
+    builder = StateGraph(Count)
+    builder.add_node("bump", _bump)
+    builder.add_edge(START, "bump")
+    builder.add_edge("bump", END)
+    return builder.compile(checkpointer=saver)
+
+
+def _config(thread_id: str, **extra: Any) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", **extra}}
+
+
+async def _latest_row(persistence: Persistence, thread_id: str) -> Any:
+    async with persistence.pool.connection() as conn:
+        cur = await conn.cursor(binary=True).execute(
+            LATEST_CHECKPOINT_SQL, {"thread_id": thread_id}
+        )
+        return await cur.fetchone()
+
+
+async def _create(runs: RunsRepo, thread_id: str, *, owner: str | None, temporary: bool = False):  # type: ignore[no-untyped-def]
+    return await runs.create(
+        run_id=new_id(),
+        thread_id=thread_id,
+        assistant_id=ASSISTANT,
+        metadata={},
+        kwargs={"input": None},
+        config={},
+        context={},
+        strategy="enqueue",
+        if_not_exists="create",
+        temporary=temporary,
+        on_completion="delete" if temporary else None,
+        after_seconds=0,
+        owner=owner,
+        lease_seconds=30,
+    )
+
+
+async def test_the_first_latest_read_is_answered_from_the_prefetch_then_postgres(
+    persistence: Persistence,
+) -> None:
+    saver = persistence.checkpointer
+    graph = _graph(saver)
+    thread_id = str(uuid.uuid4())
+    await graph.ainvoke({"n": 0}, _config(thread_id))
+    prefetched = PrefetchedCheckpoint(thread_id, await _latest_row(persistence, thread_id))
+    first = await saver.aget_tuple(_config(thread_id))
+    await graph.ainvoke({"n": 10}, _config(thread_id))  # newer checkpoints, after the prefetch
+    assert first is not None
+
+    token = PREFETCHED_CHECKPOINT.set(prefetched)
+    try:
+        answered = await saver.aget_tuple(_config(thread_id))
+        again = await saver.aget_tuple(_config(thread_id))
+    finally:
+        PREFETCHED_CHECKPOINT.reset(token)
+    # The first read is what was read when the run was claimed, as LangGraph's read gives it;
+    # the prefetch is then used up and the next read sees Postgres (the newer checkpoint).
+    assert answered == first
+    assert again is not None and again.checkpoint["id"] != first.checkpoint["id"]
+    assert again == await saver.aget_tuple(_config(thread_id))
+
+
+async def test_a_first_read_it_does_not_answer_uses_it_up(persistence: Persistence) -> None:
+    saver = persistence.checkpointer
+    graph = _graph(saver)
+    thread_id = str(uuid.uuid4())
+    await graph.ainvoke({"n": 0}, _config(thread_id))
+    old = await saver.aget_tuple(_config(thread_id))
+    assert old is not None
+    prefetched = PrefetchedCheckpoint(thread_id, await _latest_row(persistence, thread_id))
+    await graph.ainvoke({"n": 10}, _config(thread_id))
+
+    token = PREFETCHED_CHECKPOINT.set(prefetched)
+    try:
+        # A read of a given checkpoint (time travel) goes to Postgres...
+        by_id = await saver.aget_tuple(_config(thread_id, checkpoint_id=old.checkpoint["id"]))
+        # ...and no later read gets the (now stale) prefetched checkpoint.
+        latest = await saver.aget_tuple(_config(thread_id))
+    finally:
+        PREFETCHED_CHECKPOINT.reset(token)
+    assert by_id == old
+    assert latest is not None and latest.checkpoint["id"] != old.checkpoint["id"]
+    assert latest.checkpoint["channel_values"]["n"] == 11
+
+    for other in (_config(str(uuid.uuid4())), _config(thread_id, checkpoint_ns="child:1")):
+        assert not PrefetchedCheckpoint(thread_id, None).take(other)[0]
+
+
+async def test_a_run_claimed_at_creation_carries_its_threads_latest_checkpoint(
+    persistence: Persistence,
+) -> None:
+    await AssistantsRepo(persistence.pool).sync_defaults([(ASSISTANT, "simple")])
+    runs = RunsRepo(persistence.pool)
+    saver = persistence.checkpointer
+
+    fresh = str(uuid.uuid4())
+    created = await _create(runs, fresh, owner="w1")
+    assert created.run is not None and created.run["status"] == "running"
+    assert created.checkpoint is not None and created.checkpoint.thread_id == fresh
+    # No checkpoint yet: the run's first read is answered with "none" without a query.
+    assert created.checkpoint.take(_config(fresh)) == (True, None)
+
+    used = str(uuid.uuid4())
+    await _graph(saver).ainvoke({"n": 0}, _config(used))
+    await _graph(saver).ainvoke({"n": 5}, _config(used))
+    claimed = await _create(runs, used.upper(), owner="w1")  # any spelling of the UUID
+    assert claimed.checkpoint is not None
+    answered, row = claimed.checkpoint.take(_config(used))
+    assert answered and row is not None
+    assert await saver._load_checkpoint_tuple(row) == await saver.aget_tuple(_config(used))
+
+    # Queued behind the running run, created for no worker, or temporary: nothing is read.
+    assert (await _create(runs, used, owner="w1")).checkpoint is None
+    assert (await _create(runs, str(uuid.uuid4()), owner=None)).checkpoint is None
+    assert (await _create(runs, str(uuid.uuid4()), owner="w1", temporary=True)).checkpoint is None
+
+
+async def test_a_run_created_and_claimed_reads_no_checkpoint_before_its_graph_starts(
+    persistence: Persistence, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the runtime: the first read of each run on a thread is the prefetched one."""
+    reads: list[RunnableConfig] = []
+    read_from_postgres = AsyncPostgresSaver.aget_tuple
+
+    async def counted(self: AsyncPostgresSaver, config: RunnableConfig) -> Any:
+        reads.append(config)
+        return await read_from_postgres(self, config)
+
+    monkeypatch.setattr(AsyncPostgresSaver, "aget_tuple", counted)
+    runtime = Runtime(
+        settings=Settings(),
+        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
+        persistence=persistence,
+        database_url=database_url,
+    )
+    thread_id = str(uuid.uuid4())
+    await runtime.start()
+    try:
+        outputs = []
+        for text in ("one", "two"):
+            body = RunCreate.model_validate(
+                {
+                    "assistant_id": "simple",
+                    "input": {"messages": [{"role": "user", "content": text}]},
+                    "if_not_exists": "create",
+                }
+            )
+            created = await runtime.create_run(body, thread_id=thread_id)
+            status, output = await runtime.wait(created.run_id)
+            assert status == "success"
+            outputs.append(json.loads(output))
+    finally:
+        await runtime.stop()
+    # The second run continued from the first one's checkpoint, read when it was claimed.
+    assert [m["content"] for m in outputs[1]["messages"]][:2] == [
+        m["content"] for m in outputs[0]["messages"]
+    ][:2]
+    assert len(outputs[1]["messages"]) > len(outputs[0]["messages"])
+    assert reads == []
