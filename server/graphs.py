@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 _ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 
 
+@functools.lru_cache(maxsize=1024)
 def assistant_id_for(graph_id: str) -> str:
     """Deterministic id of a graph's default assistant."""
     return str(uuid.uuid5(_ASSISTANT_NAMESPACE, graph_id))
