@@ -13,16 +13,17 @@ the same run:
 - **floor-sg**: the same, with staffgraph's checkpointer (``FencedPostgresSaver``, one pipeline
   per write) as the server opens it: what the graph alone costs inside staffgraph.
 
-Both servers are started once and measured in turn, round after round (staffgraph, official,
-floor, then the next round), so load from elsewhere on the machine falls on all of them. Each
-round measures:
+Both servers are started once. Within each round the targets take turns inside every phase
+(turns of ten sequential runs, then of ten streams, then ``--slices`` alternating
+slices of the throughput phase), so a slow spell of a shared machine falls on all of them
+rather than on whichever target was being measured then. Each round measures:
 
 - sequential ``POST /threads/{id}/runs/wait`` latency (p50, p95) with ``durability="sync"``
   (floor: ``ainvoke``);
 - time to the first event of ``POST /threads/{id}/runs/stream`` (p50, p95) (floor: the first
   chunk of ``astream``);
-- throughput of runs.wait with N concurrent clients, each on its own thread, for D seconds,
-  and errors;
+- throughput of runs.wait with N concurrent clients, each on its own thread, for D seconds
+  in all (in ``--slices`` slices, default 3), and errors;
 - CPU milliseconds per run over the throughput phase: the server process's CPU time (psutil,
   children included) divided by the runs completed (for the floor: this process's own), and
   for staffgraph and the floor the Postgres server's (postmaster and backends) as well.
@@ -31,7 +32,7 @@ Then it prints each figure's median and spread (min–max) over the rounds, and 
 staffgraph's medians to the official server's and to the floor's.
 
 Usage: ``python bench/server_bench.py [--rounds 3] [--sequential 100] [--first-event 100]
-[--clients 32] [--duration 15] [--skip-official] [--skip-floor] [--quick]``
+[--clients 32] [--duration 15] [--slices 3] [--skip-official] [--skip-floor] [--quick]``
 (``--quick``: 1 round, 50 + 50 runs, 5 s of throughput: checks the bench, not the server).
 """
 
@@ -76,6 +77,9 @@ CONFIG = BENCH / "langgraph.json"
 RUN_INPUT = {"n": 0}
 RUN_BODY = {"assistant_id": "trivial", "input": RUN_INPUT, "durability": "sync"}
 WARM_UP = 10
+BATCH = 10
+"""Runs (or streams) a target makes in a row before the next target's turn: short enough that
+a slow spell of the machine falls on every target, long enough that each is measured warm."""
 
 
 @dataclass
@@ -176,79 +180,128 @@ def floor_target(checkpointer: Any, *, pg_pid: int | None, name: str = "floor") 
 # -- phases -------------------------------------------------------------------------------------
 
 
-async def _sequential(target: Target, count: int) -> list[float]:
-    thread_id = await target.new_thread()
-    for _ in range(WARM_UP):  # imports, caches, connection pool
-        await target.wait_run(thread_id)
-    samples = []
-    for _ in range(count):
-        start = time.perf_counter()
-        ok = await target.wait_run(thread_id)
-        samples.append((time.perf_counter() - start) * 1000)
-        if not ok:
-            raise RuntimeError(f"{target.name}: a sequential run failed")
+def _batches(count: int) -> list[int]:
+    """``count`` split into turns of :data:`BATCH` (the last may be shorter)."""
+    return [min(BATCH, count - start) for start in range(0, count, BATCH)]
+
+
+async def _sequential(targets: list[Target], count: int) -> list[list[float]]:
+    """runs.wait latencies, the targets taking turns of :data:`BATCH` runs (each target on
+    its own thread)."""
+    threads = [await target.new_thread() for target in targets]
+    for target, thread_id in zip(targets, threads, strict=True):
+        for _ in range(WARM_UP):  # imports, caches, connection pool
+            await target.wait_run(thread_id)
+    samples: list[list[float]] = [[] for _ in targets]
+    for batch in _batches(count):
+        for target, thread_id, mine in zip(targets, threads, samples, strict=True):
+            for _ in range(batch):
+                start = time.perf_counter()
+                ok = await target.wait_run(thread_id)
+                mine.append((time.perf_counter() - start) * 1000)
+                if not ok:
+                    raise RuntimeError(f"{target.name}: a sequential run failed")
     return samples
 
 
-async def _first_events(target: Target, count: int) -> list[float]:
-    thread_id = await target.new_thread()
-    samples = []
-    for i in range(count + WARM_UP // 2):
-        first = await target.first_event(thread_id)
-        if i >= WARM_UP // 2 and first is not None:
-            samples.append(first)
+async def _first_events(targets: list[Target], count: int) -> list[list[float]]:
+    """Times to the first streamed event, the targets taking turns of :data:`BATCH` streams."""
+    threads = [await target.new_thread() for target in targets]
+    for target, thread_id in zip(targets, threads, strict=True):
+        for _ in range(WARM_UP // 2):
+            await target.first_event(thread_id)
+    samples: list[list[float]] = [[] for _ in targets]
+    for batch in _batches(count):
+        for target, thread_id, mine in zip(targets, threads, samples, strict=True):
+            for _ in range(batch):
+                first = await target.first_event(thread_id)
+                if first is not None:
+                    mine.append(first)
     return samples
 
 
-async def _throughput(target: Target, clients: int, duration: float, result: Round) -> None:
-    threads = [await target.new_thread() for _ in range(clients)]
-    completed = errors = 0
+@dataclass
+class _Load:
+    """What a target's throughput slices added up to."""
+
+    completed: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    pg_cpu_seconds: float = 0.0
+
+
+async def _throughput_slice(
+    target: Target, threads: list[str], duration: float, load: _Load
+) -> None:
     cpu_before = tree_cpu_seconds(target.cpu_pid) if target.cpu_pid else 0.0
     pg_before = tree_cpu_seconds(target.pg_pid) if target.pg_pid else 0.0
     started = time.perf_counter()
     stop_at = started + duration
 
     async def worker(thread_id: str) -> None:
-        nonlocal completed, errors
         while time.perf_counter() < stop_at:
             try:
                 if await target.wait_run(thread_id):
-                    completed += 1
+                    load.completed += 1
                 else:
-                    errors += 1
+                    load.errors += 1
             except Exception:  # any failure of a run counts, whatever raised it
-                errors += 1
+                load.errors += 1
 
     await asyncio.gather(*(worker(t) for t in threads))
-    elapsed = time.perf_counter() - started
-    result.throughput = completed / elapsed
-    result.errors = errors
-    if completed and target.cpu_pid:
-        result.cpu_ms_per_run = (tree_cpu_seconds(target.cpu_pid) - cpu_before) * 1000 / completed
-    if completed and target.pg_pid:
-        result.pg_cpu_ms_per_run = (tree_cpu_seconds(target.pg_pid) - pg_before) * 1000 / completed
+    load.seconds += time.perf_counter() - started
+    if target.cpu_pid:
+        load.cpu_seconds += tree_cpu_seconds(target.cpu_pid) - cpu_before
+    if target.pg_pid:
+        load.pg_cpu_seconds += tree_cpu_seconds(target.pg_pid) - pg_before
 
 
-async def measure_round(target: Target, args: argparse.Namespace, number: int) -> None:
-    """Measure one round of every phase on ``target`` and print it."""
-    result = Round()
-    tag = f"[round {number} {target.name}]"
-    result.seq_ms = await _sequential(target, args.sequential)
-    result.first_ms = await _first_events(target, args.first_event)
-    await _throughput(target, args.clients, args.duration, result)
-    target.rounds.append(result)
-    print(
-        f"{tag} seq p50 {pct(result.seq_ms, 0.5):.2f} ms p95 {pct(result.seq_ms, 0.95):.2f} ms; "
-        f"first event p50 {pct(result.first_ms, 0.5):.2f} ms "
-        f"p95 {pct(result.first_ms, 0.95):.2f} ms; {result.throughput:.1f} runs/s with "
-        f"{args.clients} clients, {result.errors} errors; CPU {result.cpu_ms_per_run:.2f} ms/run"
-        + (
-            f" (+ Postgres {result.pg_cpu_ms_per_run:.2f} ms/run)"
-            if result.pg_cpu_ms_per_run == result.pg_cpu_ms_per_run
-            else ""
-        ),
-        flush=True,
-    )
+async def _throughput(
+    targets: list[Target], clients: int, duration: float, slices: int, results: list[Round]
+) -> None:
+    """``clients`` concurrent clients per target for ``duration`` seconds in all, given to the
+    targets in turn in ``slices`` slices, so a slow spell of the machine falls on all of them."""
+    threads = [[await target.new_thread() for _ in range(clients)] for target in targets]
+    loads = [_Load() for _ in targets]
+    for _ in range(slices):
+        for target, mine, load in zip(targets, threads, loads, strict=True):
+            await _throughput_slice(target, mine, duration / slices, load)
+    for target, load, result in zip(targets, loads, results, strict=True):
+        result.throughput = load.completed / load.seconds
+        result.errors = load.errors
+        if load.completed and target.cpu_pid:
+            result.cpu_ms_per_run = load.cpu_seconds * 1000 / load.completed
+        if load.completed and target.pg_pid:
+            result.pg_cpu_ms_per_run = load.pg_cpu_seconds * 1000 / load.completed
+
+
+async def measure_round(targets: list[Target], args: argparse.Namespace, number: int) -> None:
+    """Measure one round of every phase, the targets taking turns within each, and print it."""
+    results = [Round() for _ in targets]
+    for result, samples in zip(results, await _sequential(targets, args.sequential), strict=True):
+        result.seq_ms = samples
+    for result, samples in zip(
+        results, await _first_events(targets, args.first_event), strict=True
+    ):
+        result.first_ms = samples
+    await _throughput(targets, args.clients, args.duration, args.slices, results)
+    for target, result in zip(targets, results, strict=True):
+        target.rounds.append(result)
+        print(
+            f"[round {number} {target.name}] seq p50 {pct(result.seq_ms, 0.5):.2f} ms "
+            f"p95 {pct(result.seq_ms, 0.95):.2f} ms; "
+            f"first event p50 {pct(result.first_ms, 0.5):.2f} ms "
+            f"p95 {pct(result.first_ms, 0.95):.2f} ms; {result.throughput:.1f} runs/s with "
+            f"{args.clients} clients, {result.errors} errors; "
+            f"CPU {result.cpu_ms_per_run:.2f} ms/run"
+            + (
+                f" (+ Postgres {result.pg_cpu_ms_per_run:.2f} ms/run)"
+                if result.pg_cpu_ms_per_run == result.pg_cpu_ms_per_run
+                else ""
+            ),
+            flush=True,
+        )
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -364,8 +417,7 @@ async def _measure_all(
                 floor_target(persistence.checkpointer, pg_pid=servers[0][2], name="floor-sg")
             )
         for number in range(1, args.rounds + 1):
-            for target in targets:
-                await measure_round(target, args, number)
+            await measure_round(targets, args, number)
         return targets
 
 
@@ -379,12 +431,14 @@ def main() -> int:
     parser.add_argument("--first-event", type=int, default=100)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--slices", type=int, default=3, help="throughput turns per round")
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--skip-floor", action="store_true")
     parser.add_argument("--quick", action="store_true", help="1 round, 50+50 runs, 5 s")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.sequential, args.first_event, args.duration = 1, 50, 50, 5.0
+        args.slices = 1
 
     official_cli = shutil.which("langgraph", path=str(Path(sys.executable).parent))
     if args.skip_official:
