@@ -14,16 +14,18 @@ the same run:
   per write) as the server opens it: what the graph alone costs inside staffgraph.
 
 Both servers are started once. Within each round the targets take turns inside every phase
-(turns of ten sequential runs, then of ten streams, then ``--slices`` alternating
-slices of the throughput phase), so a slow spell of a shared machine falls on all of them
-rather than on whichever target was being measured then. Each round measures:
+(turns of ten sequential runs, then of ten streams, then of the throughput phase), so a slow
+spell of a shared machine falls on all of them rather than on whichever target was being
+measured then. Each round measures:
 
 - sequential ``POST /threads/{id}/runs/wait`` latency (p50, p95) with ``durability="sync"``
   (floor: ``ainvoke``);
 - time to the first event of ``POST /threads/{id}/runs/stream`` (p50, p95) (floor: the first
   chunk of ``astream``);
 - throughput of runs.wait with N concurrent clients, each on its own thread, for D seconds
-  in all (in ``--slices`` slices, default 3), and errors;
+  in all (in ``--slices`` turns, default 1: each turn ends waiting for the runs in flight,
+  which weighs on a server whose runs take a second more than on one whose runs take 10 ms),
+  and errors;
 - CPU milliseconds per run over the throughput phase: the server process's CPU time (psutil,
   children included) divided by the runs completed (for the floor: this process's own), and
   for staffgraph and the floor the Postgres server's (postmaster and backends) as well.
@@ -32,7 +34,7 @@ Then it prints each figure's median and spread (min–max) over the rounds, and 
 staffgraph's medians to the official server's and to the floor's.
 
 Usage: ``python bench/server_bench.py [--rounds 3] [--sequential 100] [--first-event 100]
-[--clients 32] [--duration 15] [--slices 3] [--skip-official] [--skip-floor] [--quick]``
+[--clients 32] [--duration 15] [--slices 1] [--skip-official] [--skip-floor] [--quick]``
 (``--quick``: 1 round, 50 + 50 runs, 5 s of throughput: checks the bench, not the server).
 """
 
@@ -431,7 +433,9 @@ def main() -> int:
     parser.add_argument("--first-event", type=int, default=100)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=15.0)
-    parser.add_argument("--slices", type=int, default=3, help="throughput turns per round")
+    # One slice by default: each slice ends by waiting for the runs in flight, which costs a
+    # server whose runs take a second (the official one) more than one whose runs take 10 ms.
+    parser.add_argument("--slices", type=int, default=1, help="throughput turns per round")
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--skip-floor", action="store_true")
     parser.add_argument("--quick", action="store_true", help="1 round, 50+50 runs, 5 s")
