@@ -388,8 +388,24 @@ def _staffgraph_argv(port: int) -> list[str]:
     ]
 
 
-def _official_argv(cli: str, port: int) -> list[str]:
-    return [cli, "dev", "--no-browser", "--no-reload", "--port", str(port), "--config", str(CONFIG)]
+def _official_workdir(stack: ExitStack) -> Path:
+    """A fresh working directory for ``langgraph dev`` holding the bench graph and config.
+
+    The dev server keeps its in-memory state in ``.langgraph_api`` under its working directory
+    and reloads it at start: run from ``bench/``, every bench started the official server with
+    all earlier benches' threads and runs (44 MB after a few), which slowed it run after run,
+    while staffgraph starts on an empty database each time.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="bench-official-"))
+    stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    for name in ("graphs.py", "langgraph.json"):
+        shutil.copy(BENCH / name, workdir / name)
+    return workdir
+
+
+def _official_argv(cli: str, port: int, workdir: Path) -> list[str]:
+    config = str(workdir / "langgraph.json")
+    return [cli, "dev", "--no-browser", "--no-reload", "--port", str(port), "--config", config]
 
 
 async def _measure_all(
@@ -468,14 +484,15 @@ def main() -> int:
         wait_for(ours.url, "/ready", process=ours.process, name="staffgraph", timeout=120)
         servers = [("staffgraph", ours, pg_pid)]
         if official_cli is not None and not args.skip_official:
+            workdir = _official_workdir(stack)
             official = stack.enter_context(
                 run_server(
                     "official",
-                    _official_argv(official_cli, port := free_port()),
+                    _official_argv(official_cli, port := free_port(), workdir),
                     {"LANGSMITH_TRACING": "false", "LOG_LEVEL": "WARNING"},
                     port,
                     # `langgraph dev` resolves graph paths against its working directory.
-                    cwd=BENCH,
+                    cwd=workdir,
                 )
             )
             servers.append(("official", official, None))
