@@ -23,9 +23,7 @@ measured then. Each round measures:
 - time to the first event of ``POST /threads/{id}/runs/stream`` (p50, p95) (floor: the first
   chunk of ``astream``);
 - throughput of runs.wait with N concurrent clients, each on its own thread, for D seconds
-  in all (in ``--slices`` turns, default 1: each turn ends waiting for the runs in flight,
-  which weighs on a server whose runs take a second more than on one whose runs take 10 ms),
-  and errors;
+  (one window per target and round), and errors;
 - CPU milliseconds per run over the throughput phase: the server process's CPU time (psutil,
   children included) divided by the runs completed (for the floor: this process's own), and
   for staffgraph and the floor the Postgres server's (postmaster and backends) as well.
@@ -34,7 +32,7 @@ Then it prints each figure's median and spread (min–max) over the rounds, and 
 staffgraph's medians to the official server's and to the floor's.
 
 Usage: ``python bench/server_bench.py [--rounds 3] [--sequential 100] [--first-event 100]
-[--clients 32] [--duration 15] [--slices 1] [--skip-official] [--skip-floor] [--quick]``
+[--clients 32] [--duration 15] [--skip-official] [--skip-floor] [--quick]``
 (``--quick``: 1 round, 50 + 50 runs, 5 s of throughput: checks the bench, not the server).
 """
 
@@ -222,60 +220,37 @@ async def _first_events(targets: list[Target], count: int) -> list[list[float]]:
     return samples
 
 
-@dataclass
-class _Load:
-    """What a target's throughput slices added up to."""
-
-    completed: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    pg_cpu_seconds: float = 0.0
-
-
-async def _throughput_slice(
-    target: Target, threads: list[str], duration: float, load: _Load
-) -> None:
+async def _throughput(target: Target, clients: int, duration: float, result: Round) -> None:
+    """``clients`` concurrent clients on ``target`` for ``duration`` seconds, in one window:
+    a window ends by waiting for the runs in flight, which would weigh more on a server whose
+    runs take a second (the official one) than on one whose runs take 10 ms if it were cut
+    into several."""
+    threads = [await target.new_thread() for _ in range(clients)]
+    completed = errors = 0
     cpu_before = tree_cpu_seconds(target.cpu_pid) if target.cpu_pid else 0.0
     pg_before = tree_cpu_seconds(target.pg_pid) if target.pg_pid else 0.0
     started = time.perf_counter()
     stop_at = started + duration
 
     async def worker(thread_id: str) -> None:
+        nonlocal completed, errors
         while time.perf_counter() < stop_at:
             try:
                 if await target.wait_run(thread_id):
-                    load.completed += 1
+                    completed += 1
                 else:
-                    load.errors += 1
+                    errors += 1
             except Exception:  # any failure of a run counts, whatever raised it
-                load.errors += 1
+                errors += 1
 
     await asyncio.gather(*(worker(t) for t in threads))
-    load.seconds += time.perf_counter() - started
-    if target.cpu_pid:
-        load.cpu_seconds += tree_cpu_seconds(target.cpu_pid) - cpu_before
-    if target.pg_pid:
-        load.pg_cpu_seconds += tree_cpu_seconds(target.pg_pid) - pg_before
-
-
-async def _throughput(
-    targets: list[Target], clients: int, duration: float, slices: int, results: list[Round]
-) -> None:
-    """``clients`` concurrent clients per target for ``duration`` seconds in all, given to the
-    targets in turn in ``slices`` slices, so a slow spell of the machine falls on all of them."""
-    threads = [[await target.new_thread() for _ in range(clients)] for target in targets]
-    loads = [_Load() for _ in targets]
-    for _ in range(slices):
-        for target, mine, load in zip(targets, threads, loads, strict=True):
-            await _throughput_slice(target, mine, duration / slices, load)
-    for target, load, result in zip(targets, loads, results, strict=True):
-        result.throughput = load.completed / load.seconds
-        result.errors = load.errors
-        if load.completed and target.cpu_pid:
-            result.cpu_ms_per_run = load.cpu_seconds * 1000 / load.completed
-        if load.completed and target.pg_pid:
-            result.pg_cpu_ms_per_run = load.pg_cpu_seconds * 1000 / load.completed
+    elapsed = time.perf_counter() - started
+    result.throughput = completed / elapsed
+    result.errors = errors
+    if completed and target.cpu_pid:
+        result.cpu_ms_per_run = (tree_cpu_seconds(target.cpu_pid) - cpu_before) * 1000 / completed
+    if completed and target.pg_pid:
+        result.pg_cpu_ms_per_run = (tree_cpu_seconds(target.pg_pid) - pg_before) * 1000 / completed
 
 
 async def measure_round(targets: list[Target], args: argparse.Namespace, number: int) -> None:
@@ -287,7 +262,8 @@ async def measure_round(targets: list[Target], args: argparse.Namespace, number:
         results, await _first_events(targets, args.first_event), strict=True
     ):
         result.first_ms = samples
-    await _throughput(targets, args.clients, args.duration, args.slices, results)
+    for target, result in zip(targets, results, strict=True):
+        await _throughput(target, args.clients, args.duration, result)
     for target, result in zip(targets, results, strict=True):
         target.rounds.append(result)
         print(
@@ -449,16 +425,12 @@ def main() -> int:
     parser.add_argument("--first-event", type=int, default=100)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=15.0)
-    # One slice by default: each slice ends by waiting for the runs in flight, which costs a
-    # server whose runs take a second (the official one) more than one whose runs take 10 ms.
-    parser.add_argument("--slices", type=int, default=1, help="throughput turns per round")
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--skip-floor", action="store_true")
     parser.add_argument("--quick", action="store_true", help="1 round, 50+50 runs, 5 s")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.sequential, args.first_event, args.duration = 1, 50, 50, 5.0
-        args.slices = 1
 
     official_cli = shutil.which("langgraph", path=str(Path(sys.executable).parent))
     if args.skip_official:

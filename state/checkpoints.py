@@ -29,7 +29,6 @@ without the saver-wide lock: each operation takes its own pool connection.
 from __future__ import annotations
 
 import inspect
-import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from contextvars import ContextVar
@@ -139,10 +138,12 @@ from checkpoints """
 
 LATEST_CHECKPOINT_SQL = (
     _SELECT_CHECKPOINT
-    + "where thread_id = %(thread_id)s and checkpoint_ns = '' order by checkpoint_id desc limit 1"
+    + "where thread_id = %(thread_id)s::uuid::text and checkpoint_ns = '' and ({condition}) "
+    "order by checkpoint_id desc limit 1"
 )
 """A thread's latest root checkpoint, in the columns :meth:`FencedPostgresSaver.aget_tuple`
-reads (a binary cursor with dict rows): what a :class:`PrefetchedCheckpoint` holds."""
+reads (a binary cursor with dict rows), when the SQL ``{condition}`` formatted in holds: what
+a :class:`PrefetchedCheckpoint` holds."""
 
 
 class PrefetchedCheckpoint:
@@ -162,26 +163,26 @@ class PrefetchedCheckpoint:
         self.thread_id = thread_id
         self._row = row
         self._used = False
-        self._lock = threading.Lock()  # a sync graph reads from a worker thread
 
     def take(self, config: RunnableConfig) -> tuple[bool, DictRow | None]:
         """``(True, row)`` when this answers ``config``'s read; ``(False, None)`` otherwise.
 
-        Used up by the first call, answered or not.
+        Used up by the first call, answered or not (checkpoint reads all run on the event
+        loop, so no lock is needed); the row is let go then rather than kept for the run.
         """
-        with self._lock:
-            used, self._used = self._used, True
-        if used:
+        if self._used:
             return False, None
+        self._used = True
+        row, self._row = self._row, None
         configurable = config.get("configurable") or {}
         answers = (
             str(configurable.get("thread_id")) == self.thread_id
             and not configurable.get("checkpoint_ns")
             and not configurable.get("checkpoint_id")
             # LangGraph migrates pending sends of checkpoints before format 4 on read.
-            and (self._row is None or self._row["checkpoint"].get("v", 0) >= 4)
+            and (row is None or row["checkpoint"].get("v", 0) >= 4)
         )
-        return (True, self._row) if answers else (False, None)
+        return (True, row) if answers else (False, None)
 
 
 PREFETCHED_CHECKPOINT: ContextVar[PrefetchedCheckpoint | None] = ContextVar(

@@ -64,10 +64,8 @@ def run_to_api(row: dict[str, Any], *, with_usage: bool = False) -> dict[str, An
     return out
 
 
-_CLAIMED_LATEST_SQL = LATEST_CHECKPOINT_SQL.replace(
-    "where thread_id = %(thread_id)s",
-    "where thread_id = %(thread_id)s::uuid::text and exists (select 1 from runs "
-    "where run_id = %(run_id)s::uuid and status = 'running')",
+_CLAIMED_LATEST_SQL = LATEST_CHECKPOINT_SQL.format(
+    condition="exists (select 1 from runs where run_id = %(run_id)s::uuid and status = 'running')"
 )
 
 

@@ -54,7 +54,7 @@ def _config(thread_id: str, **extra: Any) -> RunnableConfig:
 async def _latest_row(persistence: Persistence, thread_id: str) -> Any:
     async with persistence.pool.connection() as conn:
         cur = await conn.cursor(binary=True).execute(
-            LATEST_CHECKPOINT_SQL, {"thread_id": thread_id}
+            LATEST_CHECKPOINT_SQL.format(condition="true"), {"thread_id": thread_id}
         )
         return await cur.fetchone()
 
