@@ -147,14 +147,16 @@ class RunsRepo:
             else:
                 # Claimed at once: its thread's latest checkpoint (the run's first read) comes
                 # in the same round trip, read in the same implicit transaction, after the
-                # claim. Read only when the claim happened (the run is running).
+                # claim. Read only when the claim happened (the run is running). The rows are
+                # fetched once the pipeline has ended: its Sync brings both results back, where
+                # fetching inside it would cost a flush round trip before the Sync's own.
                 async with conn.pipeline():
                     cur = await conn.execute(sql, args)
                     latest = await conn.cursor(binary=True).execute(
                         _CLAIMED_LATEST_SQL, {"thread_id": thread_id, "run_id": run_id}
                     )
-                    row = await cur.fetchone()
-                    checkpoint = await latest.fetchone()
+                row = await cur.fetchone()
+                checkpoint = await latest.fetchone()
                 run = row["run"]
                 if run is not None and run["status"] == "running":
                     prefetched = PrefetchedCheckpoint(str(run["thread_id"]), checkpoint)

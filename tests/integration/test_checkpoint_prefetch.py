@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph import END, START, StateGraph
+from psycopg import pq
 from typing_extensions import TypedDict
 
 from server.config import load_config
@@ -24,7 +26,7 @@ from state.checkpoints import (
     FencedPostgresSaver,
     PrefetchedCheckpoint,
 )
-from state.db import Persistence
+from state.db import Persistence, open_pool
 from state.settings import Settings
 from tests.support.server import TEST_CONFIG
 
@@ -156,6 +158,46 @@ async def test_a_run_claimed_at_creation_carries_its_threads_latest_checkpoint(
     assert (await _create(runs, used, owner="w1")).checkpoint is None
     assert (await _create(runs, str(uuid.uuid4()), owner=None)).checkpoint is None
     assert (await _create(runs, str(uuid.uuid4()), owner="w1", temporary=True)).checkpoint is None
+
+
+async def test_creating_and_claiming_a_run_with_its_checkpoint_is_one_round_trip(
+    persistence: Persistence, database_url: str, tmp_path: Path
+) -> None:
+    """libpq's trace of the create: every message sent before the first one answered.
+
+    Fetching the rows inside the pipeline would send a Flush and read the results before the
+    Sync, whose answer is a second round trip.
+    """
+    await AssistantsRepo(persistence.pool).sync_defaults([(ASSISTANT, "simple")])
+    pool = await open_pool(database_url, min_size=1, max_size=1, timeout=10)
+    trace = tmp_path / "libpq.trace"
+    try:
+        with trace.open("w") as sink:
+            async with pool.connection() as conn:
+                conn.pgconn.trace(sink.fileno())
+                conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            created = await _create(RunsRepo(pool), str(uuid.uuid4()), owner="w1")
+            async with pool.connection() as conn:
+                conn.pgconn.untrace()
+    finally:
+        await pool.close()
+    assert created.run is not None and created.run["status"] == "running"
+    assert created.checkpoint is not None
+
+    # One message a line, but a query's text may run over several: keep the messages' lines.
+    lines = [
+        line.split("\t")
+        for line in trace.read_text().splitlines()
+        if line.startswith(("F\t", "B\t"))
+    ]
+    start = next(i for i, line in enumerate(lines) if line[0] == "F" and line[2] == "Parse")
+    end = next(i for i in range(start, len(lines)) if lines[i][2].startswith("ReadyForQuery"))
+    exchange = lines[start : end + 1]
+    directions = [line[0] for line in exchange]
+    first_answer = directions.index("B")
+    assert "F" not in directions[first_answer:], [line[2] for line in exchange]
+    assert [line[2] for line in exchange if line[0] == "F"].count("Sync") == 1
+    assert sum(line[2] == "Parse" for line in exchange) == 2  # the create and the checkpoint
 
 
 async def test_a_run_created_and_claimed_reads_no_checkpoint_before_its_graph_starts(
