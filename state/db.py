@@ -31,6 +31,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from state.checkpoints import FencedPostgresSaver
+from state.json_columns import register_json_loads
 from state.pool import OutageAwarePool
 from state.settings import redact_url
 from state.vectors import register_vector_dumper
@@ -145,13 +146,15 @@ async def check_connection(url: str, *, timeout: float) -> None:
 
 
 async def configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Set up every pool connection: ``hnsw.ef_search`` = :data:`HNSW_EF_SEARCH`, and
-    :class:`~state.vectors.Vector` parameters sent as pgvector literals.
+    """Set up every pool connection: ``hnsw.ef_search`` = :data:`HNSW_EF_SEARCH`,
+    :class:`~state.vectors.Vector` parameters sent as pgvector literals, and JSON columns read
+    with orjson (:mod:`state.json_columns`).
 
     Postgres accepts the setting before pgvector is loaded in the session (as a placeholder
     that pgvector checks when it loads), so it works on a database still being set up.
     """
     register_vector_dumper(conn)
+    register_json_loads(conn)
     await conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(HNSW_EF_SEARCH)))
     if not conn.autocommit:
         # The pool only takes back idle connections; a SET outside autocommit opened a
