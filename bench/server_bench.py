@@ -328,6 +328,13 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
             mine, theirs = _median(ours, figure), _median(peer, figure)
             ratio = mine / theirs if theirs == theirs and theirs else float("nan")
             print(f"  {label.replace('N clients', f'{args.clients} clients'):<22} {ratio:.2f}x")
+        # A peer whose speed drifts from round to round (the official server slows down as its
+        # in-memory state grows) shows here rather than hiding behind the medians.
+        per_round = [
+            f"{mine.throughput / theirs.throughput:.2f}x" if theirs.throughput else "n/a"
+            for mine, theirs in zip(ours.rounds, peer.rounds, strict=True)
+        ]
+        print(f"  {'runs/s round by round':<22} {', '.join(per_round)}")
 
 
 # -- main ---------------------------------------------------------------------------------------
