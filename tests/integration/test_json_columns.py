@@ -16,7 +16,7 @@ from psycopg.adapt import Loader
 from psycopg.types import TypeInfo
 
 from state.db import Persistence
-from state.json_columns import load_json
+from state.json_columns import load_json, needs_standard_parser
 
 DOCUMENTS = [
     '{"run": {"status": "running", "attempt": 1, "ratio": 0.25}, "ids": [1, 2, 3]}',
@@ -26,6 +26,15 @@ DOCUMENTS = [
     '{"huge": 1e400, "tiny": -1e400}',
     '{"text": "caf\\u00e9 \\ud83d\\ude00 \\"quoted\\"", "empty": {}, "none": null}',
     '[1.5, true, false, null, "x", 1E+2, 0.1]',
+    # Long runs after every byte a number's digits can follow (json keeps the text as written).
+    '{"a":12345678901234567890123}',
+    "[1,98765432109876543210987]",
+    "[-12345678901234567890123, 0.12345678901234567890123, 1e0000000000000000000001]",
+    '{"tab":\t12345678901234567890123,"nl":\n12345678901234567890123}',
+    "12345678901234567890123",
+    "-12345678901234567890123",
+    # A checkpoint's channel versions: long runs inside strings, read by orjson.
+    '{"channel_versions": {"n": "00000000000000000000000000000183.0.6530154568343116"}}',
 ]
 
 
@@ -51,6 +60,36 @@ def _same(got: Any, expected: Any) -> bool:
 @pytest.mark.parametrize("text", DOCUMENTS)
 def test_load_json_reads_what_the_standard_library_reads(text: str) -> None:
     assert _same(load_json(text.encode()), json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1234567890123456789",
+        "-1234567890123456789",
+        "[1,1234567890123456789]",
+        '{"a":1234567890123456789}',
+        '{"a": 1234567890123456789}',
+        '{"a":\r\n1234567890123456789}',
+        "0.1234567890123456789",
+        "1e1234567890123456789",
+        "1E+1234567890123456789",
+    ],
+)
+def test_every_number_with_19_digits_takes_the_standard_parser(text: str) -> None:
+    assert needs_standard_parser(text.encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"versions_seen": {"__start__": "00000000000000000000000000000202.0.4312593048963843"}}',
+        '{"id": "x1234567890123456789012", "n": 123456789012345678}',
+        "-123456789012345678",
+    ],
+)
+def test_long_runs_inside_strings_and_shorter_numbers_take_orjson(text: str) -> None:
+    assert not needs_standard_parser(text.encode())
 
 
 def test_long_integers_stay_exact() -> None:
