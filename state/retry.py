@@ -110,13 +110,18 @@ async def retrying(
     Raises:
         The last error when every try failed, or the first non-transient one at once.
     """
-    delays = policy.delays()
-    for attempt, delay in enumerate([*delays, None], start=1):
+    delays: list[float] | None = None  # drawn at the first failure: most calls have none
+    attempt = 0
+    while True:
         try:
             return await operation()
         except Exception as exc:
-            if delay is None or not is_transient(exc):
+            if delays is None:
+                delays = policy.delays()
+            if attempt >= len(delays) or not is_transient(exc):
                 raise
+            delay = delays[attempt]
+            attempt += 1
             log.warning(
                 "%s failed (%s: %s); retry %d in %.1f s",
                 what,
@@ -126,4 +131,3 @@ async def retrying(
                 delay,
             )
             await asyncio.sleep(delay)
-    raise AssertionError("unreachable")  # the loop returns or raises
