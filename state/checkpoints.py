@@ -1,6 +1,6 @@
 """LangGraph's Postgres checkpointer, fenced by the run's lease and retried on lost connections.
 
-:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with four changes:
+:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with five changes:
 
 - Every checkpoint (with its new blobs) and every task's pending writes is one statement, so
   one round trip and one implicit transaction: inside a run (:data:`state.fencing.RUN_FENCE`
@@ -16,6 +16,9 @@
   The work holds the GIL on either thread, so the hop bought no concurrency; it cost a thread
   wake-up and a GIL hand-over per write (a few per run step), and under load each hand-over
   waits for the loop's switch interval.
+- A channel value stays inline in the checkpoint's jsonb only when jsonb can hold it: NaN,
+  infinities and strings with a NUL character are stored as blobs (LangGraph's saver inlines
+  them, and Postgres refuses the checkpoint). The checkpoint's JSON is written by orjson.
 
 - A run's first read of its thread's latest checkpoint can be answered from
   :class:`PrefetchedCheckpoint`: the server reads that checkpoint in the transaction that
@@ -29,11 +32,14 @@ without the saver-wide lock: each operation takes its own pool connection.
 from __future__ import annotations
 
 import inspect
+import json
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     ChannelVersions,
@@ -282,7 +288,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             if isinstance(value, _DeltaSnapshot):
                 blobs[name] = value
                 inline[name] = True
-            elif value is not None and not isinstance(value, (str, int, float, bool)):
+            elif value is not None and not _fits_jsonb(value):
                 blobs[name] = inline.pop(name)
         versions = {name: v for name, v in new_versions.items() if name in blobs}
         rows = self._dump_blobs(thread_id, namespace, blobs, versions)
@@ -293,7 +299,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 "ns": namespace,
                 "checkpoint_id": checkpoint["id"],
                 "parent_id": configurable.get("checkpoint_id"),
-                "checkpoint": Jsonb({**checkpoint, "channel_values": inline}),
+                "checkpoint": Jsonb({**checkpoint, "channel_values": inline}, _checkpoint_json),
                 "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
                 "channels": [row[2] for row in rows],
                 "versions": [row[3] for row in rows],
@@ -421,3 +427,28 @@ class FencedPostgresSaver(AsyncPostgresSaver):
 FencedPostgresSaver.aput_writes.__signature__ = inspect.signature(  # type: ignore[attr-defined]
     FencedPostgresSaver.aput_writes
 )
+
+
+def _fits_jsonb(value: Any) -> bool:
+    """Whether a channel value can stay inline in the checkpoint's jsonb and come back equal.
+
+    jsonb holds no NaN or infinity and no NUL character in a string: such values (a score that
+    came out NaN, text with a NUL) are stored as blobs, which the serializer keeps exactly.
+    """
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int)  # bool included
+
+
+def _checkpoint_json(value: Any) -> bytes | str:
+    """The checkpoint's JSON, written by orjson (several times faster than ``json.dumps``).
+
+    Its inline values are JSON-safe (:func:`_fits_jsonb`), so orjson writes what ``json.dumps``
+    would; it refuses integers past 64 bits, which ``json.dumps`` then writes.
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import pickle
 import uuid
 from dataclasses import dataclass
@@ -320,6 +321,50 @@ async def test_checkpoint_reads_match_langgraphs_own_saver(persistence: Persiste
     assert ours == theirs
     assert len(history) > 6
     assert history == their_history
+
+
+class Scores(TypedDict, total=False):
+    score: float
+    low: float
+    high: float
+    note: str
+    flag: bool
+
+
+async def _score(state: Scores) -> dict[str, Any]:
+    return {
+        "score": float("nan"),
+        "low": float("-inf"),
+        "high": float("inf"),
+        "note": "before\x00after",
+        "flag": True,
+    }
+
+
+async def test_values_jsonb_cannot_hold_are_checkpointed_and_come_back(
+    persistence: Persistence,
+) -> None:
+    """NaN, infinities and NUL characters go to blobs (jsonb refuses them, and the run failed
+    at its first checkpoint); LangGraph's own saver reads the same checkpoint."""
+    builder = StateGraph(Scores)
+    builder.add_node("score", _score)
+    builder.add_edge(START, "score")
+    builder.add_edge("score", END)
+    config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    graph = builder.compile(checkpointer=persistence.checkpointer)
+
+    await graph.ainvoke({"score": 0.5, "note": "in"}, config, durability="sync")
+
+    langgraph_saver = AsyncPostgresSaver(
+        persistence.pool,  # type: ignore[arg-type]  # a pool of dict-row connections
+        serde=persistence.checkpointer.serde,
+    )
+    for saver in (persistence.checkpointer, langgraph_saver):
+        values = (await builder.compile(checkpointer=saver).aget_state(config)).values
+        assert math.isnan(values["score"])
+        assert (values["low"], values["high"]) == (float("-inf"), float("inf"))
+        assert values["note"] == "before\x00after"
+        assert values["flag"] is True
 
 
 async def test_setup_drops_the_indexes_the_primary_keys_cover(persistence: Persistence) -> None:
