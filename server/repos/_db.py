@@ -23,11 +23,11 @@ class UnstorableJson(HTTPException):
         )
 
 
-def _dumps(obj: Any) -> str:
-    text = dumps(obj).decode()
-    if "\\u0000" in text:
+def _dumps(obj: Any) -> bytes:
+    data = dumps(obj)  # psycopg sends bytes as they are (a str it would encode again)
+    if b"\\u0000" in data:
         raise UnstorableJson()
-    return text
+    return data
 
 
 def storable(value: Any) -> bool:
