@@ -24,6 +24,7 @@ from server.console import router as console_router
 from server.context import AppContext, DatabaseTarget
 from server.errors import install_error_handlers
 from server.graphs import GraphRegistry
+from server.heap import settle_heap
 from server.json_body import BodyBudget
 from server.limits import rate_limiter
 from server.middleware import install_middleware
@@ -70,6 +71,10 @@ def _describe_broker(settings: Settings, kind: str) -> dict[str, str]:
     if settings.redis.url is None:
         return {"kind": kind}
     return {"kind": "redis", "url": redact_url(settings.redis.url.get_secret_value())}
+
+
+def _settle_after_graphs(_error: Exception | None) -> None:
+    settle_heap()  # the compiled graphs live as long as the process, too
 
 
 def create_app(
@@ -175,10 +180,13 @@ def create_app(
             embeddings_load = start_embeddings_load(embeddings)
             if embeddings_load is not None:
                 stack.push_async_callback(finish_embeddings_load, embeddings_load)
+            frozen = settle_heap()
+            graphs.add_done_callback(_settle_after_graphs)
             log.info(
-                "staffgraph ready: %d graphs, database %s",
+                "staffgraph ready: %d graphs, database %s, %d start-up objects frozen",
                 len(graphs.ids()),
                 "embedded" if database.embedded else "external",
+                frozen,
             )
             yield
 

@@ -21,6 +21,7 @@ from nodes.embeddings import (
 from server.config import LangGraphConfig
 from server.context import DatabaseTarget
 from server.graphs import GraphLoadError, import_object
+from server.heap import settle_heap
 from state.embedded import EmbeddedPostgres
 from state.settings import Settings
 
@@ -137,6 +138,7 @@ async def _load_embeddings(embeddings: LocalEmbeddings) -> None:
         # failing with this same error until the installation is fixed.
         log.exception("loading the local embedding model failed")
         return
+    settle_heap()  # the model's objects live as long as the process, as start-up's do
     log.info("embedding model loaded in %.1f s", time.perf_counter() - started)
 
 

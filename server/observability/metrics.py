@@ -14,13 +14,14 @@ in that worker (scrape them there or run workers in the API process).
 
 from __future__ import annotations
 
+import gc
 import math
 import threading
 import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -157,6 +158,15 @@ class Metrics:
             namespace=ns,
             registry=reg,
         )
+        # The cycle collector: passes, objects collected and uncollectable, by generation
+        # (python_gc_*), and the objects frozen at start-up (server.heap).
+        GCCollector(registry=reg)
+        Gauge(
+            "gc_frozen_objects",
+            "Objects frozen out of garbage collection since start-up (see server.heap).",
+            namespace=ns,
+            registry=reg,
+        ).set_function(gc.get_freeze_count)
         self.http_duration = Histogram(
             "http_request_duration_seconds",
             "Seconds from request to response headers, by method, route template and status "

@@ -98,3 +98,8 @@ async def test_live_server_serves_ready_metrics_and_request_ids(live_server: Liv
         for s in timings
     )
     assert "staffgraph_runs" in families and "staffgraph_stream_subscribers" in families
+    # Start-up's objects (imports, compiled graphs) are frozen out of garbage collection.
+    frozen = families["staffgraph_gc_frozen_objects"].samples[0].value
+    assert frozen > 100_000, frozen
+    passes = {s.labels["generation"] for s in families["python_gc_collections"].samples}
+    assert passes == {"0", "1", "2"}
