@@ -41,8 +41,9 @@ def needs_standard_parser(data: bytes) -> bool:
     """Whether ``data`` may hold a number with a run of 19 digits or more (an over-estimate:
     such a run in a string after one of the bytes a number can follow counts too).
 
-    A regular expression does the same scan several times slower than the parse itself; two
-    passes in C (a byte translation, then a substring search) cost less than a microsecond.
+    A regular expression (``\\d{19}``) took 12 µs on a 1,354-byte run row, more than
+    ``json.loads`` itself; two passes in C (a byte translation, then a substring search) take
+    about 1.6 µs on it, and orjson's parse 2 to 3.
     """
     marked = data.translate(_MARK_RUN_STARTS)
     return _LONG_RUN in marked or marked.startswith(_LONG_RUN[1:])
