@@ -1,0 +1,167 @@
+"""Which of a run's commits wait for the WAL to reach disk, observed in Postgres.
+
+Triggers record ``synchronous_commit`` as each row is written, in the writing transaction:
+``on`` means its commit waits for the flush, ``off`` that it does not. A run's pending writes
+commit unflushed; its creation, its checkpoints (whatever its ``durability``) and the record of
+its end wait, and the flush of a later one takes the writes' WAL with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from state.checkpoints import UNFLUSHED_COMMIT
+from tests.support.server import LiveServer
+
+HUMAN = {"messages": [{"role": "user", "content": "hi"}]}
+
+_RECORD = """
+CREATE TABLE test_commit_modes (n bigserial, what text, thread_id text, mode text);
+CREATE FUNCTION test_record_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO test_commit_modes (what, thread_id, mode)
+    VALUES (TG_TABLE_NAME || ':' || lower(TG_OP)
+                || CASE WHEN TG_TABLE_NAME = 'runs' AND TG_OP = 'UPDATE'
+                        THEN ':' || (to_jsonb(NEW) ->> 'status') ELSE '' END,
+            NEW.thread_id::text, current_setting('synchronous_commit'));
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER test_commit_mode AFTER INSERT ON checkpoints
+    FOR EACH ROW EXECUTE FUNCTION test_record_commit_mode();
+CREATE TRIGGER test_commit_mode AFTER INSERT ON checkpoint_writes
+    FOR EACH ROW EXECUTE FUNCTION test_record_commit_mode();
+CREATE TRIGGER test_commit_mode AFTER INSERT ON runs
+    FOR EACH ROW EXECUTE FUNCTION test_record_commit_mode();
+CREATE TRIGGER test_commit_mode_end AFTER UPDATE ON runs
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION test_record_commit_mode();
+"""
+
+_FORGET = """
+DROP TRIGGER IF EXISTS test_commit_mode ON checkpoints;
+DROP TRIGGER IF EXISTS test_commit_mode ON checkpoint_writes;
+DROP TRIGGER IF EXISTS test_commit_mode ON runs;
+DROP TRIGGER IF EXISTS test_commit_mode_end ON runs;
+DROP FUNCTION IF EXISTS test_record_commit_mode();
+DROP TABLE IF EXISTS test_commit_modes;
+"""
+
+
+@pytest.fixture
+def recorded(live_server: LiveServer) -> Iterator[str]:
+    """The live server's database URL, with commit modes recorded while the test runs."""
+    url = live_server.env["DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(_FORGET)
+        conn.execute(_RECORD)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(_FORGET)
+
+
+def _written(url: str, thread_id: str) -> list[tuple[str, str]]:
+    """What was written for ``thread_id`` and the commit mode of each, in order."""
+    with psycopg.connect(url) as conn:
+        return [
+            (str(what), str(mode))
+            for what, mode in conn.execute(
+                "SELECT what, mode FROM test_commit_modes WHERE thread_id = %s ORDER BY n",
+                (thread_id,),
+            ).fetchall()
+        ]
+
+
+def _modes(written: list[tuple[str, str]]) -> dict[str, set[str]]:
+    """Each kind of write, with the commit modes it was written under."""
+    modes: dict[str, set[str]] = {}
+    for what, mode in written:
+        modes.setdefault(what, set()).add(mode)
+    return modes
+
+
+async def _thread(http: httpx.AsyncClient) -> str:
+    response = await http.post("/threads", json={})
+    response.raise_for_status()
+    return str(response.json()["thread_id"])
+
+
+def _body(durability: str, **extra: Any) -> dict[str, Any]:
+    return {"assistant_id": "simple", "input": HUMAN, "durability": durability, **extra}
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+async def test_only_pending_writes_commit_unflushed(
+    live_server: LiveServer, recorded: str, durability: str
+) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        waited, background, streamed = [await _thread(http) for _ in range(3)]
+        response = await http.post(f"/threads/{waited}/runs/wait", json=_body(durability))
+        assert response.status_code == 200, response.text
+        assert len(response.json().get("messages", [])) == 2, response.text
+        created = await http.post(f"/threads/{background}/runs", json=_body(durability))
+        assert created.status_code == 200
+        joined = await http.get(f"/threads/{background}/runs/{created.json()['run_id']}/join")
+        assert joined.status_code == 200
+        async with http.stream(
+            "POST", f"/threads/{streamed}/runs/stream", json=_body(durability)
+        ) as response:
+            assert response.status_code == 200
+            assert [line async for line in response.aiter_lines() if line.startswith("event:")]
+
+    expected = {
+        "runs:insert": {"on"},
+        "checkpoint_writes:insert": {"off"},
+        "checkpoints:insert": {"on"},
+        "runs:update:success": {"on"},  # the end, flushing everything before it
+    }
+    if durability == "exit":
+        del expected["checkpoint_writes:insert"]  # LangGraph saves no pending writes then
+    for thread_id in (waited, background, streamed):
+        assert _modes(_written(recorded, thread_id)) == expected, thread_id
+
+
+async def test_writes_outside_runs_wait_for_the_flush(
+    live_server: LiveServer, recorded: str
+) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        thread_id = await _thread(http)
+        response = await http.post(
+            f"/threads/{thread_id}/runs/wait",
+            json={**_body("sync"), "interrupt_before": ["b"]},
+        )
+        assert response.status_code == 200
+        updated = await http.post(
+            f"/threads/{thread_id}/state", json={"values": {"count": 7}, "as_node": "a"}
+        )
+        assert updated.status_code == 200, updated.text
+    written = _written(recorded, thread_id)
+    end = written.index(("runs:update:interrupted", "on"))
+    assert _modes(written[:end]) == {
+        "runs:insert": {"on"},
+        "checkpoint_writes:insert": {"off"},
+        "checkpoints:insert": {"on"},
+    }
+    # update_state writes outside any run: answered once its writes are on disk.
+    assert _modes(written[end + 1 :]) == {
+        "checkpoint_writes:insert": {"on"},
+        "checkpoints:insert": {"on"},
+    }
+
+
+async def test_unflushed_commit_does_not_outlive_its_transaction(recorded: str) -> None:
+    async with await psycopg.AsyncConnection.connect(recorded, autocommit=True) as conn:
+        cur = await conn.execute(
+            f"SELECT current_setting('synchronous_commit') FROM {UNFLUSHED_COMMIT}"
+        )
+        assert await cur.fetchone() == ("off",)
+        # The next transaction on the same connection (a pool's) waits for the flush again.
+        cur = await conn.execute("SHOW synchronous_commit")
+        assert await cur.fetchone() == ("on",)
