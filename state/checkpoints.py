@@ -1,6 +1,6 @@
 """LangGraph's Postgres checkpointer, fenced by the run's lease and retried on lost connections.
 
-:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with these changes:
+:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with five changes:
 
 - Every checkpoint (with its new blobs) and every task's pending writes is one statement, so
   one round trip and one implicit transaction: inside a run (:data:`state.fencing.RUN_FENCE`
@@ -20,8 +20,6 @@
   infinities and strings with a NUL character are stored as blobs (LangGraph's saver inlines
   them, and Postgres refuses the checkpoint). The checkpoint's JSON is written by orjson.
 
-- Inside a run, pending writes commit without waiting for the WAL flush; the next checkpoint's
-  commit, or the one recording the run's end, flushes them (:data:`UNFLUSHED_COMMIT`).
 - A run's first read of its thread's latest checkpoint can be answered from
   :class:`PrefetchedCheckpoint`: the server reads that checkpoint in the transaction that
   creates and claims the run (:data:`LATEST_CHECKPOINT_SQL`, same round trip), which saves the
@@ -65,7 +63,6 @@ __all__ = [
     "LATEST_CHECKPOINT_SQL",
     "PREFETCHED_CHECKPOINT",
     "REDUNDANT_INDEXES",
-    "UNFLUSHED_COMMIT",
     "FencedPostgresSaver",
     "PrefetchedCheckpoint",
 ]
@@ -78,19 +75,6 @@ __all__ = [
 # as text, psycopg quotes every element with a regular expression and hex-escapes every blob.
 _FENCE = "staffgraph_check_fence(%(fence_run)s, %(fence_token)s) AS fence"
 _OPEN = "(VALUES (true)) AS unfenced(ok)"
-# A FROM item that makes its statement's transaction commit without waiting for the WAL to
-# reach disk: ``synchronous_commit`` is off for that transaction only (the pool's connections
-# keep their setting). A run's pending writes commit so. LangGraph does not wait on them between
-# steps (``durability="sync"`` waits for the step's checkpoint), and a commit that does wait
-# follows them: the step's next checkpoint, or the record of the run's end
-# (``staffgraph_finish_run``); flushing the WAL up to its own commit flushes every earlier
-# commit's too. A Postgres crash in between loses only writes that no later checkpoint needs
-# (it holds their result) or that the run redoes: it resumes from that checkpoint and runs its
-# tasks again, as after a crash a moment earlier. Checkpoints themselves still wait for the
-# flush: a later one may point at an earlier one's blobs, and a run that outlived a lost
-# checkpoint would write a later one that points at missing blobs. Waiting for the writes'
-# flush put the last write's fsync on every run's critical path (about 0.4 ms).
-UNFLUSHED_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS unflushed"
 
 _PUT_CHECKPOINT = """
 WITH blobs AS (
@@ -228,8 +212,7 @@ _CHECKPOINT_SQL = {
 _WRITES_SQL = {
     replace: {
         fenced: _PUT_WRITES.format(
-            source=f"{_FENCE}, {UNFLUSHED_COMMIT}" if fenced else _OPEN,
-            conflict=_REPLACE if replace else _KEEP,
+            source=_FENCE if fenced else _OPEN, conflict=_REPLACE if replace else _KEEP
         )
         for fenced in (False, True)
     }
