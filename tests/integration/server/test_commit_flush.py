@@ -46,11 +46,7 @@ CREATE TRIGGER test_commit_mode_end AFTER UPDATE ON runs
 """
 
 _FORGET = """
-DROP TRIGGER IF EXISTS test_commit_mode ON checkpoints;
-DROP TRIGGER IF EXISTS test_commit_mode ON checkpoint_writes;
-DROP TRIGGER IF EXISTS test_commit_mode ON runs;
-DROP TRIGGER IF EXISTS test_commit_mode_end ON runs;
-DROP FUNCTION IF EXISTS test_record_commit_mode();
+DROP FUNCTION IF EXISTS test_record_commit_mode() CASCADE;  -- its triggers with it
 DROP TABLE IF EXISTS test_commit_modes;
 """
 
