@@ -346,11 +346,17 @@ class RunsRepo:
             return row
 
     async def inflight(self, thread_id: str) -> list[str]:
-        """Runs of the thread that are queued or running."""
+        """Runs of the thread that are queued or running, in the order they run.
+
+        The running run comes first, then the queue by creation (the order workers claim it).
+        Without the ``ORDER BY`` the order would be the table's, which an update to a run (a
+        heartbeat) changes.
+        """
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT run_id::text AS run_id FROM runs WHERE thread_id = %s "
-                "AND status IN ('pending', 'running')",
+                "AND status IN ('pending', 'running') "
+                "ORDER BY status = 'running' DESC, created_at, run_id",
                 (thread_id,),
             )
             return [row["run_id"] for row in await cur.fetchall()]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from psycopg.conninfo import make_conninfo
+
 from server.config import load_config
 from server.graphs import GraphRegistry, assistant_id_for
 from server.ids import new_id
 from server.repos import AssistantsRepo, RunsRepo, ThreadsRepo
 from server.runtime import Runtime
-from state.db import Persistence
+from state.db import Persistence, open_pool
 from state.settings import Settings
 from tests.support.server import TEST_CONFIG
 
@@ -271,3 +273,28 @@ async def test_a_run_whose_worker_died_is_taken_over(
         assert row is not None and row["attempt"] == 2 and row["lease_owner"] is None
     finally:
         await runtime.stop()
+
+
+async def test_inflight_lists_a_threads_runs_in_the_order_they_will_run(
+    persistence: Persistence, database_url: str
+) -> None:
+    """A thread's join follows its runs in this order: the running one, then the queue.
+
+    A heartbeat rewrites the running run's row after the queued ones were inserted, so its new
+    version lies after theirs in the table. Read by a sequential scan (the plan Postgres picks
+    for a small table), the order must still be the queue's, not the table's.
+    """
+    runs, _ = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    running = (await _create(runs, tid, owner="w1"))[1]
+    queued = [(await _create(runs, tid))[1] for _ in range(2)]
+    assert running is not None
+    assert await runs.heartbeat("w1", [running], lease_seconds=30) == {running: None}
+    scanning = make_conninfo(
+        database_url, options="-c enable_indexscan=off -c enable_bitmapscan=off"
+    )
+    pool = await open_pool(scanning, min_size=1, max_size=1, timeout=10)
+    try:
+        assert await RunsRepo(pool).inflight(tid) == [running, *queued]
+    finally:
+        await pool.close()

@@ -440,10 +440,10 @@ async def test_join_live_run_with_sdk_and_thread_stream(server: LiveServer) -> N
 async def test_sdk_thread_join_stream(server: LiveServer) -> None:
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
-    # Long enough that the join below starts while it still runs, even on a loaded machine
-    # (at 0.2 s a slow start of the join missed its end; at 1 s it did once, 48% into a full
-    # `make test` on 2 cores).
-    busy = await client.runs.create(tid, "slow", input={"seconds": 3.0})
+    # Long enough that the join below starts while it still runs. Its row may be rewritten
+    # (claimed, heartbeated) after the queued run's is inserted: the join must still follow it
+    # first (it once followed the table's order, and missed the running run's end).
+    busy = await client.runs.create(tid, "slow", input={"seconds": 1.0})
     seen: list[tuple[str, object]] = []
 
     async def follow() -> None:
