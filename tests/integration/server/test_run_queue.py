@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
@@ -25,7 +26,12 @@ async def _setup(persistence: Persistence) -> tuple[RunsRepo, ThreadsRepo]:
 
 
 async def _create(
-    runs: RunsRepo, thread_id: str, *, strategy: str = "enqueue", owner: str | None = None
+    runs: RunsRepo,
+    thread_id: str,
+    *,
+    strategy: str = "enqueue",
+    owner: str | None = None,
+    conn: Any = None,
 ) -> tuple[str, str | None]:
     result = await runs.create(
         run_id=new_id(),
@@ -42,6 +48,7 @@ async def _create(
         after_seconds=0,
         owner=owner,
         lease_seconds=30,
+        conn=conn,
     )
     return result.outcome, (str(result.run["run_id"]) if result.run else None)
 
@@ -296,5 +303,34 @@ async def test_inflight_lists_a_threads_runs_in_the_order_they_will_run(
     pool = await open_pool(scanning, min_size=1, max_size=1, timeout=10)
     try:
         assert await RunsRepo(pool).inflight(tid) == [running, *queued]
+    finally:
+        await pool.close()
+
+
+async def test_runs_queued_in_one_transaction_run_in_the_order_they_were_created(
+    persistence: Persistence, database_url: str
+) -> None:
+    """Two crons on one thread fire in one transaction: their runs run in creation order.
+
+    The first run's row is rewritten afterwards, so it lies after the second's in the table,
+    and a sequential scan reads the second first: the queue's order must not be the table's.
+    """
+    runs, _ = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    async with persistence.pool.connection() as conn, conn.transaction():
+        queued = [(await _create(runs, tid, conn=conn))[1] for _ in range(2)]
+    async with persistence.pool.connection() as conn:
+        await conn.execute("UPDATE runs SET metadata = metadata WHERE run_id = %s", (queued[0],))
+    scanning = make_conninfo(
+        database_url, options="-c enable_indexscan=off -c enable_bitmapscan=off"
+    )
+    pool = await open_pool(scanning, min_size=1, max_size=1, timeout=10)
+    try:
+        scanned = RunsRepo(pool)
+        assert await scanned.inflight(tid) == queued
+        (first,) = await scanned.claim("w1", lease_seconds=30, limit=1)
+        assert str(first["run_id"]) == queued[0]
+        result = await _finish(scanned, first, owner="w1")
+        assert result.next_run is not None and str(result.next_run["run_id"]) == queued[1]
     finally:
         await pool.close()
