@@ -44,8 +44,8 @@ CHECK_TIMEOUT = 2.0
 """Seconds each readiness check may take before it counts as failed."""
 
 
-def get_metrics(request: Request) -> Metrics:
-    """The app's :class:`Metrics` (``app.state.metrics``)."""
+async def get_metrics(request: Request) -> Metrics:
+    """The app's :class:`Metrics` (``app.state.metrics``); ``async``: no thread-pool hop."""
     metrics = getattr(request.app.state, "metrics", None)
     if not isinstance(metrics, Metrics):
         raise HTTPException(status_code=404, detail="Metrics are not enabled on this server")
