@@ -296,6 +296,14 @@ async def test_inflight_lists_a_threads_runs_in_the_order_they_will_run(
     running = (await _create(runs, tid, owner="w1"))[1]
     queued = [(await _create(runs, tid))[1] for _ in range(2)]
     assert running is not None
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT created_at, updated_at, started_at FROM runs WHERE run_id = %s", (running,)
+        )
+        stamps = await cur.fetchone()
+    # Claimed as it was created: not started before it existed.
+    assert stamps is not None
+    assert stamps["created_at"] == stamps["updated_at"] == stamps["started_at"]
     assert await runs.heartbeat("w1", [running], lease_seconds=30) == {running: None}
     scanning = make_conninfo(
         database_url, options="-c enable_indexscan=off -c enable_bitmapscan=off"
