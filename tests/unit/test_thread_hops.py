@@ -20,14 +20,10 @@ from tests.support.auth.matrix import HERE, build_app
 
 
 def _runs_in_thread_pool(call: Any) -> bool:
-    if inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call):
-        return False
-    method = getattr(call, "__call__", None)  # noqa: B004  # a callable object (Guard)
-    if not inspect.isfunction(call) and (
-        inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
-    ):
-        return False
-    return True
+    # A coroutine or async generator function, or an object whose __call__ is one (Guard).
+    method = getattr(call, "__call__", None)  # noqa: B004
+    asynchronous = (inspect.iscoroutinefunction, inspect.isasyncgenfunction)
+    return not any(test(f) for test in asynchronous for f in (call, method))
 
 
 def hopping_calls(app: FastAPI) -> list[str]:

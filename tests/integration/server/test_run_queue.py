@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from psycopg.conninfo import make_conninfo
@@ -282,6 +284,18 @@ async def test_a_run_whose_worker_died_is_taken_over(
         await runtime.stop()
 
 
+@asynccontextmanager
+async def _scanning(database_url: str) -> AsyncIterator[RunsRepo]:
+    """Runs repo on a session that reads tables by sequential scan only: rows come back in
+    the table's order, the plan Postgres picks for a small table."""
+    url = make_conninfo(database_url, options="-c enable_indexscan=off -c enable_bitmapscan=off")
+    pool = await open_pool(url, min_size=1, max_size=1, timeout=10)
+    try:
+        yield RunsRepo(pool)
+    finally:
+        await pool.close()
+
+
 async def test_inflight_lists_a_threads_runs_in_the_order_they_will_run(
     persistence: Persistence, database_url: str
 ) -> None:
@@ -305,14 +319,8 @@ async def test_inflight_lists_a_threads_runs_in_the_order_they_will_run(
     assert stamps is not None
     assert stamps["created_at"] == stamps["updated_at"] == stamps["started_at"]
     assert await runs.heartbeat("w1", [running], lease_seconds=30) == {running: None}
-    scanning = make_conninfo(
-        database_url, options="-c enable_indexscan=off -c enable_bitmapscan=off"
-    )
-    pool = await open_pool(scanning, min_size=1, max_size=1, timeout=10)
-    try:
-        assert await RunsRepo(pool).inflight(tid) == [running, *queued]
-    finally:
-        await pool.close()
+    async with _scanning(database_url) as scanned:
+        assert await scanned.inflight(tid) == [running, *queued]
 
 
 async def test_runs_queued_in_one_transaction_run_in_the_order_they_were_created(
@@ -329,16 +337,9 @@ async def test_runs_queued_in_one_transaction_run_in_the_order_they_were_created
         queued = [(await _create(runs, tid, conn=conn))[1] for _ in range(2)]
     async with persistence.pool.connection() as conn:
         await conn.execute("UPDATE runs SET metadata = metadata WHERE run_id = %s", (queued[0],))
-    scanning = make_conninfo(
-        database_url, options="-c enable_indexscan=off -c enable_bitmapscan=off"
-    )
-    pool = await open_pool(scanning, min_size=1, max_size=1, timeout=10)
-    try:
-        scanned = RunsRepo(pool)
+    async with _scanning(database_url) as scanned:
         assert await scanned.inflight(tid) == queued
         (first,) = await scanned.claim("w1", lease_seconds=30, limit=1)
         assert str(first["run_id"]) == queued[0]
         result = await _finish(scanned, first, owner="w1")
         assert result.next_run is not None and str(result.next_run["run_id"]) == queued[1]
-    finally:
-        await pool.close()
