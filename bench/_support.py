@@ -151,7 +151,10 @@ def run_server(
         ok_after = time.perf_counter() - started
         yield ServerProcess(url, proc, log.name, started, ok_after, tree_cpu_seconds(proc.pid))
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:  # it exited, its whole group with it
+            pass
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -11,7 +11,10 @@ the same run:
   the server's pool (the same Postgres, the server's serializer), no HTTP: the least any server
   using LangGraph's saver could cost;
 - **floor-sg**: the same, with staffgraph's checkpointer (``FencedPostgresSaver``, one pipeline
-  per write) as the server opens it: what the graph alone costs inside staffgraph.
+  per write) as the server opens it: what the graph alone costs inside staffgraph;
+- **staffgraph@REV** (``--baseline REV``): staffgraph as it was at git revision REV, started from
+  that revision's files (``git archive``) with this checkout's Python environment, on its own
+  database of the same Postgres: the before of a before/after measured in the same run.
 
 Both servers are started once. Within each round the targets take turns inside every phase
 (turns of ten sequential runs, then of ten streams, then of the throughput phase), so a slow
@@ -32,7 +35,7 @@ Then it prints each figure's median and spread (min–max) over the rounds, and 
 staffgraph's medians to the official server's and to the floor's.
 
 Usage: ``python bench/server_bench.py [--rounds 3] [--sequential 100] [--first-event 100]
-[--clients 32] [--duration 15] [--skip-official] [--skip-floor] [--quick]``
+[--clients 32] [--duration 15] [--skip-official] [--skip-floor] [--baseline REV] [--quick]``
 (``--quick``: 1 round, 50 + 50 runs, 5 s of throughput: checks the bench, not the server).
 """
 
@@ -41,10 +44,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import io
 import os
 import shutil
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -53,14 +59,19 @@ from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import (  # noqa: E402
     BENCH,
+    REPO,
     UNREACHED_LIMITS,
     ServerProcess,
     free_port,
@@ -358,7 +369,7 @@ def _database(stack: ExitStack) -> tuple[str, int | None]:
     return url, int(pid_file.read_text().split()[0])
 
 
-def _staffgraph_argv(port: int) -> list[str]:
+def _staffgraph_argv(port: int, config: Path = CONFIG) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -367,23 +378,104 @@ def _staffgraph_argv(port: int) -> list[str]:
         "--port",
         str(port),
         "--config",
-        str(CONFIG),
+        str(config),
     ]
 
 
-def _official_workdir(stack: ExitStack) -> Path:
-    """A fresh working directory for ``langgraph dev`` holding the bench graph and config.
+def _staffgraph_env(database_url: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "EMBEDDINGS": "hashing",
+        "STAFFGRAPH_LOG_LEVEL": "warning",
+        "LANGSMITH_TRACING": "false",
+        **UNREACHED_LIMITS,
+    }
 
-    The dev server keeps its in-memory state in ``.langgraph_api`` under its working directory
-    and reloads it at start: run from ``bench/``, every bench started the official server with
-    all earlier benches' threads and runs (44 MB after a few), which slowed it run after run,
-    while staffgraph starts on an empty database each time.
+
+def _graph_workdir(stack: ExitStack, prefix: str) -> Path:
+    """A fresh working directory holding the bench graph and its ``langgraph.json``.
+
+    The official dev server keeps its in-memory state in ``.langgraph_api`` under its working
+    directory and reloads it at start: run from ``bench/``, every bench started it with all
+    earlier benches' threads and runs (44 MB after a few), which slowed it run after run, while
+    staffgraph starts on an empty database each time. A baseline revision's server runs this
+    checkout's graph from here too, whatever its own ``bench/`` held.
     """
-    workdir = Path(tempfile.mkdtemp(prefix="bench-official-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     stack.callback(shutil.rmtree, workdir, ignore_errors=True)
     for name in ("graphs.py", "langgraph.json"):
         shutil.copy(BENCH / name, workdir / name)
     return workdir
+
+
+def _baseline_tree(stack: ExitStack, rev: str) -> tuple[str, Path]:
+    """The files of git revision ``rev`` of this repository in a temporary directory.
+
+    Returns:
+        The revision's short hash and the directory.
+
+    Raises:
+        SystemExit: ``rev`` is not a revision of this repository.
+    """
+    try:
+        short = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", f"{rev}^{{commit}}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", short],
+            check=True,
+            capture_output=True,
+        ).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"--baseline {rev}: {exc.stderr.strip() or exc}") from exc
+    tree = Path(tempfile.mkdtemp(prefix=f"bench-baseline-{short}-"))
+    stack.callback(shutil.rmtree, tree, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    return short, tree
+
+
+def _baseline_database(stack: ExitStack, database_url: str, short: str) -> str:
+    """A new, empty database beside ``database_url``'s (a ``postgresql://`` URL) for the
+    baseline, dropped at the end: its revision's migrations are not this checkout's."""
+    name = f"{conninfo_to_dict(database_url).get('dbname') or 'staffgraph'}_baseline_{short}"
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+
+    def drop() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(statement)
+
+    drop()  # a bench killed before its clean-up left it behind
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    stack.callback(drop)
+    # A URL again, with only the database changed: servers' settings take URLs.
+    return urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+
+
+def _start_baseline(
+    stack: ExitStack, rev: str, database_url: str, pg_pid: int | None
+) -> tuple[str, ServerProcess, int | None]:
+    """staffgraph at revision ``rev``, serving this checkout's bench graph on its own database."""
+    short, tree = _baseline_tree(stack, rev)
+    config = _graph_workdir(stack, f"bench-baseline-{short}-graph-") / "langgraph.json"
+    env = _staffgraph_env(_baseline_database(stack, database_url, short))
+    name = f"staffgraph@{short}"
+    # The revision's packages, not this checkout's (installed in editable mode), come first.
+    server = stack.enter_context(
+        run_server(
+            name,
+            _staffgraph_argv(port := free_port(), config),
+            {**env, "PYTHONPATH": str(tree)},
+            port,
+            cwd=tree,
+        )
+    )
+    wait_for(server.url, "/ready", process=server.process, name=name, timeout=120)
+    return name, server, pg_pid
 
 
 def _official_argv(cli: str, port: int, workdir: Path) -> list[str]:
@@ -434,6 +526,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure staffgraph as it was at git revision REV (e.g. a commit before a "
+        "change), started from that revision's files with this environment",
+    )
     parser.add_argument("--quick", action="store_true", help="1 round, 50+50 runs, 5 s")
     args = parser.parse_args()
     if args.quick:
@@ -450,20 +548,14 @@ def main() -> int:
             run_server(
                 "staffgraph",
                 _staffgraph_argv(port := free_port()),
-                {
-                    "DATABASE_URL": database_url,
-                    "EMBEDDINGS": "hashing",
-                    "STAFFGRAPH_LOG_LEVEL": "warning",
-                    "LANGSMITH_TRACING": "false",
-                    **UNREACHED_LIMITS,
-                },
+                _staffgraph_env(database_url),
                 port,
             )
         )
         wait_for(ours.url, "/ready", process=ours.process, name="staffgraph", timeout=120)
         servers = [("staffgraph", ours, pg_pid)]
         if official_cli is not None and not args.skip_official:
-            workdir = _official_workdir(stack)
+            workdir = _graph_workdir(stack, "bench-official-")
             official = stack.enter_context(
                 run_server(
                     "official",
@@ -475,6 +567,8 @@ def main() -> int:
                 )
             )
             servers.append(("official", official, None))
+        if args.baseline:
+            servers.append(_start_baseline(stack, args.baseline, database_url, pg_pid))
         print(f"staffgraph answered /ok {ours.ok_after_s:.2f} s after it was spawned", flush=True)
         targets = asyncio.run(_measure_all(servers, database_url, args))
     report(targets, args)
