@@ -14,6 +14,7 @@ at once, and the body's clean-up runs (cancelling the run when the request asked
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 from starlette.responses import Response
@@ -21,11 +22,14 @@ from starlette.types import Receive, Scope, Send
 
 from server.runtime import Runtime
 from server.runtime.broker import DONE_EVENT
-from server.runtime.outcome import decode_done
+from server.runtime.outcome import RUN_NOT_FOUND, decode_done
+from server.serde import dumps
 
 __all__ = ["KEEPALIVE", "JsonWaitResponse", "join_body", "wait_body"]
 
 KEEPALIVE = b"\n"
+
+log = logging.getLogger(__name__)
 
 
 class JsonWaitResponse(Response):
@@ -44,6 +48,7 @@ class JsonWaitResponse(Response):
         self.background = None
         self._body = body
         self._gone = False
+        self._failed = False
         self.init_headers(headers)  # no ``body`` attribute: no Content-Length yet
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,17 +67,37 @@ class JsonWaitResponse(Response):
             await self._body.aclose()
 
     async def _respond(self, send: Send) -> None:
-        first = await anext(self._body, b"")
+        first = await self._next()
         if first != KEEPALIVE:
+            first = first or b""
             headers = [*self.raw_headers, (b"content-length", str(len(first)).encode())]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": first})
             return
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         await send({"type": "http.response.body", "body": first, "more_body": True})
-        async for chunk in self._body:
+        while (chunk := await self._next()) is not None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+    async def _next(self) -> bytes | None:
+        """The body's next piece, ``None`` at its end.
+
+        A failure of the body (Postgres unreachable past the retries, a bug) ends it with an
+        ``{"__error__": ...}`` document, as a run's error: the status line may be sent already,
+        and an exception here would cut the connection instead of answering.
+        """
+        if self._failed:
+            return None
+        try:
+            return await anext(self._body)
+        except StopAsyncIteration:
+            return None
+        except Exception:
+            log.error("waiting for a run failed", exc_info=True)
+            self._failed = True
+            error = {"error": "InternalServerError", "message": "the wait for the run failed"}
+            return dumps({"__error__": error})
 
     async def _watch(self, receive: Receive, request: asyncio.Task[object]) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -121,12 +146,18 @@ async def join_body(
     finished = False
     try:
         row = await runtime.runs.get(thread_id, run_id)
+        ended: bytes | None = None  # what the run's end told its followers
         if row is not None and row["status"] in ("pending", "running"):
             async for item in _until_done(runtime, run_id):
                 if isinstance(item, bytes):
                     yield item
+                else:
+                    ended = item[1] or b"{}"
         finished = True
-        yield await runtime.join(thread_id, run_id)
+        output = await runtime.join(thread_id, run_id)
+        # A run gone by the time it is read again: a rollback deleted it as it ended (its end
+        # carries the thread's values), or it was deleted while running (its end says so).
+        yield ended if output == RUN_NOT_FOUND and ended is not None else output
     finally:
         if not finished and cancel_on_disconnect:
             runtime.spawn(runtime.cancel_on_disconnect(thread_id, run_id))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, HTTPException, Query
 from starlette.responses import Response
 
 from server.auth import Access, protect
@@ -19,6 +19,7 @@ from server.routes._common import fail, json_response, no_content, raise_run_err
 from server.routes._threads import load_thread
 from server.routes._waiting import JsonWaitResponse, join_body
 from server.runtime import RunError, Runtime, RuntimeDep
+from server.runtime.outcome import RUN_NOT_FOUND, encode_done
 from server.runtime.sse import run_events, sse_response, thread_events
 from server.schemas import STREAM_MODES, RunCreate
 
@@ -106,9 +107,17 @@ async def delete_run(thread_id: str, run_id: str, runtime: RuntimeDep, access: D
     """Delete a run (stopping it first if it is still going)."""
     row = await _run_row(runtime, access, thread_id, run_id)
     tid, rid = str(row["thread_id"]), str(row["run_id"])
-    if row["status"] in ("pending", "running"):
-        await runtime.cancel(action="interrupt", thread_id=tid, run_ids=[rid])
+    if row["status"] not in ("pending", "running"):
+        await runtime.runs.delete(tid, rid)
+        return no_content()
+    # Flagged, deleted, then stopped: the run's end finds it gone, and its runs/wait and join
+    # answer that it no longer exists (as the reference does), never its last values.
+    stopped = await runtime.runs.cancel(action="interrupt", thread_id=tid, run_ids=[rid])
     await runtime.runs.delete(tid, rid)
+    if stopped.settled:
+        await runtime.broker.finish(rid, encode_done("interrupted", RUN_NOT_FOUND), resumable=True)
+    if stopped.running:
+        await runtime.signal_cancel(rid, "interrupt")
     return no_content()
 
 
@@ -124,7 +133,14 @@ async def join_run(
 
     A newline is written every 5 s while the run is quiet (see ``server.routes._waiting``).
     """
-    row = await _run_row(runtime, access, thread_id, run_id)
+    try:
+        row = await _run_row(runtime, access, thread_id, run_id)
+    except HTTPException as exc:
+        if exc.status_code != 404:
+            raise
+        # As the reference: a join of a run that does not exist (or that the caller may not
+        # see) answers 200 with the error as its document, like one whose run is deleted.
+        return Response(RUN_NOT_FOUND, media_type="application/json")
     tid, rid = str(row["thread_id"]), str(row["run_id"])
     base = f"/threads/{tid}/runs/{rid}"
     body = join_body(runtime, thread_id=tid, run_id=rid, cancel_on_disconnect=cancel_on_disconnect)

@@ -40,6 +40,12 @@ def decode_done(data: bytes) -> tuple[str, bytes]:
     return status.decode(), output
 
 
+RUN_NOT_FOUND = dumps({"__error__": {"error": "HTTPException", "message": "404: Run not found"}})
+"""The output of a run that no longer exists, for ``runs/wait`` and ``join``: it was deleted, or
+its thread was, while it ran (or before the join). As the reference answers it: 200, with the
+error as the JSON document."""
+
+
 def error_body(exc: BaseException) -> dict[str, str]:
     """``{"error": <exception class>, "message": <str(exc)>}`` as the stream reports failures."""
     return {"error": type(exc).__name__, "message": str(exc)}

@@ -29,7 +29,7 @@ from server.repos.run_limits import create_within_limit
 from server.runtime.broker import DONE_EVENT, Broker, InProcessBroker, StreamEvent
 from server.runtime.executor import Executor
 from server.runtime.graph_cache import GraphCache
-from server.runtime.outcome import decode_done, encode_done
+from server.runtime.outcome import RUN_NOT_FOUND, decode_done, encode_done
 from server.runtime.pg_broker import PostgresBroker
 from server.runtime.run_context import ContextConflict
 from server.runtime.run_request import stored_config, stored_kwargs
@@ -373,8 +373,8 @@ class Runtime:
 
     async def _stored_output(self, row: dict[str, Any] | None) -> bytes:
         """Done-marker data built from Postgres, for a run whose own marker is gone."""
-        if row is None:
-            return encode_done("interrupted", b"{}")
+        if row is None:  # deleted while it ran, or its thread was
+            return encode_done("interrupted", RUN_NOT_FOUND)
         if row["status"] == "error":
             return encode_done("error", dumps({"__error__": row["error"]}))
         thread = await self.threads.get(str(row["thread_id"]))
@@ -389,20 +389,17 @@ class Runtime:
         return "interrupted", b"{}"  # unreachable: follow always ends with a marker
 
     async def join(self, thread_id: str, run_id: str) -> bytes:
-        """Output of a run (waiting if it is still going): the thread's values, or the error.
-
-        Raises:
-            RunError: 404 when the run does not exist.
-        """
+        """Output of a run (waiting if it is still going): the thread's values, the run's
+        error, or :data:`RUN_NOT_FOUND` when the run does not exist (any more)."""
         row = await self.runs.get(thread_id, run_id)
-        if row is None:
-            raise RunError(404, f"Run {run_id} not found")
-        if row["status"] not in _FINISHED:
+        if row is not None and row["status"] not in _FINISHED:
             status, output = await self.wait(run_id)
             if status == "error":
                 return output
-        row = await self.runs.get(thread_id, run_id)
-        if row is not None and row["status"] == "error":
+            row = await self.runs.get(thread_id, run_id)
+        if row is None:
+            return RUN_NOT_FOUND
+        if row["status"] == "error":
             return dumps({"__error__": row["error"]})
         thread = await self.threads.get(thread_id)
         values = thread["values"] if thread and thread["values"] is not None else {}

@@ -1,0 +1,132 @@
+"""``runs/wait`` and ``join`` of a run that is deleted, or whose thread is, checked against
+``langgraph dev``.
+
+Observed on ``langgraph dev`` (langgraph-cli 0.4.40, langgraph-api 0.16.7, in-memory runtime
+0.36.7) serving ``tests/support/langgraph_parity.json``: a wait or join in flight when the run or
+its thread is deleted answers 200 with ``{"__error__": {"error": "HTTPException", "message":
+"404: Run not found"}}``, and so does a join of a run that does not exist (on an existing or a
+missing thread, or deleted after it ended). A run cancelled with ``interrupt`` or ``rollback``
+still answers the thread's values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from tests.support.parity import ParityServer, parity_server
+
+__all__ = ["parity_server"]
+
+RUN_NOT_FOUND = {"__error__": {"error": "HTTPException", "message": "404: Run not found"}}
+NAP = {"assistant_id": "slow", "input": {"seconds": 30}}
+
+
+async def _run_of(http: httpx.AsyncClient, thread_id: str, *, count: int = 1) -> list[str]:
+    """The ids of the thread's runs once it has ``count`` of them, newest first: a wait creates
+    its run before it answers anything, so the test asks until the run is there."""
+    for _ in range(500):
+        runs = (await http.get(f"/threads/{thread_id}/runs")).json()
+        if len(runs) >= count:
+            return [run["run_id"] for run in runs]
+        await asyncio.sleep(0.01)  # the server gives no event for a run it has just created
+    raise AssertionError(f"thread {thread_id} never had {count} runs")
+
+
+async def _delete(http: httpx.AsyncClient, what: str, thread_id: str, run_id: str) -> None:
+    path = f"/threads/{thread_id}" if what == "thread" else f"/threads/{thread_id}/runs/{run_id}"
+    response = await http.delete(path)
+    assert response.status_code == 204, response.text
+
+
+@pytest.mark.parametrize("what", ["thread", "run"])
+async def test_a_wait_whose_run_is_deleted_answers_run_not_found(
+    parity_server: ParityServer, what: str
+) -> None:
+    async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        wait = asyncio.create_task(http.post(f"/threads/{thread}/runs/wait", json=NAP))
+        (run_id,) = await _run_of(http, thread)
+        await _delete(http, what, thread, run_id)
+        answer = await wait
+        assert answer.status_code == 200
+        assert answer.json() == RUN_NOT_FOUND
+        assert answer.headers["content-location"] == f"/threads/{thread}/runs/{run_id}"
+
+
+@pytest.mark.parametrize("what", ["thread", "run"])
+async def test_a_wait_whose_queued_run_is_deleted_answers_run_not_found(
+    parity_server: ParityServer, what: str
+) -> None:
+    async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        first = await http.post(f"/threads/{thread}/runs", json=NAP)
+        assert first.status_code == 200
+        queued = {**NAP, "multitask_strategy": "enqueue"}
+        wait = asyncio.create_task(http.post(f"/threads/{thread}/runs/wait", json=queued))
+        newest, _ = await _run_of(http, thread, count=2)
+        await _delete(http, what, thread, newest)
+        answer = await wait
+        assert answer.status_code == 200
+        assert answer.json() == RUN_NOT_FOUND
+
+
+@pytest.mark.parametrize("what", ["thread", "run"])
+async def test_a_join_whose_run_is_deleted_answers_run_not_found(
+    parity_server: ParityServer, what: str
+) -> None:
+    # Before the fix the join's second look at the run raised: a 500 whose connection the
+    # server then dropped, so the next request on it failed too.
+    async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        run_id = (await http.post(f"/threads/{thread}/runs", json=NAP)).json()["run_id"]
+        join = asyncio.create_task(http.get(f"/threads/{thread}/runs/{run_id}/join"))
+        await _delete(http, what, thread, run_id)
+        answer = await join
+        assert (answer.status_code, answer.json()) == (200, RUN_NOT_FOUND)
+        assert (await http.get("/ok")).status_code == 200
+
+
+async def test_a_join_of_a_missing_run_answers_run_not_found(parity_server: ParityServer) -> None:
+    client = get_client(url=parity_server.url)
+    async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        done = await http.post(
+            f"/threads/{thread}/runs", json={"assistant_id": "slow", "input": {"seconds": 0}}
+        )
+        run_id = done.json()["run_id"]
+        assert await client.runs.join(thread, run_id) == {"seconds": 0, "log": ["slept 0", "done"]}
+        await _delete(http, "run", thread, run_id)
+        for path in (
+            f"/threads/{thread}/runs/{run_id}/join",  # deleted after it ended
+            f"/threads/{thread}/runs/{uuid.uuid4()}/join",  # never existed
+            f"/threads/{uuid.uuid4()}/runs/{uuid.uuid4()}/join",  # nor did its thread
+        ):
+            answer = await http.get(path)
+            assert (answer.status_code, answer.json()) == (200, RUN_NOT_FOUND), path
+            assert answer.headers["content-type"] == "application/json"
+        # Reading the run itself stays a 404.
+        assert (await http.get(f"/threads/{thread}/runs/{run_id}")).status_code == 404
+
+
+@pytest.mark.parametrize("action", ["interrupt", "rollback"])
+async def test_a_wait_whose_run_is_cancelled_still_answers_the_values(
+    parity_server: ParityServer, action: str
+) -> None:
+    # A rollback deletes the run as it ends: that is not a deletion while it ran.
+    async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        wait = asyncio.create_task(http.post(f"/threads/{thread}/runs/wait", json=NAP))
+        (run_id,) = await _run_of(http, thread)
+        cancel = await http.post(
+            f"/threads/{thread}/runs/{run_id}/cancel", params={"action": action}
+        )
+        assert cancel.status_code == 202
+        answer = await wait
+        values = (await http.get(f"/threads/{thread}")).json()["values"] or {}
+        assert (answer.status_code, answer.json()) == (200, values)
+        assert (action == "rollback") == (values == {})  # rollback takes the input back
