@@ -46,6 +46,7 @@ from server.runtime.outcome import (
     THREAD_STATUS,
     Outcome,
     cancelled,
+    deleted_while_running,
     encode_done,
     error_body,
     succeeded,
@@ -192,7 +193,7 @@ class Executor:
             result = await self._finish(row, active, outcome, usage, owner=owner)
         if result is None or result.outcome == "cancelled":
             return None
-        if await self._deleted_while_running(row, outcome, result):
+        if await deleted_while_running(self._runs, row, outcome, result):
             outcome.output = RUN_NOT_FOUND
         self._record(row, watch, "rollback" if outcome.delete_run else outcome.status, usage)
         await self._announce_end(run_id, outcome, resumable=bool(kwargs.get("resumable")))
@@ -315,23 +316,6 @@ class Executor:
             what=f"recording the end of run {run_id}",
         )
         return None if result.outcome == "stale" else result
-
-    async def _deleted_while_running(
-        self, row: Mapping[str, Any], outcome: Outcome, result: FinishResult
-    ) -> bool:
-        """Whether the run's row is gone: its thread was deleted (the end found no thread), or
-        the run was (``DELETE`` of a running run interrupts it, then deletes it). Read only for
-        interrupted runs; a rolled-back run's own end deletes it."""
-        if result.outcome == "no_thread":
-            return True
-        if outcome.cancel != "interrupt":
-            return False
-        thread_id, run_id = str(row["thread_id"]), str(row["run_id"])
-        try:
-            return await self._runs.get(thread_id, run_id) is None
-        except Exception:  # the end is recorded; this only chooses what waiters are told
-            log.warning("could not check whether run %s still exists", run_id, exc_info=True)
-            return False
 
     async def _announce_end(self, run_id: str, outcome: Outcome, *, resumable: bool) -> None:
         """Tell the broker (after Postgres knows): the error event, then the done marker.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -9,16 +10,20 @@ from typing import Any
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
-from server.repos import RunsRepo
+from server.repos import FinishResult, RunsRepo
 from server.runtime.events import StreamConverter
 from server.serde import dumps, interrupt_to_dict
 from state.retry import retrying
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "RUN_NOT_FOUND",
     "THREAD_STATUS",
     "Outcome",
     "cancelled",
     "decode_done",
+    "deleted_while_running",
     "encode_done",
     "error_body",
     "pending_interrupts",
@@ -128,3 +133,24 @@ async def cancelled(
         thread_status=thread_status,
         cancel=action,
     )
+
+
+async def deleted_while_running(
+    runs: RunsRepo, row: Mapping[str, Any], outcome: Outcome, result: FinishResult
+) -> bool:
+    """Whether the run's row is gone as it ends: its thread was deleted (its end found no
+    thread), or the run was (``DELETE`` of a running run flags it, deletes it, then stops it).
+
+    Read only for runs stopped by an ``interrupt`` cancel; a rolled-back run's own end deletes
+    it, which is not a deletion while it ran.
+    """
+    if result.outcome == "no_thread":
+        return True
+    if outcome.cancel != "interrupt":
+        return False
+    thread_id, run_id = str(row["thread_id"]), str(row["run_id"])
+    try:
+        return await runs.get(thread_id, run_id) is None
+    except Exception:  # the end is recorded; this only chooses what its followers are told
+        log.warning("could not check whether run %s still exists", run_id, exc_info=True)
+        return False
