@@ -20,7 +20,7 @@ from server.routes._threads import load_thread
 from server.routes._waiting import JsonWaitResponse, join_body
 from server.runtime import RunError, Runtime, RuntimeDep
 from server.runtime.outcome import RUN_NOT_FOUND, encode_done
-from server.runtime.sse import run_events, sse_response, thread_events
+from server.runtime.sse import run_events, run_not_found, sse_response, thread_events
 from server.schemas import STREAM_MODES, RunCreate
 
 __all__ = ["router"]
@@ -157,8 +157,17 @@ async def join_run_stream(
     stream_mode: Annotated[list[str] | None, Query(max_length=20)] = None,
     cancel_on_disconnect: bool = False,
 ) -> Response:
-    """Stream a run's events from now on, or replay after ``Last-Event-ID`` (resumable runs)."""
-    row = await _run_row(runtime, access, thread_id, run_id)
+    """Stream a run's events from now on, or replay after ``Last-Event-ID`` (resumable runs).
+
+    A run that does not exist (or that the caller may not see) streams one ``error`` event, as
+    the reference does.
+    """
+    try:
+        row = await _run_row(runtime, access, thread_id, run_id)
+    except HTTPException as exc:
+        if exc.status_code != 404:
+            raise
+        return sse_response(run_not_found())
     modes = None
     # The SDK sends an empty ``stream_mode=`` when none is given: no filter, as the reference.
     stream_mode = [m for m in stream_mode or () if m]

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "RUN_NOT_FOUND",
+    "RUN_NOT_FOUND_ERROR",
     "THREAD_STATUS",
     "Outcome",
     "cancelled",
@@ -45,7 +46,10 @@ def decode_done(data: bytes) -> tuple[str, bytes]:
     return status.decode(), output
 
 
-RUN_NOT_FOUND = dumps({"__error__": {"error": "HTTPException", "message": "404: Run not found"}})
+RUN_NOT_FOUND_ERROR = dumps({"error": "HTTPException", "message": "404: Run not found"})
+"""The ``error`` event that ends a stream of a run that no longer exists (see below)."""
+
+RUN_NOT_FOUND = b'{"__error__":' + RUN_NOT_FOUND_ERROR + b"}"
 """The output of a run that no longer exists, for ``runs/wait`` and ``join``: it was deleted, or
 its thread was, while it ran (or before the join). As the reference answers it: 200, with the
 error as the JSON document."""

@@ -12,10 +12,11 @@ from starlette.responses import StreamingResponse
 
 from server.runtime.broker import DONE_EVENT, parse_event_id
 from server.runtime.events import mode_of_event
+from server.runtime.outcome import RUN_NOT_FOUND, RUN_NOT_FOUND_ERROR, decode_done
 from server.runtime.runtime import Runtime
 from server.serde import dumps
 
-__all__ = ["HEARTBEAT", "frame", "run_events", "sse_response", "thread_events"]
+__all__ = ["HEARTBEAT", "frame", "run_events", "run_not_found", "sse_response", "thread_events"]
 
 HEARTBEAT = b": heartbeat\r\n\r\n"
 
@@ -39,6 +40,11 @@ def sse_response(
         media_type="text/event-stream; charset=utf-8",
         headers={**_HEADERS, **(headers or {})},
     )
+
+
+async def run_not_found() -> AsyncIterator[bytes]:
+    """The stream of a run that does not exist, as the reference sends it: one ``error``."""
+    yield frame("error", RUN_NOT_FOUND_ERROR)
 
 
 async def run_events(
@@ -72,6 +78,8 @@ async def run_events(
                 continue
             if event.event == DONE_EVENT:
                 finished = True
+                if decode_done(event.data)[1] == RUN_NOT_FOUND:  # deleted while it ran
+                    yield frame("error", RUN_NOT_FOUND_ERROR, event.id if with_ids else None)
                 return
             if modes is not None and event.event not in ("metadata", "error"):
                 if mode_of_event(event.event) not in modes:

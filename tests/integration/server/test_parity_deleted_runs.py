@@ -5,8 +5,10 @@ Observed on ``langgraph dev`` (langgraph-cli 0.4.40, langgraph-api 0.16.7, in-me
 0.36.7) serving ``tests/support/langgraph_parity.json``: a wait or join in flight when the run or
 its thread is deleted answers 200 with ``{"__error__": {"error": "HTTPException", "message":
 "404: Run not found"}}``, and so does a join of a run that does not exist (on an existing or a
-missing thread, or deleted after it ended). A run cancelled with ``interrupt`` or ``rollback``
-still answers the thread's values.
+missing thread, or deleted after it ended). Its stream, the creator's or a join, ends with
+``event: error`` carrying ``{"error": "HTTPException", "message": "404: Run not found"}``, and a
+join of a missing run's stream is that one event. A run cancelled with ``interrupt`` or
+``rollback`` still answers the thread's values.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import pytest
 from langgraph_sdk import get_client
 
 from tests.support.parity import ParityServer, parity_server
+from tests.support.sse import parse_frames
 
 __all__ = ["parity_server"]
 
-RUN_NOT_FOUND = {"__error__": {"error": "HTTPException", "message": "404: Run not found"}}
+NOT_FOUND = {"error": "HTTPException", "message": "404: Run not found"}
+RUN_NOT_FOUND = {"__error__": NOT_FOUND}
 NAP = {"assistant_id": "slow", "input": {"seconds": 30}}
 
 
@@ -130,3 +134,37 @@ async def test_a_wait_whose_run_is_cancelled_still_answers_the_values(
         values = (await http.get(f"/threads/{thread}")).json()["values"] or {}
         assert (answer.status_code, answer.json()) == (200, values)
         assert (action == "rollback") == (values == {})  # rollback takes the input back
+
+
+@pytest.mark.parametrize("what", ["thread", "run"])
+async def test_streams_of_a_deleted_run_end_with_a_run_not_found_error(
+    parity_server: ParityServer, what: str
+) -> None:
+    async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
+        # The creator's stream: its frames so far, then the error.
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        body = b""
+        async with http.stream(
+            "POST", f"/threads/{thread}/runs/stream", json={**NAP, "stream_mode": ["values"]}
+        ) as response:
+            run_id = response.headers["content-location"].rsplit("/", 1)[-1]
+            chunks = response.aiter_bytes()
+            while b"event: values" not in body:  # the graph is inside its first node
+                body += await anext(chunks)
+            await _delete(http, what, thread, run_id)
+            async for chunk in chunks:
+                body += chunk
+        frames = parse_frames(body)
+        assert [f.event for f in frames] == ["metadata", "values", "error"]
+        assert frames[-1].data == NOT_FOUND
+        # A join of the stream, in flight when the run goes or arriving after: the error alone.
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        run_id = (await http.post(f"/threads/{thread}/runs", json=NAP)).json()["run_id"]
+        join = asyncio.create_task(http.get(f"/threads/{thread}/runs/{run_id}/stream"))
+        await _delete(http, what, thread, run_id)
+        for answer in (await join, await http.get(f"/threads/{thread}/runs/{run_id}/stream")):
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            assert [(f.event, f.data) for f in parse_frames(answer.content)] == [
+                ("error", NOT_FOUND)
+            ]
