@@ -345,6 +345,11 @@ class RunsRepo:
                 await _settle_thread(conn, thread_id)
             return row
 
+    async def settle_thread(self, thread_id: str) -> None:
+        """The thread is no longer ``busy`` if nothing of it is queued or running."""
+        async with self._pool.connection() as conn:
+            await _settle_thread(conn, thread_id)
+
     async def inflight(self, thread_id: str) -> list[str]:
         """Runs of the thread that are queued or running, in the order they run.
 

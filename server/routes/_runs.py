@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.responses import Response
@@ -9,6 +10,7 @@ from starlette.responses import Response
 from server.auth import Access, Caller, Filter, matches
 from server.auth.approvals import PendingGate, may_review
 from server.auth.run_value import create_run_value
+from server.repos import CancelResult
 from server.routes._common import fail, raise_run_error
 from server.routes._decision_audit import create_with_decisions
 from server.routes._gates import approval_metadata, guard_run, needs_thread
@@ -16,8 +18,11 @@ from server.routes._run_checks import check_run_targets
 from server.routes._waiting import JsonWaitResponse, wait_body
 from server.routes.webhooks import check_webhook_or_422
 from server.runtime import CreatedRun, RunError, Runtime
+from server.runtime.outcome import RUN_NOT_FOUND, encode_done
 from server.runtime.sse import run_events, sse_response
 from server.schemas import RunCreate
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "NOT_FOUND",
@@ -208,3 +213,25 @@ async def wait(
         cancel_on_disconnect=body.on_disconnect == "cancel",
     )
     return JsonWaitResponse(output, headers={"Content-Location": base, "Location": f"{base}/join"})
+
+
+async def stop_deleted_runs(runtime: Runtime, stopped: CancelResult) -> None:
+    """After runs were flagged and deleted (with their thread, or alone): end the streams of
+    those that were queued and stop those that were running, whose end then finds them gone.
+
+    Best effort, each on its own: the deletion is done, and a run not reached here still stops
+    (its lease fence and heartbeat find its row gone) and its followers read the end from
+    Postgres.
+    """
+    for run_id in stopped.settled:
+        try:
+            await runtime.broker.finish(
+                run_id, encode_done("interrupted", RUN_NOT_FOUND), resumable=True
+            )
+        except Exception:
+            log.warning("could not end the stream of deleted run %s", run_id, exc_info=True)
+    for _, run_id in stopped.running:
+        try:
+            await runtime.signal_cancel(run_id, "interrupt")
+        except Exception:
+            log.warning("could not signal deleted run %s to stop", run_id, exc_info=True)

@@ -19,7 +19,7 @@ from server.routes._common import fail, json_response, no_content, raise_run_err
 from server.routes._threads import load_thread
 from server.routes._waiting import JsonWaitResponse, join_body
 from server.runtime import RunError, Runtime, RuntimeDep
-from server.runtime.outcome import RUN_NOT_FOUND, encode_done
+from server.runtime.outcome import RUN_NOT_FOUND
 from server.runtime.sse import run_events, run_not_found, sse_response, thread_events
 from server.schemas import STREAM_MODES, RunCreate
 
@@ -114,10 +114,7 @@ async def delete_run(thread_id: str, run_id: str, runtime: RuntimeDep, access: D
     # answer that it no longer exists (as the reference does), never its last values.
     stopped = await runtime.runs.cancel(action="interrupt", thread_id=tid, run_ids=[rid])
     await runtime.runs.delete(tid, rid)
-    if stopped.settled:
-        await runtime.broker.finish(rid, encode_done("interrupted", RUN_NOT_FOUND), resumable=True)
-    if stopped.running:
-        await runtime.signal_cancel(rid, "interrupt")
+    await _runs.stop_deleted_runs(runtime, stopped)
     return no_content()
 
 

@@ -24,9 +24,9 @@ from server.routes._common import (
     select_fields,
     valid_uuid,
 )
+from server.routes._runs import stop_deleted_runs
 from server.routes._threads import apply_ttl, load_graph, load_thread, record_state, state_config
 from server.runtime import RuntimeDep
-from server.runtime.outcome import RUN_NOT_FOUND, encode_done
 from server.runtime.run_config import command_from
 from server.schemas import ThreadCount, ThreadCreate, ThreadPatch, ThreadPrune, ThreadSearch
 
@@ -207,14 +207,10 @@ async def delete_thread(thread_id: str, runtime: RuntimeDep, access: Delete) -> 
     # finds no thread, and its runs/wait and join answer that the run no longer exists (as the
     # reference does), never its last values.
     stopped = await runtime.runs.cancel(action="interrupt", thread_id=thread_id)
-    if not await runtime.threads.delete(thread_id, actor=actor_of(access.caller)):
+    deleted = await runtime.threads.delete(thread_id, actor=actor_of(access.caller))
+    await stop_deleted_runs(runtime, stopped)  # gone either way: by us, or by a racing delete
+    if not deleted:
         fail(404, f"Thread with ID {thread_id} not found")
-    for run_id in stopped.settled:
-        await runtime.broker.finish(
-            run_id, encode_done("interrupted", RUN_NOT_FOUND), resumable=True
-        )
-    for _, run_id in stopped.running:
-        await runtime.signal_cancel(run_id, "interrupt")
     return no_content()
 
 

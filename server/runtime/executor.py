@@ -45,6 +45,7 @@ from server.runtime.outcome import (
     RUN_NOT_FOUND,
     THREAD_STATUS,
     Outcome,
+    announce_if_deleted,
     cancelled,
     deleted_while_running,
     encode_done,
@@ -171,6 +172,8 @@ class Executor:
         except LeaseLost as exc:
             log.warning("run %s stopped: %s", run_id, exc)
             active.lost = True
+            resumable = bool(kwargs.get("resumable"))
+            await announce_if_deleted(self._runs, self._broker, row, resumable=resumable)
             return None
         if active.lost:
             return None

@@ -22,6 +22,7 @@ __all__ = [
     "RUN_NOT_FOUND_ERROR",
     "THREAD_STATUS",
     "Outcome",
+    "announce_if_deleted",
     "cancelled",
     "decode_done",
     "deleted_while_running",
@@ -145,16 +146,35 @@ async def deleted_while_running(
     """Whether the run's row is gone as it ends: its thread was deleted (its end found no
     thread), or the run was (``DELETE`` of a running run flags it, deletes it, then stops it).
 
-    Read only for runs stopped by an ``interrupt`` cancel; a rolled-back run's own end deletes
-    it, which is not a deletion while it ran.
+    Read only for runs stopped by an ``interrupt`` cancel whose end kept the thread: a rolled-back
+    run's end deletes the run, a stateless run's its thread; neither is a deletion while it ran.
     """
     if result.outcome == "no_thread":
         return True
-    if outcome.cancel != "interrupt":
-        return False
+    if outcome.cancel != "interrupt" or outcome.delete_run or result.thread_deleted:
+        return False  # a stateless run's end deletes its thread, and the run with it
     thread_id, run_id = str(row["thread_id"]), str(row["run_id"])
     try:
         return await runs.get(thread_id, run_id) is None
     except Exception:  # the end is recorded; this only chooses what its followers are told
         log.warning("could not check whether run %s still exists", run_id, exc_info=True)
         return False
+
+
+async def announce_if_deleted(
+    runs: RunsRepo, broker: Any, row: Mapping[str, Any], *, resumable: bool
+) -> None:
+    """Close out a run stopped by a lost lease when the lease was lost because the run's row is
+    gone (the run or its thread deleted before its worker heard the cancel): its thread stops
+    showing ``busy``, and its followers learn the end now rather than from Postgres once their
+    stream goes quiet. A run another worker took over still has its row, and its new worker
+    records its end."""
+    run_id = str(row["run_id"])
+    try:
+        if await runs.get_any(run_id) is None:
+            await runs.settle_thread(str(row["thread_id"]))
+            await broker.finish(
+                run_id, encode_done("interrupted", RUN_NOT_FOUND), resumable=resumable
+            )
+    except Exception:  # followers still read the end from Postgres
+        log.warning("could not close out deleted run %s", run_id, exc_info=True)

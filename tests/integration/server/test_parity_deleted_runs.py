@@ -17,6 +17,7 @@ import asyncio
 import uuid
 
 import httpx
+import psycopg
 import pytest
 from langgraph_sdk import get_client
 
@@ -168,3 +169,42 @@ async def test_streams_of_a_deleted_run_end_with_a_run_not_found_error(
             assert [(f.event, f.data) for f in parse_frames(answer.content)] == [
                 ("error", NOT_FOUND)
             ]
+
+
+async def test_a_cancelled_stateless_run_is_not_reported_as_deleted(
+    parity_server: ParityServer,
+) -> None:
+    # Its end deletes its temporary thread, and the run with it: not a deletion while it ran.
+    async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
+        body = b""
+        async with http.stream(
+            "POST", "/runs/stream", json={**NAP, "stream_mode": ["values"]}
+        ) as response:
+            run_id = response.headers["content-location"].rsplit("/", 1)[-1]
+            chunks = response.aiter_bytes()
+            while b"event: values" not in body:
+                body += await anext(chunks)
+            cancel = await http.post("/runs/cancel", json={"run_ids": [run_id]})
+            assert cancel.status_code < 300, cancel.text
+            async for chunk in chunks:
+                body += chunk
+        assert "error" not in [f.event for f in parse_frames(body)]
+
+
+async def test_a_run_whose_row_vanishes_unannounced_is_closed_out_by_its_lease_fence(
+    parity_server: ParityServer,
+) -> None:
+    # The window a delete leaves: the row is gone before the run's worker is told to stop. Its
+    # next checkpoint write fails the lease fence; the worker then ends its stream and settles
+    # its thread, rather than leaving waiters to Postgres and the thread busy.
+    async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        nap = {"assistant_id": "slow", "input": {"seconds": 1}}
+        wait = asyncio.create_task(http.post(f"/threads/{thread}/runs/wait", json=nap))
+        (run_id,) = await _run_of(http, thread)
+        database = parity_server.server.env["DATABASE_URL"]
+        async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
+            await conn.execute("DELETE FROM runs WHERE run_id = %s", (run_id,))
+        answer = await wait
+        assert (answer.status_code, answer.json()) == (200, RUN_NOT_FOUND)
+        assert (await http.get(f"/threads/{thread}")).json()["status"] == "idle"
