@@ -95,6 +95,19 @@ async def _run_row(runtime: Runtime, access: Access, thread_id: str, run_id: str
     return row
 
 
+async def _run_row_or_none(
+    runtime: Runtime, access: Access, thread_id: str, run_id: str
+) -> dict[str, Any] | None:
+    """:func:`_run_row`, or ``None`` for a run (or thread) that does not exist or that the
+    caller may not see: joins answer those in their body, as for a run deleted while joined."""
+    try:
+        return await _run_row(runtime, access, thread_id, run_id)
+    except HTTPException as exc:
+        if exc.status_code != 404:
+            raise
+        return None
+
+
 @router.get("/threads/{thread_id}/runs/{run_id}")
 async def get_run(thread_id: str, run_id: str, runtime: RuntimeDep, access: Read) -> Response:
     """One run, with its token usage and cost under ``usage`` (``{}`` until it ends)."""
@@ -130,13 +143,8 @@ async def join_run(
 
     A newline is written every 5 s while the run is quiet (see ``server.routes._waiting``).
     """
-    try:
-        row = await _run_row(runtime, access, thread_id, run_id)
-    except HTTPException as exc:
-        if exc.status_code != 404:
-            raise
-        # As the reference: a join of a run that does not exist (or that the caller may not
-        # see) answers 200 with the error as its document, like one whose run is deleted.
+    row = await _run_row_or_none(runtime, access, thread_id, run_id)
+    if row is None:  # as the reference: 200, the error as the document
         return Response(RUN_NOT_FOUND, media_type="application/json")
     tid, rid = str(row["thread_id"]), str(row["run_id"])
     base = f"/threads/{tid}/runs/{rid}"
@@ -159,11 +167,8 @@ async def join_run_stream(
     A run that does not exist (or that the caller may not see) streams one ``error`` event, as
     the reference does.
     """
-    try:
-        row = await _run_row(runtime, access, thread_id, run_id)
-    except HTTPException as exc:
-        if exc.status_code != 404:
-            raise
+    row = await _run_row_or_none(runtime, access, thread_id, run_id)
+    if row is None:
         return sse_response(run_not_found())
     modes = None
     # The SDK sends an empty ``stream_mode=`` when none is given: no filter, as the reference.
