@@ -209,7 +209,7 @@ def create_app(
         max_values=settings.limits.max_body_values, max_depth=settings.limits.max_body_depth
     )
     app.state.approvals = approval_policy()
-    install_error_handlers(app)
+    install_error_handlers(app, redis=redis_url is not None)
     # Innermost: it sees every route's 401 and 403 (with the route matched) and records them.
     app.add_middleware(DeniedRequestAudit)
     install_middleware(app, settings, config, auth_enabled=policy.enabled)

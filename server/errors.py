@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from state.retry import TRANSIENT_ERRORS, is_transient
+from state.retry import TRANSIENT_ERRORS, is_transient, redis_transient_errors
 
 __all__ = ["RETRY_AFTER_SECONDS", "install_error_handlers", "validation_detail"]
 
@@ -89,12 +89,17 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=500, content={"detail": "Internal server error"})
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the JSON error handlers on ``app``."""
+def install_error_handlers(app: FastAPI, *, redis: bool = False) -> None:
+    """Register the JSON error handlers on ``app``.
+
+    Args:
+        app: the application.
+        redis: the server uses Redis (``REDIS_URL``): its connection errors answer ``503`` too.
+    """
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # Registered per class, not caught in the catch-all: Starlette re-raises what reaches the
     # ``Exception`` handler after answering, which drops the client's keep-alive connection.
-    for transient in TRANSIENT_ERRORS:
+    for transient in TRANSIENT_ERRORS + (redis_transient_errors() if redis else ()):
         app.add_exception_handler(transient, _unreachable)
     app.add_exception_handler(Exception, _unexpected)

@@ -14,14 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import TypeVar
 
 import psycopg
-import redis.exceptions as redis_errors
 from psycopg_pool import PoolTimeout, TooManyRequests
 
-__all__ = ["TRANSIENT_ERRORS", "RetryPolicy", "is_transient", "retrying"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "RetryPolicy",
+    "is_transient",
+    "redis_transient_errors",
+    "retrying",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,24 +37,34 @@ T = TypeVar("T")
 # psycopg raises OperationalError for a dead or refused connection and for a server shutting
 # down (AdminShutdown is its subclass); InterfaceError for a connection already closed.
 # is_transient() narrows these down; the classes are what an error handler registers for.
+# Redis's are apart (redis_transient_errors): importing redis costs a fifth of the server's own
+# start-up imports, and a server without REDIS_URL never imports it.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
     PoolTimeout,
     TooManyRequests,
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.BusyLoadingError,
     ConnectionError,
     TimeoutError,
 )
+
+
+@cache
+def redis_transient_errors() -> tuple[type[Exception], ...]:
+    """Redis's connection-level errors (imports redis: for servers configured with Redis)."""
+    import redis.exceptions as redis_errors
+
+    return (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError)
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a connection-level failure that a retry may get past."""
     if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
         return False  # statement_timeout / lock_timeout: the query itself, not the connection
-    return isinstance(exc, TRANSIENT_ERRORS)
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    # A Redis error can only exist once something imported redis.
+    return "redis.exceptions" in sys.modules and isinstance(exc, redis_transient_errors())
 
 
 class RetryPolicy:

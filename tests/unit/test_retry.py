@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import httpx
 import psycopg
 import pytest
 import redis.exceptions
+from fastapi import FastAPI
 from psycopg_pool import PoolTimeout
 
+from server.errors import install_error_handlers
 from state.retry import RetryPolicy, is_transient, retrying
+from tests.support.server import REPO
 
 
 @pytest.mark.parametrize(
@@ -74,3 +81,37 @@ async def test_retrying_gets_past_a_restart_and_gives_up_on_anything_else() -> N
     with pytest.raises(PoolTimeout):
         await retrying(down, what="a read while down", policy=fast)
     assert len(calls) == 5
+
+
+def test_starting_the_server_imports_no_redis() -> None:
+    # A server without REDIS_URL never needs redis; importing it cost a fifth of the server's
+    # own start-up imports (state.retry and server.errors imported it for its error classes).
+    probe = (
+        "import sys, server.cli, server.app\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis')[:5])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [redis.exceptions.ConnectionError("Connection refused"), psycopg.OperationalError("gone")],
+)
+async def test_an_unreachable_backing_service_answers_503(error: Exception) -> None:
+    app = FastAPI()
+    install_error_handlers(app, redis=True)
+
+    @app.get("/fails")
+    async def fails() -> None:
+        raise error
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/fails")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert "unreachable" in response.json()["detail"]
