@@ -226,6 +226,9 @@ class Executor:
             await publisher.publish(
                 "metadata", dumps({"run_id": run_id, "attempt": row["attempt"]})
             )
+            # Let the run's stream send it now: up to the graph's first real wait (its first
+            # checkpoint write, or a slow factory) nothing else yields to the event loop.
+            await asyncio.sleep(0)
             await publisher.announce(str(row["thread_id"]))
             config = await self._observed(config, kwargs, usage)
             graph = await self._graphs.get(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -208,6 +209,13 @@ async def greet(state: GreetState, runtime: Runtime[GreetContext]) -> dict[str, 
         + "|"
         + str(config.get("metadata", {}).get("purpose", "")),
     }
+
+
+def make_slow_to_build(config: RunnableConfig) -> Any:
+    """A graph factory that blocks for ``configurable.build_seconds`` before returning ``simple``,
+    as one that compiles a large graph or loads its tools synchronously would."""
+    time.sleep(float((config.get("configurable") or {}).get("build_seconds") or 0))
+    return simple
 
 
 def make_greeter(config: RunnableConfig) -> Any:

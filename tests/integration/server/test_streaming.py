@@ -8,6 +8,7 @@ on the Redis broker (a server with ``REDIS_URL``).
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -477,6 +478,30 @@ async def test_sdk_stream_parts(server: LiveServer) -> None:
     assert created == [parts[0].data["run_id"]]
     stateless = [p.event async for p in client.runs.stream(None, "simple", input=HUMAN)]
     assert stateless == ["metadata", "values", "values", "values"]
+
+
+async def test_metadata_is_sent_before_the_graph_is_built(live_server: LiveServer) -> None:
+    # The run's first event goes out as the run starts, not once the worker first waits on I/O:
+    # here its graph factory blocks the event loop for 2 s before the graph exists.
+    body = {
+        "assistant_id": "slow_to_build",
+        "input": HUMAN,
+        "config": {"configurable": {"build_seconds": 2}},
+    }
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        tid = await new_thread(http)
+        start = time.perf_counter()
+        first_after = None
+        events: list[str] = []
+        async with http.stream("POST", f"/threads/{tid}/runs/stream", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    first_after = first_after or time.perf_counter() - start
+                    events.append(line.removeprefix("event:").strip())
+        total = time.perf_counter() - start
+    assert events == ["metadata", "values", "values", "values"]
+    assert total >= 2.0
+    assert first_after is not None and first_after < 1.0, (first_after, total)
 
 
 async def test_heartbeat_while_idle(live_server: LiveServer) -> None:
