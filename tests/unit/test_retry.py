@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 import psycopg
 import pytest
@@ -14,7 +11,7 @@ from psycopg_pool import PoolTimeout
 
 from server.errors import install_error_handlers
 from state.retry import RetryPolicy, is_transient, retrying
-from tests.support.server import REPO
+from tests.support.imports import modules_loaded_by
 
 
 @pytest.mark.parametrize(
@@ -86,15 +83,7 @@ async def test_retrying_gets_past_a_restart_and_gives_up_on_anything_else() -> N
 def test_starting_the_server_imports_no_redis() -> None:
     # A server without REDIS_URL never needs redis; importing it cost a fifth of the server's
     # own start-up imports (state.retry and server.errors imported it for its error classes).
-    probe = (
-        "import sys, server.cli, server.app\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis')[:5])\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert modules_loaded_by("import server.cli, server.app", ["redis"]) == []
 
 
 @pytest.mark.parametrize(

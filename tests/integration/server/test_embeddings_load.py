@@ -10,8 +10,6 @@ API search sent as soon as the server answers waits for the model instead of fai
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,22 +26,14 @@ from server.graphs import GraphRegistry
 from server.routes import health
 from state.db import Persistence
 from state.settings import Settings
-from tests.support.server import REPO, LiveServer
+from tests.support.imports import modules_loaded_by
+from tests.support.server import LiveServer
 
 HEAVY = ("torch", "sentence_transformers", "transformers", "onnxruntime", "tokenizers")
 
 
 def test_importing_the_cli_imports_no_model_runtime() -> None:
-    probe = (
-        "import sys, server.cli\n"
-        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
-        "print(heavy[:5])\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert modules_loaded_by("import server.cli", HEAVY) == []
 
 
 def ready_app(persistence: Persistence, database_url: str, embeddings: LocalEmbeddings) -> FastAPI:

@@ -19,6 +19,7 @@ import httpx
 from langgraph_sdk import get_client
 
 from server.graphs import assistant_id_for
+from tests.support.imports import modules_loaded_by
 from tests.support.server import REPO, LiveServer, free_port, fresh_database
 
 GATED_GRAPH = """
@@ -140,13 +141,5 @@ def test_a_missing_graph_file_fails_before_serving(database_url: str, tmp_path: 
 
 def test_importing_the_cli_imports_no_graph_machinery() -> None:
     # The graphs (and langchain's agent machinery they build on) are imported after /ok.
-    probe = (
-        "import sys, server.cli\n"
-        "heavy = ('graphs', 'langchain.agents', 'nodes.agent', 'nodes.team')\n"
-        "print(sorted(m for m in sys.modules if m.startswith(heavy))[:5])\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    heavy = ("graphs", "langchain.agents", "nodes.agent", "nodes.team")
+    assert modules_loaded_by("import server.cli", heavy) == []
