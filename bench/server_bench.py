@@ -17,7 +17,7 @@ the same run:
   database of the same Postgres: the before of a before/after measured in the same run.
 
 Both servers are started once. Within each round the targets take turns inside every phase
-(turns of ten sequential runs, then of ten streams, then of the throughput phase), so a slow
+(turns of ten sequential runs, then of ten streams, then of throughput windows), so a slow
 spell of a shared machine falls on all of them rather than on whichever target was being
 measured then. Each round measures:
 
@@ -25,8 +25,9 @@ measured then. Each round measures:
   (floor: ``ainvoke``);
 - time to the first event of ``POST /threads/{id}/runs/stream`` (p50, p95) (floor: the first
   chunk of ``astream``);
-- throughput of runs.wait with N concurrent clients, each on its own thread, for D seconds
-  (one window per target and round), and errors;
+- throughput of runs.wait with N concurrent clients, each on its own thread, for D seconds per
+  target, cut into W windows (``--windows``, default 3) that the targets take in turn, in
+  alternating order, and errors;
 - CPU milliseconds per run over the throughput phase: the server process's CPU time (psutil,
   children included) divided by the runs completed (for the floor: this process's own), and
   for staffgraph and the floor the Postgres server's (postmaster and backends) as well.
@@ -35,7 +36,8 @@ Then it prints each figure's median and spread (min–max) over the rounds, and 
 staffgraph's medians to the official server's and to the floor's.
 
 Usage: ``python bench/server_bench.py [--rounds 3] [--sequential 100] [--first-event 100]
-[--clients 32] [--duration 15] [--skip-official] [--skip-floor] [--baseline REV] [--quick]``
+[--clients 32] [--duration 15] [--windows 3] [--skip-official] [--skip-floor] [--baseline REV]
+[--quick]``
 (``--quick``: 1 round, 50 + 50 runs, 5 s of throughput: checks the bench, not the server).
 """
 
@@ -103,6 +105,7 @@ class Round:
     errors: int = 0
     cpu_ms_per_run: float = float("nan")
     pg_cpu_ms_per_run: float = float("nan")
+    drain_s: float = 0.0
 
 
 @dataclass
@@ -231,37 +234,76 @@ async def _first_events(targets: list[Target], count: int) -> list[list[float]]:
     return samples
 
 
-async def _throughput(target: Target, clients: int, duration: float, result: Round) -> None:
-    """``clients`` concurrent clients on ``target`` for ``duration`` seconds, in one window:
-    a window ends by waiting for the runs in flight, which would weigh more on a server whose
-    runs take a second (the official one) than on one whose runs take 10 ms if it were cut
-    into several."""
-    threads = [await target.new_thread() for _ in range(clients)]
-    completed = errors = 0
+@dataclass
+class _Tally:
+    """What a target's throughput windows of one round added up to."""
+
+    completed: int = 0
+    errors: int = 0
+    elapsed: float = 0.0
+    drain: float = 0.0
+    cpu: float = 0.0
+    pg_cpu: float = 0.0
+
+
+async def _window(target: Target, threads: list[str], duration: float, tally: _Tally) -> None:
+    """One client per thread of ``threads`` on ``target`` for ``duration`` seconds.
+
+    The window ends when the runs in flight at ``duration`` have finished: they count, and so
+    does the time they took (``tally.drain``), so a server with slow runs is not credited with
+    work it had not finished.
+    """
     cpu_before = tree_cpu_seconds(target.cpu_pid) if target.cpu_pid else 0.0
     pg_before = tree_cpu_seconds(target.pg_pid) if target.pg_pid else 0.0
     started = time.perf_counter()
     stop_at = started + duration
 
     async def worker(thread_id: str) -> None:
-        nonlocal completed, errors
         while time.perf_counter() < stop_at:
             try:
                 if await target.wait_run(thread_id):
-                    completed += 1
+                    tally.completed += 1
                 else:
-                    errors += 1
+                    tally.errors += 1
             except Exception:  # any failure of a run counts, whatever raised it
-                errors += 1
+                tally.errors += 1
 
     await asyncio.gather(*(worker(t) for t in threads))
-    elapsed = time.perf_counter() - started
-    result.throughput = completed / elapsed
-    result.errors = errors
-    if completed and target.cpu_pid:
-        result.cpu_ms_per_run = (tree_cpu_seconds(target.cpu_pid) - cpu_before) * 1000 / completed
-    if completed and target.pg_pid:
-        result.pg_cpu_ms_per_run = (tree_cpu_seconds(target.pg_pid) - pg_before) * 1000 / completed
+    ended = time.perf_counter()
+    tally.elapsed += ended - started
+    tally.drain += max(0.0, ended - stop_at)
+    if target.cpu_pid:
+        tally.cpu += tree_cpu_seconds(target.cpu_pid) - cpu_before
+    if target.pg_pid:
+        tally.pg_cpu += tree_cpu_seconds(target.pg_pid) - pg_before
+
+
+async def _throughput(
+    targets: list[Target], clients: int, duration: float, windows: int, results: list[Round]
+) -> None:
+    """``clients`` concurrent clients per target, each on its own thread, for ``duration``
+    seconds per target, cut into ``windows`` windows that the targets take in turn, in
+    alternating order (A B C, C B A, A B C, ...).
+
+    Measured one after the other in one window each, the targets met different spells of a
+    shared machine: the ratio to the official server came out 1.44x, 2.12x and 5.20x in three
+    rounds of one run. Interleaved, a slow spell falls on every target, and the alternating
+    order cancels a steady drift within the round.
+    """
+    threads = [[await target.new_thread() for _ in range(clients)] for target in targets]
+    tallies = [_Tally() for _ in targets]
+    turns = list(range(len(targets)))
+    for window in range(windows):
+        for index in turns if window % 2 == 0 else reversed(turns):
+            await _window(targets[index], threads[index], duration / windows, tallies[index])
+    for target, tally, result in zip(targets, tallies, results, strict=True):
+        result.throughput = tally.completed / tally.elapsed
+        result.errors = tally.errors
+        result.drain_s = tally.drain
+        if tally.completed and target.cpu_pid:
+            result.cpu_ms_per_run = tally.cpu * 1000 / tally.completed
+        if tally.completed and target.pg_pid:
+            result.pg_cpu_ms_per_run = tally.pg_cpu * 1000 / tally.completed
 
 
 async def measure_round(targets: list[Target], args: argparse.Namespace, number: int) -> None:
@@ -273,8 +315,7 @@ async def measure_round(targets: list[Target], args: argparse.Namespace, number:
         results, await _first_events(targets, args.first_event), strict=True
     ):
         result.first_ms = samples
-    for target, result in zip(targets, results, strict=True):
-        await _throughput(target, args.clients, args.duration, result)
+    await _throughput(targets, args.clients, args.duration, args.windows, results)
     for target, result in zip(targets, results, strict=True):
         target.rounds.append(result)
         print(
@@ -282,7 +323,8 @@ async def measure_round(targets: list[Target], args: argparse.Namespace, number:
             f"p95 {pct(result.seq_ms, 0.95):.2f} ms; "
             f"first event p50 {pct(result.first_ms, 0.5):.2f} ms "
             f"p95 {pct(result.first_ms, 0.95):.2f} ms; {result.throughput:.1f} runs/s with "
-            f"{args.clients} clients, {result.errors} errors; "
+            f"{args.clients} clients, {result.errors} errors "
+            f"({result.drain_s:.2f} s of it finishing runs in flight); "
             f"CPU {result.cpu_ms_per_run:.2f} ms/run"
             + (
                 f" (+ Postgres {result.pg_cpu_ms_per_run:.2f} ms/run)"
@@ -524,6 +566,12 @@ def main() -> int:
     parser.add_argument("--first-event", type=int, default=100)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=3,
+        help="windows the throughput phase of each target is cut into, taken in turn",
+    )
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--skip-floor", action="store_true")
     parser.add_argument(
@@ -534,6 +582,8 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="1 round, 50+50 runs, 5 s")
     args = parser.parse_args()
+    if args.windows < 1:
+        parser.error("--windows must be at least 1")
     if args.quick:
         args.rounds, args.sequential, args.first_event, args.duration = 1, 50, 50, 5.0
 
