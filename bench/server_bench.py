@@ -548,21 +548,6 @@ def _official_starter(cli: str) -> Callable[[ExitStack], ServerProcess]:
     return start
 
 
-def _unstarted(name: str) -> Target:
-    """A target whose server starts with each round (:func:`_rebind` points it there)."""
-
-    async def not_started(*_: Any) -> Any:
-        raise RuntimeError(f"{name}: its server has not been started for this round")
-
-    return Target(name, not_started, not_started, not_started, cpu_pid=None)
-
-
-def _rebind(target: Target, fresh: Target) -> None:
-    """Point ``target`` (and the rounds it holds) at a freshly started server."""
-    target.new_thread, target.wait_run = fresh.new_thread, fresh.wait_run
-    target.first_event, target.cpu_pid = fresh.first_event, fresh.cpu_pid
-
-
 async def _measure_all(
     servers: list[tuple[str, ServerProcess, int | None]],
     database_url: str,
@@ -579,10 +564,13 @@ async def _measure_all(
                 httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits)
             )
             targets.append(http_target(name, client, cpu_pid=server.process.pid, pg_pid=pg_pid))
-        restarted: Target | None = None
         if official is not None:
-            restarted = _unstarted("official")  # bound to each round's server in turn
-            targets.insert(1, restarted)
+            # One client for every round's official server: its base URL and the process
+            # whose CPU counts change as each round starts one.
+            official_client = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=60, limits=limits)
+            )
+            targets.insert(1, http_target("official", official_client, cpu_pid=0))
         if not args.skip_floor:
             # The server's pool size (DATABASE_POOL_MAX_SIZE's default) and checkpointer.
             persistence = await stack.enter_async_context(
@@ -598,18 +586,15 @@ async def _measure_all(
             )
         for number in range(1, args.rounds + 1):
             with ExitStack() as round_servers:
-                async with httpx.AsyncClient(timeout=60, limits=limits) as round_client:
-                    if official is not None and restarted is not None:
-                        server = official(round_servers)
-                        print(
-                            f"official started for round {number}: /ok after "
-                            f"{server.ok_after_s:.2f} s",
-                            flush=True,
-                        )
-                        round_client.base_url = httpx.URL(server.url)
-                        fresh = http_target("official", round_client, cpu_pid=server.process.pid)
-                        _rebind(restarted, fresh)
-                    await measure_round(targets, args, number)
+                if official is not None:
+                    server = official(round_servers)
+                    print(
+                        f"official started for round {number}: /ok after {server.ok_after_s:.2f} s",
+                        flush=True,
+                    )
+                    official_client.base_url = httpx.URL(server.url)
+                    targets[1].cpu_pid = server.process.pid
+                await measure_round(targets, args, number)
         return targets
 
 
