@@ -324,7 +324,7 @@ async def open_persistence(
     url: str,
     *,
     min_size: int = 1,
-    max_size: int = 20,
+    max_size: int = 10,
     timeout: float = 5.0,
     checkout_timeout: float = 30.0,
     unreachable_after: float = 30.0,

@@ -39,7 +39,7 @@ def test_defaults_without_any_variable() -> None:
     settings = load_settings()
 
     assert settings.database.url is None  # the embedded server
-    assert (settings.database.pool_min_size, settings.database.pool_max_size) == (1, 20)
+    assert (settings.database.pool_min_size, settings.database.pool_max_size) == (1, 10)
     assert settings.redis.url is None  # the in-process broker
     assert settings.model.model == "auto"
     assert settings.model.openai_api_key is None
