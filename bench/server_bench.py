@@ -88,7 +88,6 @@ from bench._support import (  # noqa: E402
 )
 from state.db import open_persistence  # noqa: E402
 from state.embedded import EmbeddedPostgres  # noqa: E402
-from state.settings import DatabaseSettings  # noqa: E402
 
 CONFIG = BENCH / "langgraph.json"
 RUN_INPUT = {"n": 0}
@@ -574,10 +573,7 @@ async def _measure_all(
             targets.insert(1, http_target("official", official_client, cpu_pid=0))
         if not args.skip_floor:
             # The server's pool size (DATABASE_POOL_MAX_SIZE's default) and checkpointer.
-            pool_size = DatabaseSettings.model_fields["pool_max_size"].default
-            persistence = await stack.enter_async_context(
-                open_persistence(database_url, max_size=pool_size)
-            )
+            persistence = await stack.enter_async_context(open_persistence(database_url))
             langgraph_saver = AsyncPostgresSaver(
                 persistence.pool,  # type: ignore[arg-type]  # a pool of dict-row connections
                 serde=persistence.checkpointer.serde,

@@ -33,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from state.checkpoints import FencedPostgresSaver
 from state.json_columns import register_json_loads
 from state.pool import OutageAwarePool
-from state.settings import redact_url
+from state.settings import POOL_MAX_SIZE, redact_url
 from state.vectors import register_vector_dumper
 
 __all__ = [
@@ -324,7 +324,7 @@ async def open_persistence(
     url: str,
     *,
     min_size: int = 1,
-    max_size: int = 10,
+    max_size: int = POOL_MAX_SIZE,
     timeout: float = 5.0,
     checkout_timeout: float = 30.0,
     unreachable_after: float = 30.0,

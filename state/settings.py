@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from state.limit_settings import LimitSettings
 
 __all__ = [
+    "POOL_MAX_SIZE",
     "DatabaseSettings",
     "EmbeddingsSettings",
     "LimitSettings",
@@ -48,6 +49,9 @@ __all__ = [
 
 _COMMON = {"extra": "ignore", "case_sensitive": False, "env_ignore_empty": True}
 
+POOL_MAX_SIZE = 10
+"""``DATABASE_POOL_MAX_SIZE``'s default, per process (a connection is held per statement); more
+let a busy machine run more backends than cores: on 2, 10 beat 20 in 29 of 38 A/B rounds."""
 
 # libpq also takes the password as a query parameter: postgresql://u@h/db?password=...
 _QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
@@ -82,10 +86,7 @@ class DatabaseSettings(BaseSettings):
         default=None, description="postgresql:// URL of an external server with `vector`."
     )
     pool_min_size: int = Field(default=1, ge=0, le=100, description="Connections kept open.")
-    # 10: a process holds a connection per statement, so ~200 runs/s keep under two busy on
-    # average; more let a busy machine run more backends than it has cores (32 clients, 2 cores:
-    # 10 beat 20 in 29 of 38 alternating rounds, medians 1.06x-1.15x).
-    pool_max_size: int = Field(default=10, ge=1, le=500, description="Most connections open.")
+    pool_max_size: int = Field(POOL_MAX_SIZE, ge=1, le=500, description="Most connections open.")
     connect_timeout: float = Field(
         default=5.0, gt=0, le=60, description="Seconds to wait for the first connection."
     )
