@@ -57,6 +57,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from state.fencing import RUN_FENCE, check_fence, lease_lost_as
+from state.pg_arrays import ByteaArray, Int4Array, TextArray
 from state.retry import retrying
 
 __all__ = [
@@ -72,7 +73,8 @@ __all__ = [
 # from the lease fence, a function that fails when the run's lease is lost, so a worker that
 # lost its run writes nothing. The tables and conflict rules are LangGraph's (its Postgres
 # saver's schema); only the number of statements differs. The arrays travel in binary (``%b``):
-# as text, psycopg quotes every element with a regular expression and hex-escapes every blob.
+# as text, psycopg quotes every element with a regular expression and hex-escapes every blob;
+# they are packed by state.pg_arrays rather than psycopg's generic list dumper.
 _FENCE = "staffgraph_check_fence(%(fence_run)s, %(fence_token)s) AS fence"
 _OPEN = "(VALUES (true)) AS unfenced(ok)"
 
@@ -301,10 +303,10 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 "parent_id": configurable.get("checkpoint_id"),
                 "checkpoint": Jsonb({**checkpoint, "channel_values": inline}, _checkpoint_json),
                 "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
-                "channels": [row[2] for row in rows],
-                "versions": [row[3] for row in rows],
-                "types": [row[4] for row in rows],
-                "blobs": [row[5] for row in rows],
+                "channels": TextArray(row[2] for row in rows),
+                "versions": TextArray(row[3] for row in rows),
+                "types": TextArray(row[4] for row in rows),
+                "blobs": ByteaArray(row[5] for row in rows),
             },
             what="saving a checkpoint",
         )
@@ -353,10 +355,10 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             "checkpoint_id": configurable["checkpoint_id"],
             "task_id": task_id,
             "task_path": task_path,
-            "idxs": [row[5] for row in rows],
-            "channels": [row[6] for row in rows],
-            "types": [row[7] for row in rows],
-            "blobs": [row[8] for row in rows],
+            "idxs": Int4Array(row[5] for row in rows),
+            "channels": TextArray(row[6] for row in rows),
+            "types": TextArray(row[7] for row in rows),
+            "blobs": ByteaArray(row[8] for row in rows),
         }
         await self._write(
             _WRITES_SQL[replace],
