@@ -89,3 +89,29 @@ async def test_a_connection_whose_backend_ended_is_replaced_on_checkout(
         async with pool.connection() as conn:
             assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
             assert conn.info.backend_pid != pid
+
+
+async def test_a_transaction_left_open_in_the_block_is_committed(database_url: str) -> None:
+    async with one_connection_pool(database_url, check_idle_after=60.0) as pool:
+        async with pool.connection() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TEMP TABLE probe_committed (x int)")
+            await conn.execute("INSERT INTO probe_committed VALUES (1)")
+        # The same session (a pool of one): had the block's transaction been rolled back when
+        # the connection came back, its temporary table would not exist.
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM probe_committed")
+            assert await cur.fetchone() == (1,)
+
+
+async def test_a_transaction_open_when_the_block_fails_is_rolled_back(database_url: str) -> None:
+    async with one_connection_pool(database_url, check_idle_after=60.0) as pool:
+        with pytest.raises(RuntimeError, match="the block failed"):
+            async with pool.connection() as conn:
+                await conn.execute("BEGIN")
+                await conn.execute("CREATE TEMP TABLE probe_rolled_back (x int)")
+                raise RuntimeError("the block failed")
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT to_regclass('pg_temp.probe_rolled_back') IS NULL")
+            assert await cur.fetchone() == (True,)
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
