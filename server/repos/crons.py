@@ -252,6 +252,13 @@ class CronsRepo:
                 now = row["db_now"]
             yield conn, now, rows
 
+    async def clock(self, conn: AsyncConnection[DictRow]) -> datetime:
+        """The database's clock now (``clock_timestamp()``, which moves within a transaction)."""
+        cur = await conn.execute("SELECT clock_timestamp() AS now")
+        row = await cur.fetchone()
+        assert row is not None
+        return row["now"]
+
     async def set_next_run_date(
         self, conn: AsyncConnection[DictRow], cron_id: str, next_run_date: datetime | None
     ) -> None:

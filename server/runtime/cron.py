@@ -8,9 +8,10 @@ shorthands, read in the cron's IANA ``timezone`` (UTC when none), so ``0 9 * * *
 Every server and worker process runs a :class:`CronScheduler` unless
 ``STAFFGRAPH_CRON_SCHEDULER=false``. A tick fires exactly once across all of them: a scheduler
 locks due crons with ``SELECT … FOR UPDATE SKIP LOCKED`` and, in that same transaction, creates
-each cron's run and moves its ``next_run_date`` to the first tick after the database's
-``now()``. Another process either skips the locked row or, once the transaction committed, no
-longer finds it due; a crash before the commit leaves neither the run nor the move behind.
+each cron's run and moves its ``next_run_date`` to the first tick after the database's clock
+once that run exists. Another process either skips the locked row or, once the transaction
+committed, no longer finds it due; a crash before the commit leaves neither the run nor the
+move behind.
 
 Ticks missed while no scheduler ran (every process down) are not replayed one by one: a cron
 whose ``next_run_date`` passed fires once when a scheduler next looks, and its next date is
@@ -185,10 +186,14 @@ class CronScheduler:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
     async def _fire_batch(self) -> int:
-        async with self._crons.due(limit=_BATCH) as (conn, now, due):
+        async with self._crons.due(limit=_BATCH) as (conn, _, due):
             for cron in due:
                 await self._fire(conn, cron)
-                upcoming = next_run_date(cron["schedule"], cron["timezone"], after=now)
+                # From the clock once the run exists, not the transaction's start: a tick that
+                # passed while this one fired (a second boundary, a long batch) is covered by
+                # the run just created, not fired again at once.
+                fired_at = await self._crons.clock(conn)
+                upcoming = next_run_date(cron["schedule"], cron["timezone"], after=fired_at)
                 await self._crons.set_next_run_date(conn, str(cron["cron_id"]), upcoming)
             return len(due)
 

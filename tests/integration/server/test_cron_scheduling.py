@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+import psycopg
 import pytest
 from langgraph_sdk import get_client
 
@@ -105,3 +106,34 @@ async def test_ticks_missed_while_down_fire_once(server_factory: Any, database_u
     # a replay would create them together, within the same second.
     assert len(set(seconds)) == len(seconds), seconds
     assert len(runs) <= elapsed + 2
+
+
+async def test_a_tick_that_passes_while_its_cron_fires_is_not_fired_again(
+    server_factory: Any, database_url: str
+) -> None:
+    url = fresh_database(database_url)
+    server = server_factory(env={"DATABASE_URL": url, **FAST}, fresh_db=False)
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    async with await psycopg.AsyncConnection.connect(url) as blocker:
+        # The thread's row locked (not its key, so the cron's foreign key still checks): the
+        # firing's run creation waits for it, so the firing transaction starts a tick or two
+        # before its run exists.
+        await blocker.execute(
+            "SELECT 1 FROM threads WHERE thread_id = %s FOR NO KEY UPDATE", (tid,)
+        )
+        cron = await client.crons.create_for_thread(
+            tid, "simple", schedule="* * * * * *", input=HUMAN
+        )
+        await asyncio.sleep(2.5)
+        assert await client.runs.list(tid) == []
+        # Let go just after a second begins, so an immediate second firing (the tick that
+        # passed while the first waited) would land in the same second as the first run.
+        await asyncio.sleep(1.1 - time.time() % 1)
+        await blocker.commit()
+    runs = await _wait_for_runs(client, tid, 3, timeout=30)
+    await client.crons.delete(cron["cron_id"])
+    created = sorted(datetime.fromisoformat(run["created_at"]).timestamp() for run in runs)
+    seconds = [int(moment) for moment in created]
+    # One run per tick from the first on: the ticks passed while it waited are covered by it.
+    assert len(set(seconds)) == len(seconds), created
