@@ -26,9 +26,8 @@ __all__ = ["ByteaArray", "Int4Array", "TextArray"]
 # length and lower bound, then per element its length and bytes.
 _HEADER = struct.Struct("!iiIii")
 _EMPTY = struct.Struct("!iiI")
-_LENGTH = struct.Struct("!i")
-_INT4 = struct.Struct("!ii")  # an int4 element: its length (4) and value
-_NULL = _LENGTH.pack(-1)
+_INT32 = struct.Struct("!i")  # an element's length, and an int4 element itself
+_NULL = _INT32.pack(-1)
 
 _TEXT_OID, _TEXT_ARRAY_OID = 25, 1009
 _BYTEA_OID, _BYTEA_ARRAY_OID = 17, 1001
@@ -57,7 +56,7 @@ def _pack(element_oid: int, elements: list[bytes | None]) -> bytes:
             has_null = 1
             parts.append(_NULL)
         else:
-            parts.append(_LENGTH.pack(len(element)))
+            parts.append(_INT32.pack(len(element)))
             parts.append(element)
     parts[0] = _HEADER.pack(1, has_null, element_oid, len(elements), 1)
     return b"".join(parts)
@@ -90,10 +89,7 @@ class _Int4ArrayDumper(Dumper):
     oid = _INT4_ARRAY_OID
 
     def dump(self, obj: Int4Array) -> Buffer | None:
-        if not obj:
-            return _EMPTY.pack(0, 0, _INT4_OID)
-        header = _HEADER.pack(1, 0, _INT4_OID, len(obj), 1)
-        return header + b"".join(_INT4.pack(4, number) for number in obj)
+        return _pack(_INT4_OID, [_INT32.pack(number) for number in obj])
 
 
 psycopg.adapters.register_dumper(TextArray, _TextArrayDumper)

@@ -229,28 +229,19 @@ class CronsRepo:
     @asynccontextmanager
     async def due(
         self, *, limit: int
-    ) -> AsyncIterator[tuple[AsyncConnection[DictRow], datetime, Sequence[dict[str, Any]]]]:
+    ) -> AsyncIterator[tuple[AsyncConnection[DictRow], Sequence[dict[str, Any]]]]:
         """A transaction holding the row locks of up to ``limit`` due crons.
 
-        Yields ``(connection, now, crons)``: ``now`` is the transaction's ``now()``, the time the
-        next tick is computed from. Crons another scheduler holds are skipped, not waited for.
-        Everything done on the connection commits together when the block ends.
+        Yields ``(connection, crons)``. Crons another scheduler holds are skipped, not waited
+        for. Everything done on the connection commits together when the block ends.
         """
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                f"SELECT *, now() AS db_now FROM crons WHERE {_DUE} "
+                f"SELECT * FROM crons WHERE {_DUE} "
                 "ORDER BY next_run_date LIMIT %s FOR UPDATE SKIP LOCKED",
                 (limit,),
             )
-            rows = await cur.fetchall()
-            if rows:
-                now = rows[0]["db_now"]
-            else:
-                cur = await conn.execute("SELECT now() AS db_now")
-                row = await cur.fetchone()
-                assert row is not None
-                now = row["db_now"]
-            yield conn, now, rows
+            yield conn, await cur.fetchall()
 
     async def clock(self, conn: AsyncConnection[DictRow]) -> datetime:
         """The database's clock now (``clock_timestamp()``, which moves within a transaction)."""

@@ -186,7 +186,7 @@ class CronScheduler:
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
     async def _fire_batch(self) -> int:
-        async with self._crons.due(limit=_BATCH) as (conn, _, due):
+        async with self._crons.due(limit=_BATCH) as (conn, due):
             for cron in due:
                 await self._fire(conn, cron)
                 # From the clock once the run exists, not the transaction's start: a tick that
