@@ -1,6 +1,13 @@
 """SQL for the server's own tables: assistants, threads and runs (the run queue)."""
 
-from server.repos._db import UnstorableJson, jsonb, page_headers, storable
+from server.repos._db import (
+    UnstorableJson,
+    encoded_jsonb,
+    jsonb,
+    page_headers,
+    storable,
+    storable_json,
+)
 from server.repos.assistants import AssistantsRepo
 from server.repos.runs import CancelResult, CreateResult, FinishResult, RunsRepo, run_to_api
 from server.repos.threads import ThreadsRepo
@@ -13,8 +20,10 @@ __all__ = [
     "RunsRepo",
     "ThreadsRepo",
     "UnstorableJson",
+    "encoded_jsonb",
     "jsonb",
     "page_headers",
     "run_to_api",
     "storable",
+    "storable_json",
 ]

@@ -18,7 +18,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-from server.repos._db import jsonb
+from server.repos._db import encoded_jsonb, jsonb
 from server.repos.run_results import CancelResult, CreateResult, FinishResult
 from server.repos.run_usage import USER_SQL, UsageTotals, usage_totals
 from state.checkpoints import LATEST_CHECKPOINT_SQL, PrefetchedCheckpoint
@@ -193,8 +193,11 @@ class RunsRepo:
         lease_seconds: float,
         usage: dict[str, Any] | None = None,
         cancel_action: str | None = None,
+        values_json: bytes | None = None,
     ) -> FinishResult:
         """Record the end of a run and move its thread on (see the SQL function).
+
+        ``values_json``: ``values`` as :func:`server.serde.dumps` wrote them, sent as they are.
 
         ``usage`` (the run's token usage JSON) is stored in the same statement as the status.
         ``cancel_action`` is the cancel the outcome carries out (None: the run ended by
@@ -211,7 +214,7 @@ class RunsRepo:
                     token,
                     status,
                     thread_status,
-                    jsonb(values),
+                    jsonb(values) if values_json is None else encoded_jsonb(values_json),
                     jsonb(interrupts),
                     jsonb(error),
                     delete_run,

@@ -60,6 +60,7 @@ class StreamConverter:
         self.requested = frozenset(requested)
         self.emit_checkpoints = emit_checkpoints
         self.last_values: Any = None
+        self._last_values_json: bytes | None = None
         self.interrupted = False
         self.interrupts: list[Any] = []
         self._messages: dict[str, BaseMessageChunk | None] = {}
@@ -70,9 +71,10 @@ class StreamConverter:
         suffix = "|" + "|".join(namespace) if namespace else ""
         requested = self.requested
         if mode == "values":
+            data = dumps(payload) if "values" in requested else None
             if root:
-                self.last_values = payload
-            return [("values" + suffix, dumps(payload))] if "values" in requested else []
+                self.last_values, self._last_values_json = payload, data
+            return [] if data is None else [("values" + suffix, data)]
         if mode == "updates":
             if root and isinstance(payload, dict) and "__interrupt__" in payload:
                 self.interrupted = True
@@ -122,6 +124,15 @@ class StreamConverter:
         else:
             out.append(("messages/complete", dumps([message])))
         return out
+
+    def last_values_json(self) -> bytes:
+        """:attr:`last_values` as JSON (``{}`` when none was seen): the bytes of its ``values``
+        event when one was sent, so the end of a run does not serialise its state again."""
+        if self.last_values is None:
+            return b"{}"
+        if self._last_values_json is None:
+            self._last_values_json = dumps(self.last_values)
+        return self._last_values_json
 
     def final_values(self) -> Any:
         """The state after the run (``None`` if no values were seen), without interrupts."""

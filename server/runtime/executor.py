@@ -36,7 +36,7 @@ from server.observability import (
     log_context,
     run_tracing_config,
 )
-from server.repos import AssistantsRepo, FinishResult, RunsRepo, storable
+from server.repos import AssistantsRepo, FinishResult, RunsRepo, storable, storable_json
 from server.runtime.active import ActiveRun, RunPublisher
 from server.runtime.broker import Broker
 from server.runtime.events import StreamConverter, graph_stream_modes
@@ -296,10 +296,16 @@ class Executor:
     ) -> FinishResult | None:
         """Record the outcome in Postgres (retried: it is fenced, so a repeat is harmless)."""
         run_id = str(row["run_id"])
-        if not storable([outcome.values, outcome.interrupts, outcome.error]):
+        values_json = outcome.values_json
+        if values_json is None and outcome.values is not None:
+            values_json = dumps(outcome.values)
+        if not (
+            (values_json is None or storable_json(values_json))
+            and storable([outcome.interrupts, outcome.error])
+        ):
             # Postgres cannot store a NUL in jsonb. The thread row is only a copy of the
             # checkpointed state, so it keeps its previous values rather than failing the run.
-            outcome.values, outcome.interrupts = None, {}
+            outcome.values, values_json, outcome.interrupts = None, None, {}
             if outcome.error is not None and not storable(outcome.error):
                 outcome.error = {"error": outcome.error["error"], "message": "(unprintable)"}
         usage_json = usage.usage.to_dict(pricing=self._metrics.pricing)
@@ -318,6 +324,7 @@ class Executor:
                 lease_seconds=self._lease_seconds,
                 usage=usage_json,
                 cancel_action=outcome.cancel,
+                values_json=values_json,
             ),
             what=f"recording the end of run {run_id}",
         )

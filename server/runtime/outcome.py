@@ -75,6 +75,9 @@ class Outcome:
     cancel: str | None = None
     """The cancel (``interrupt`` / ``rollback``) this outcome carries out; None: the run ended
     by itself."""
+    values_json: bytes | None = None
+    """:attr:`values` as :func:`server.serde.dumps` writes them, when already made: a state is
+    serialised once for the stream, the output and the thread's row."""
 
 
 def pending_interrupts(state: StateSnapshot) -> dict[str, Any]:
@@ -90,14 +93,16 @@ async def succeeded(graph: Pregel, thread_id: str, converter: StreamConverter) -
     """The outcome of a graph that streamed to its end: ``success``, or ``interrupted`` when it
     stopped at an interrupt."""
     values = converter.final_values()
-    output = dumps(converter.last_values if converter.last_values is not None else {})
+    output = converter.last_values_json()
+    # The thread keeps the final state itself, unless interrupts had to be taken out of it.
+    values_json = output if values is not None and values is converter.last_values else None
     if not converter.interrupted:
-        return Outcome("success", values, {}, None, output)
+        return Outcome("success", values, {}, None, output, values_json=values_json)
     interrupts: dict[str, Any] = {}
     if converter.interrupts:  # dynamic interrupts: the thread shows them per task
         state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
         interrupts = pending_interrupts(state)
-    return Outcome("interrupted", values, interrupts, None, output)
+    return Outcome("interrupted", values, interrupts, None, output, values_json=values_json)
 
 
 async def cancelled(
@@ -137,6 +142,7 @@ async def cancelled(
         delete_run=action == "rollback",
         thread_status=thread_status,
         cancel=action,
+        values_json=None if values is None else output,
     )
 
 

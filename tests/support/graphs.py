@@ -125,6 +125,25 @@ failing_builder.add_edge("fail", END)
 failing = failing_builder.compile(name="failing")
 
 
+class NoteState(TypedDict, total=False):
+    """A note the graph writes; ``nul`` asks for one Postgres's jsonb cannot hold."""
+
+    nul: bool
+    note: str
+
+
+async def write_note(state: NoteState) -> dict[str, Any]:
+    """Write the note, with a NUL character in it when the input asks for one."""
+    return {"note": "before\x00after" if state.get("nul") else "plain"}
+
+
+notes_builder = StateGraph(NoteState)
+notes_builder.add_node("write", write_note)
+notes_builder.add_edge(START, "write")
+notes_builder.add_edge("write", END)
+notes = notes_builder.compile(name="notes")
+
+
 class LogState(TypedDict, total=False):
     """A log the parent and the subgraph append to."""
 

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from psycopg.conninfo import make_conninfo
 
 from server.config import load_config
 from server.graphs import GraphRegistry, assistant_id_for
 from server.ids import new_id
-from server.repos import AssistantsRepo, RunsRepo, ThreadsRepo
+from server.repos import AssistantsRepo, RunsRepo, ThreadsRepo, UnstorableJson
 from server.runtime import Runtime
 from state.db import Persistence, open_pool
 from state.settings import Settings
@@ -86,6 +87,60 @@ async def test_claim_is_fifo_with_one_running_run_per_thread(persistence: Persis
     assert result.outcome == "finished"
     assert result.next_run is not None and result.next_run["run_id"] == second  # chained
     assert (await threads.get(a))["status"] == "busy"  # type: ignore[index]
+
+
+class _NotToBeSerialised:
+    """A value whose serialisation fails the test: the end must send the JSON it was given."""
+
+    def to_json(self) -> Any:
+        raise AssertionError("the values were serialised again")
+
+
+async def test_finish_stores_the_values_json_it_is_given(persistence: Persistence) -> None:
+    runs, threads = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    await _create(runs, tid)
+    (row,) = await runs.claim("w1", lease_seconds=30, limit=1)
+    result = await runs.finish(
+        run_id=str(row["run_id"]),
+        thread_id=tid,
+        token=int(row["fencing_token"]),
+        status="success",
+        thread_status="idle",
+        values={"state": _NotToBeSerialised()},
+        values_json=b'{"state": "as streamed"}',
+        interrupts={},
+        error=None,
+        delete_run=False,
+        owner=None,
+        lease_seconds=30,
+    )
+    assert result.outcome == "finished"
+    assert (await threads.get(tid))["values"] == {"state": "as streamed"}  # type: ignore[index]
+
+
+async def test_finish_refuses_values_json_holding_a_nul(persistence: Persistence) -> None:
+    runs, threads = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    await _create(runs, tid)
+    (row,) = await runs.claim("w1", lease_seconds=30, limit=1)
+    with pytest.raises(UnstorableJson):
+        await runs.finish(
+            run_id=str(row["run_id"]),
+            thread_id=tid,
+            token=int(row["fencing_token"]),
+            status="success",
+            thread_status="idle",
+            values=None,
+            values_json=b'{"note": "a\\u0000b"}',
+            interrupts={},
+            error=None,
+            delete_run=False,
+            owner=None,
+            lease_seconds=30,
+        )
+    thread = await threads.get(tid)
+    assert thread is not None and thread["status"] == "busy" and thread["values"] is None
 
 
 async def test_fencing_token_rejects_a_stale_worker(persistence: Persistence) -> None:

@@ -253,3 +253,24 @@ async def test_graph_from_langgraph_json_outside_the_repo(tmp_path: Path, server
     assert await client.runs.wait(None, "shouter", input={"text": "hey"}) == {"text": "HEY"}
     found = await client.assistants.search(graph_id="shouter")
     assert [a["assistant_id"] for a in found] == [assistant_id_for("shouter")]
+
+
+async def test_a_final_state_jsonb_cannot_hold_ends_the_run_and_the_thread_keeps_its_values(
+    live_server: LiveServer,
+) -> None:
+    """A NUL character in the final state: the run succeeds and answers it (JSON can carry it);
+    the thread's row, a copy Postgres cannot hold, keeps the values it had; the checkpoint,
+    where the state lives, has it."""
+    client = get_client(url=live_server.url)
+    tid = (await client.threads.create())["thread_id"]
+    first = await client.runs.wait(tid, "notes", input={"nul": False})
+    assert first == {"nul": False, "note": "plain"}
+
+    second = await client.runs.wait(tid, "notes", input={"nul": True})
+
+    assert second == {"nul": True, "note": "before\x00after"}
+    assert [r["status"] for r in await client.runs.list(tid)] == ["success", "success"]
+    thread = await client.threads.get(tid)
+    assert thread["status"] == "idle" and thread["values"] == {"nul": False, "note": "plain"}
+    state = await client.threads.get_state(tid)
+    assert state["values"] == {"nul": True, "note": "before\x00after"}
