@@ -56,19 +56,22 @@ async def _create(
     return result.outcome, (str(result.run["run_id"]) if result.run else None)
 
 
-async def _finish(runs: RunsRepo, row: dict, *, owner: str | None = None):  # type: ignore[no-untyped-def, type-arg]
+async def _finish(runs: RunsRepo, row: dict, *, owner: str | None = None, **end: Any):  # type: ignore[no-untyped-def, type-arg]
     return await runs.finish(
-        run_id=str(row["run_id"]),
-        thread_id=str(row["thread_id"]),
-        token=int(row["fencing_token"]),
-        status="success",
-        thread_status="idle",
-        values={"done": True},
-        interrupts={},
-        error=None,
-        delete_run=False,
-        owner=owner,
-        lease_seconds=30,
+        **{
+            "run_id": str(row["run_id"]),
+            "thread_id": str(row["thread_id"]),
+            "token": int(row["fencing_token"]),
+            "status": "success",
+            "thread_status": "idle",
+            "values": {"done": True},
+            "interrupts": {},
+            "error": None,
+            "delete_run": False,
+            "owner": owner,
+            "lease_seconds": 30,
+            **end,
+        }
     )
 
 
@@ -101,19 +104,8 @@ async def test_finish_stores_the_values_json_it_is_given(persistence: Persistenc
     tid = str(uuid.uuid4())
     await _create(runs, tid)
     (row,) = await runs.claim("w1", lease_seconds=30, limit=1)
-    result = await runs.finish(
-        run_id=str(row["run_id"]),
-        thread_id=tid,
-        token=int(row["fencing_token"]),
-        status="success",
-        thread_status="idle",
-        values={"state": _NotToBeSerialised()},
-        values_json=b'{"state": "as streamed"}',
-        interrupts={},
-        error=None,
-        delete_run=False,
-        owner=None,
-        lease_seconds=30,
+    result = await _finish(
+        runs, row, values={"state": _NotToBeSerialised()}, values_json=b'{"state": "as streamed"}'
     )
     assert result.outcome == "finished"
     assert (await threads.get(tid))["values"] == {"state": "as streamed"}  # type: ignore[index]
@@ -125,20 +117,7 @@ async def test_finish_refuses_values_json_holding_a_nul(persistence: Persistence
     await _create(runs, tid)
     (row,) = await runs.claim("w1", lease_seconds=30, limit=1)
     with pytest.raises(UnstorableJson):
-        await runs.finish(
-            run_id=str(row["run_id"]),
-            thread_id=tid,
-            token=int(row["fencing_token"]),
-            status="success",
-            thread_status="idle",
-            values=None,
-            values_json=b'{"note": "a\\u0000b"}',
-            interrupts={},
-            error=None,
-            delete_run=False,
-            owner=None,
-            lease_seconds=30,
-        )
+        await _finish(runs, row, values=None, values_json=b'{"note": "a\\u0000b"}')
     thread = await threads.get(tid)
     assert thread is not None and thread["status"] == "busy" and thread["values"] is None
 
