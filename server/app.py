@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from importlib.metadata import version
 
 from fastapi import FastAPI
 
@@ -59,6 +58,7 @@ from server.startup import (
     start_embeddings_load,
 )
 from server.ttl_sweeper import ThreadTTLSweeper
+from server.versions import STAFFGRAPH_VERSION
 from state.db import describe_database, open_persistence
 from state.settings import Settings, redact_url
 
@@ -192,7 +192,7 @@ def create_app(
 
     app = FastAPI(
         title="staffgraph",
-        version=version("staffgraph"),
+        version=STAFFGRAPH_VERSION,
         description="LangGraph Server API for staffgraph's AI staff graphs.",
         lifespan=lifespan,
         # Served by server.routes.meta, behind their own auth decision (STAFFGRAPH_DOCS_PUBLIC).

@@ -2,7 +2,6 @@
 
 from server.repos._db import (
     UnstorableJson,
-    encoded_jsonb,
     jsonb,
     page_headers,
     storable,
@@ -20,7 +19,6 @@ __all__ = [
     "RunsRepo",
     "ThreadsRepo",
     "UnstorableJson",
-    "encoded_jsonb",
     "jsonb",
     "page_headers",
     "run_to_api",

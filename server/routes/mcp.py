@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib.metadata import version
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -23,6 +22,7 @@ from server.json_body import JsonRoute
 from server.routes._common import json_response
 from server.routes._mcp_tools import call_tool, list_tools
 from server.runtime import RuntimeDep
+from server.versions import STAFFGRAPH_VERSION
 
 __all__ = ["router"]
 
@@ -142,7 +142,7 @@ def _initialize(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "protocolVersion": negotiated,
         "capabilities": {"tools": {"listChanged": False}},
-        "serverInfo": {"name": "staffgraph", "version": version("staffgraph")},
+        "serverInfo": {"name": "staffgraph", "version": STAFFGRAPH_VERSION},
     }
 
 

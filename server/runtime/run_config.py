@@ -8,18 +8,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from importlib.metadata import version
 from typing import Any
 
 from langgraph.types import Command, Send
 
 from nodes.interrupts import interrupts_configurable
 from server.auth.identity import run_identity
+from server.versions import LANGGRAPH_VERSION, STAFFGRAPH_VERSION
 
 __all__ = ["command_from", "queue_wait", "run_config", "run_user"]
-
-_LANGGRAPH_VERSION = version("langgraph")
-_API_VERSION = version("staffgraph")
 
 
 def run_user(
@@ -103,8 +100,8 @@ def run_config(row: Mapping[str, Any], kwargs: Mapping[str, Any], *, api_url: st
         # client named is kept, so traces and usage can be attributed to them.
         "user_id": run_user(stored, kwargs.get("context")) or "",
         "run_attempt": row["attempt"],
-        "langgraph_version": _LANGGRAPH_VERSION,
-        "langgraph_api_version": _API_VERSION,
+        "langgraph_version": LANGGRAPH_VERSION,
+        "langgraph_api_version": STAFFGRAPH_VERSION,
         "langgraph_host": "self-hosted",
         "langgraph_api_url": api_url,
         "run_id": run_id,

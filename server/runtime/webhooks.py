@@ -24,10 +24,10 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 
 import httpx
 
+from server.versions import STAFFGRAPH_VERSION
 from state.settings import WebhookSettings
 from tools.http_get import HttpPolicy, check_address
 
@@ -47,7 +47,7 @@ MAX_URL_CHARS = 4096
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_USER_AGENT = f"staffgraph-webhook/{version('staffgraph')}"
+_USER_AGENT = f"staffgraph-webhook/{STAFFGRAPH_VERSION}"
 _RETRY_STATUSES = frozenset({408, 425, 429})
 
 
