@@ -1,16 +1,12 @@
 """LangGraph's Postgres checkpointer, fenced by the run's lease and retried on lost connections.
 
-:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with these changes:
+:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with five changes:
 
-- Every checkpoint (with its new blobs) and every task's pending writes is one statement.
-  Outside a run that is one round trip and one implicit transaction. Inside a run
-  (:data:`state.fencing.RUN_FENCE` set) the writes the run asks for in one turn of the event
-  loop are sent together: one pipeline behind the lease fence, a function that fails when the
-  run's lease is lost, so one round trip and one transaction for all of them, and a worker
-  whose lease was taken over writes nothing; it gets :class:`LeaseLost` and stops. LangGraph
-  saves a task's writes and a checkpoint within the same turn, so a one-node run commits its
-  five checkpoint statements in three transactions rather than five
-  (:class:`state.run_writes.RunWrites`).
+- Every checkpoint (with its new blobs) and every task's pending writes is one statement, so
+  one round trip and one implicit transaction: inside a run (:data:`state.fencing.RUN_FENCE`
+  set) its rows are selected from the lease fence, a function that fails when the run's lease
+  is lost, so a worker whose lease was taken over writes nothing; it gets :class:`LeaseLost`
+  and stops.
 - Writes and the point reads a run makes are retried with backoff on connection-level errors
   (a Postgres restart); all of them are upserts or reads, so a repeat is harmless.
 - Loading a checkpoint probes each of its channels' blobs by primary key, so it costs the same
@@ -54,7 +50,6 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.base import CheckpointTuple as _Tuple
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import WRITES_IDX_MAP
-from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
@@ -64,7 +59,6 @@ from psycopg_pool import AsyncConnectionPool
 from state.fencing import RUN_FENCE, check_fence, lease_lost_as
 from state.pg_arrays import ByteaArray, Int4Array, TextArray
 from state.retry import retrying
-from state.run_writes import RunWrites
 
 __all__ = [
     "LATEST_CHECKPOINT_SQL",
@@ -233,13 +227,6 @@ class FencedPostgresSaver(AsyncPostgresSaver):
 
     SELECT_SQL = _SELECT_CHECKPOINT
 
-    def __init__(
-        self, conn: Any, pipe: Any = None, serde: SerializerProtocol | None = None
-    ) -> None:
-        """As ``AsyncPostgresSaver``; on a pool, a run's writes are sent as :class:`RunWrites`."""
-        super().__init__(conn, pipe, serde)
-        self._run_writes = RunWrites(conn) if isinstance(conn, AsyncConnectionPool) else None
-
     async def setup(self) -> None:
         """LangGraph's migrations, then drop the indexes its primary keys make redundant.
 
@@ -380,20 +367,20 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         )
 
     async def _write(self, sql: Mapping[bool, str], params: dict[str, Any], *, what: str) -> None:
-        """Run one write statement: inside a run with the run's others, behind its fence;
-        retried."""
+        """Run one write statement, fenced by the run's lease inside a run; retried."""
         fence = RUN_FENCE.get()
-        pool = self.conn
-        assert isinstance(pool, AsyncConnectionPool) and self._run_writes is not None
         if fence is not None:
-            await self._run_writes.write(fence, sql, params, what)
-            return
+            params = {**params, "fence_run": fence.run_id, "fence_token": fence.token}
+        query = sql[fence is not None]
+        pool = self.conn
+        assert isinstance(pool, AsyncConnectionPool)
 
         async def write() -> None:
             async with pool.connection() as conn, conn.cursor(binary=True) as cur:
-                await cur.execute(sql[False], params)
+                await cur.execute(query, params)
 
-        await retrying(write, what=what)
+        with lease_lost_as(fence) if fence is not None else nullcontext():
+            await retrying(write, what=what)
 
     async def aget_tuple(self, config: RunnableConfig) -> _Tuple | None:
         """Read one checkpoint (retried on lost connections; see :class:`PrefetchedCheckpoint`)."""

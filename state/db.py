@@ -360,7 +360,7 @@ async def open_persistence(
         unreachable_after=unreachable_after,
     )
     try:
-        checkpointer = FencedPostgresSaver(pool, serde=strict_serializer())
+        checkpointer = FencedPostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
         store_kwargs: dict[str, Any] = {}
         if index is not None:
             store_kwargs["index"] = {
