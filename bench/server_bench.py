@@ -10,8 +10,9 @@ the same run:
 - **floor**: the graph compiled in this process with LangGraph's own ``AsyncPostgresSaver`` on
   the server's pool (the same Postgres, the server's serializer), no HTTP: the least any server
   using LangGraph's saver could cost;
-- **floor-sg**: the same, with staffgraph's checkpointer (``FencedPostgresSaver``, one pipeline
-  per write) as the server opens it: what the graph alone costs inside staffgraph;
+- **floor-sg**: the same, with staffgraph's checkpointer (``FencedPostgresSaver``) as the server
+  opens it, outside a run (so unfenced: one statement per write): what the graph alone costs
+  inside staffgraph;
 - **staffgraph@REV** (``--baseline REV``): staffgraph as it was at git revision REV, started from
   that revision's files (``git archive``) with this checkout's Python environment, on its own
   database of the same Postgres: the before of a before/after measured in the same run.
