@@ -177,6 +177,8 @@ async def protocol_stream(
             announced = await anext(watcher)
             if announced is None:
                 yield HEARTBEAT
+                # Announced before the broker learnt of this watcher (see sse.thread_events).
+                queue += [r for r in await runtime.runs.inflight(thread_id) if r not in followed]
             else:
                 live.add(announced)
                 queue.append(announced)

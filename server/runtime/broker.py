@@ -105,6 +105,13 @@ class Broker(ABC):
             if event is None or event.event == DONE_EVENT:
                 yield event
 
+    def begin(self, run_id: str, *, resumable: bool) -> None:  # noqa: B027
+        """Note that this process is about to execute ``run_id`` (before its first event).
+
+        A broker that keeps the logs of the runs it executes near them (the Postgres broker)
+        starts the run's log here, so that the process's own readers find it from the start.
+        """
+
     @abstractmethod
     async def announce(self, thread_id: str, run_id: str) -> None:
         """Tell thread watchers that ``run_id`` started on ``thread_id``."""
@@ -196,6 +203,27 @@ class InProcessBroker(Broker):
             del log.events[:excess]
             log.dropped += excess
         log.notify()
+
+    def has(self, run_id: str) -> bool:
+        """Whether the run has a log here (published to, finished or begun, and not expired)."""
+        return run_id in self._logs
+
+    def events_from(self, run_id: str, index: int) -> tuple[list[StreamEvent], int]:
+        """The run's events from position ``index`` of its log on, and the position after them.
+
+        Positions count every event ever appended, those dropped past
+        :data:`MAX_EVENTS_PER_RUN` included; a position among the dropped starts at the oldest
+        kept.
+        """
+        log = self._logs.get(run_id)
+        if log is None:
+            return [], index
+        start = max(index - log.dropped, 0)
+        return log.events[start:], log.dropped + len(log.events)
+
+    def open_log(self, run_id: str) -> None:
+        """Create the run's log now, empty, if it has none (readers then wait on it)."""
+        self._log(run_id)
 
     async def finish(self, run_id: str, data: bytes, *, resumable: bool) -> None:
         """Append the done marker."""

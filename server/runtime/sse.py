@@ -146,6 +146,9 @@ async def thread_events(
             announced = await anext(watcher)
             if announced is None:
                 yield HEARTBEAT
+                # A broker may tell watchers of a run only once it learnt that they watch
+                # (Postgres: a want on its way): ask Postgres for one that started meanwhile.
+                queue.extend(r for r in await runtime.runs.inflight(thread_id) if r not in followed)
             else:
                 queue.append(announced)
     finally:

@@ -254,6 +254,9 @@ class WorkerPool:
             checkpoint=checkpoint,
         )
         self.active[active.run_id] = active
+        # Before the caller (a runs/wait or runs/stream request) subscribes to its events.
+        kwargs = row.get("kwargs") or {}
+        self._broker.begin(run_id, resumable=bool(kwargs.get("resumable")))
         active.task = asyncio.create_task(self._execute(row, active), name=f"run-{active.run_id}")
         # Bookkeeping in a done callback, not in the coroutine's ``finally``: a task cancelled
         # before its first step never runs its body, and its run would stay here (and its lease

@@ -6,6 +6,7 @@ started through one is streamed, joined, replayed and cancelled through the othe
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 
+from server.runtime.broker import parse_event_id
 from tests.support.server import LiveServer, fresh_database, start_server
 from tests.support.sse import get_stream, parse_frames
 
@@ -142,3 +144,102 @@ async def test_a_thread_stream_follows_a_run_started_through_the_other_process(
     values = [f for f in frames if f.event == "values"]
     assert values[-1].data["log"] == ["slept 0.5", "done"]
     assert frames[-1].data["run_id"] == run.json()["run_id"]
+
+
+async def _event_rows(url: str, stream: str) -> list[tuple[str, str]]:
+    """``(id, event)`` of the stream's rows in ``run_events``, in order."""
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(
+            "SELECT ms || '-' || seq, event FROM run_events WHERE stream = %s ORDER BY ms, seq",
+            (stream,),
+        )
+        return [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
+
+
+async def test_a_run_read_where_it_runs_writes_no_events_to_postgres(pg_pair: Pair) -> None:
+    """The process that runs a run keeps its log in memory while nobody elsewhere reads it."""
+    first, _ = pg_pair
+    url = first.env["DATABASE_URL"]
+    one = get_client(url=first.url)
+    tid = (await one.threads.create())["thread_id"]
+    streamed = [
+        p async for p in one.runs.stream(tid, "slow", input={"seconds": 0}, stream_mode="values")
+    ]
+    assert streamed[-1].data["log"] == ["slept 0", "done"]
+    run = await one.runs.create(tid, "slow", input={"seconds": 0.1})
+    assert (await one.runs.join(tid, run["run_id"]))["log"][-2:] == ["slept 0.1", "done"]
+    runs = await one.runs.list(tid)
+    assert len(runs) == 2
+    for each in runs:
+        assert await _event_rows(url, f"run:{each['run_id']}") == []
+    assert await _event_rows(url, f"thread:{tid}") == []
+
+
+async def test_a_run_joined_through_the_other_process_has_its_log_written_for_it(
+    pg_pair: Pair,
+) -> None:
+    """A reader elsewhere asks for the log; the process that runs the run writes all of it."""
+    first, second = pg_pair
+    url = first.env["DATABASE_URL"]
+    one = get_client(url=first.url)
+    tid = (await one.threads.create())["thread_id"]
+    run = await one.runs.create(
+        tid, "slow", input={"seconds": 0.5}, stream_mode=["values", "updates"]
+    )
+    async with httpx.AsyncClient(base_url=second.url, timeout=60) as two:
+        _, frames = await get_stream(two, f"/threads/{tid}/runs/{run['run_id']}/stream")
+    assert frames[-1].event == "values"
+    assert frames[-1].data["log"] == ["slept 0.5", "done"]
+    assert all(f.id is None for f in frames)  # not resumable: no ids, as in one process
+    rows = await _event_rows(url, f"run:{run['run_id']}")
+    # The whole log, from before the join too, in the order it was made, with the ids of the
+    # process that ran it.
+    assert [event for _, event in rows] == [
+        "metadata",
+        "values",
+        "updates",
+        "values",
+        "updates",
+        "values",
+        "__done__",
+    ]
+    assert [parse_event_id(i) for i, _ in rows] == sorted(parse_event_id(i) for i, _ in rows)
+
+
+async def test_a_thread_stream_opened_first_hears_of_a_run_started_through_the_other_process(
+    pg_pair: Pair,
+) -> None:
+    """A thread stream's want reaches every process: the one that starts the run announces it."""
+    first, second = pg_pair
+    url = first.env["DATABASE_URL"]
+    one = get_client(url=first.url)
+    tid = (await one.threads.create())["thread_id"]
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as listener:
+        await listener.execute("LISTEN staffgraph_event_wants")
+        async with (
+            httpx.AsyncClient(base_url=second.url, timeout=60) as two,
+            two.stream("GET", f"/threads/{tid}/stream") as response,
+        ):
+            assert response.status_code == 200
+            chunks = response.aiter_bytes()
+            # The stream asks every process for the thread's announcements; the first process
+            # heard it when this connection does (both listen on the channel).
+            async for note in listener.notifies(timeout=30):
+                if note.payload == f"thread:{tid}":
+                    break
+            run = await one.runs.create(tid, "slow", input={"seconds": 0}, stream_mode="values")
+            frames = []
+            buffer = b""
+            # Unannounced, the run (done at once) would never be streamed: fail, not hang.
+            async with asyncio.timeout(20):
+                async for chunk in chunks:
+                    buffer += chunk
+                    complete, _, buffer = buffer.rpartition(b"\r\n\r\n")
+                    frames += parse_frames(complete + b"\r\n\r\n") if complete else []
+                    if any(
+                        f.event == "metadata" and f.data.get("status") == "run_done" for f in frames
+                    ):
+                        break
+    assert frames[-1].data == {"status": "run_done", "run_id": run["run_id"]}
+    assert [f.data["log"] for f in frames if f.event == "values"][-1] == ["slept 0", "done"]
+    assert [event for _, event in await _event_rows(url, f"thread:{tid}")] == ["run"]
