@@ -18,15 +18,21 @@ process's memory (an :class:`~server.runtime.broker.InProcessBroker`), where loc
 follow it, and goes to Postgres only once a reader elsewhere wants it:
 
 - a reader in another process (a join, a thread stream) sends ``NOTIFY staffgraph_event_wants``
-  with the stream's name when it starts and again on every idle tick while it reads;
+  with the stream's name when it starts and again every heartbeat interval while it reads;
 - every process remembers wanted streams for :data:`WANT_SECONDS`; the one executing the run
   (now, or later: a queued run is checked when it is claimed) then writes the whole log so far
   to Postgres, keeping its ids, and every later event as it comes, the done marker included.
 
-A reader elsewhere therefore gets every event, history included, at most one idle tick late if
-its first notification was lost. Logs of resumable runs (replayable from any process, ids and
-all) and done markers written for runs this process does not execute (a queued run cancelled
-or deleted, a run whose worker was lost) go to Postgres at once, as before.
+A reader elsewhere therefore gets every event, history included, at most one heartbeat late
+if its first notification was lost. A run's events written this way are the log of the process
+that ran it: a run taken over by another process after its first lost its lease may show both
+attempts' events, as the log of a Redis stream would. Thread announcements are written only
+while some thread stream wants them; a run announced before the want arrived is found by the
+thread stream in Postgres (its in-flight runs) at its next heartbeat.
+
+Logs of resumable runs (replayable from any process, ids and all) and done markers written for
+runs this process does not execute (a queued run cancelled or deleted, a run whose worker was
+lost) go to Postgres at once, as before.
 """
 
 from __future__ import annotations
@@ -61,8 +67,8 @@ log = logging.getLogger(__name__)
 _CHANNEL = "staffgraph_events"
 _WANTS = "staffgraph_event_wants"
 WANT_SECONDS = 3 * HEARTBEAT_SECONDS
-"""How long a process remembers that a reader elsewhere wants a stream (readers renew it on
-every idle tick, so a want outlives a notification or two lost on the way)."""
+"""How long a process remembers that a reader wants a stream (readers renew it every heartbeat
+interval, so a want outlives a notification or two lost on the way)."""
 _RUNNING_TTL = 86_400.0
 _SWEEP_SECONDS = 30.0
 _PAGE = 500
@@ -167,9 +173,11 @@ class PostgresBroker(Broker):
         return self._wanted.get(stream, 0.0) > time.monotonic()
 
     def _mirror(self, run_id: str, local: _LocalRun) -> None:
-        """From now on the run's log goes to Postgres too, starting with what it holds."""
-        if local.mirrored:
-            return
+        """From now on the run's log goes to Postgres too, starting with what it holds.
+
+        Asked again (a reader renewing its want), it writes what an earlier write that failed
+        left behind, if anything.
+        """
         local.mirrored = True
         task = asyncio.create_task(self._flush(run_id, local), name=f"pg-broker-mirror-{run_id}")
         self._mirrors.add(task)
