@@ -60,12 +60,14 @@ from server.runtime.broker import (
 )
 from state.retry import retrying
 
-__all__ = ["WANT_SECONDS", "PostgresBroker"]
+__all__ = ["LISTEN_WAIT_SECONDS", "WANT_SECONDS", "PostgresBroker"]
 
 log = logging.getLogger(__name__)
 
 _CHANNEL = "staffgraph_events"
 _WANTS = "staffgraph_event_wants"
+LISTEN_WAIT_SECONDS = 5.0
+"""How long :meth:`PostgresBroker.start` waits for its ``LISTEN`` connection."""
 WANT_SECONDS = 3 * HEARTBEAT_SECONDS
 """How long a process remembers that a reader wants a stream (readers renew it every heartbeat
 interval, so a want outlives a notification or two lost on the way)."""
@@ -135,14 +137,23 @@ class PostgresBroker(Broker):
         self._runs: dict[str, _LocalRun] = {}
         self._wanted: dict[str, float] = {}
         self._mirrors: set[asyncio.Task[None]] = set()
+        self._listening = asyncio.Event()
 
     async def start(self, on_cancel: CancelHandler | None = None) -> None:
-        """Listen for appends and wants, and start deleting expired logs."""
+        """Listen for appends and wants, and start deleting expired logs.
+
+        Returns once the ``LISTEN`` connection is up (a want sent by another process as this
+        one starts serving is not missed), or after :data:`LISTEN_WAIT_SECONDS` if Postgres
+        does not answer: the listener goes on trying in the background.
+        """
         await self._local.start()
         self._tasks = [
             asyncio.create_task(self._listen(), name="pg-broker-listen"),
             asyncio.create_task(self._sweep(), name="pg-broker-sweep"),
         ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LISTEN_WAIT_SECONDS):
+                await self._listening.wait()
 
     async def close(self) -> None:
         """Stop listening and sweeping; wake every reader (each reads once more)."""
@@ -292,23 +303,31 @@ class PostgresBroker(Broker):
         except Exception as exc:  # the next idle tick asks again
             log.warning("could not ask for the log of %s: %s", stream, exc)
 
+    async def _keep_wanting(self, stream: str) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await self._want(stream)
+
     async def _follow(
         self, stream: str, cursor: tuple[int, int], *, want: bool = False
     ) -> AsyncGenerator[StreamEvent | None, None]:
         """Events of ``stream`` after ``cursor`` as they come; ``None`` on idle ticks.
 
-        ``want``: ask for the stream (see the module's notes) now and again every
-        :data:`~server.runtime.broker.HEARTBEAT_SECONDS` while reading, busy or idle, so that
-        the want never lapses while this reader is there.
+        ``want``: ask for the stream (see the module's notes) now, and again every
+        :data:`~server.runtime.broker.HEARTBEAT_SECONDS` for as long as this reader exists,
+        whether its consumer reads on or not (a thread stream following one run leaves its
+        announcements unread meanwhile): the want never lapses while the reader is there.
         """
         waiter = asyncio.Event()
         self._waiters.setdefault(stream, set()).add(waiter)
-        wanted_at = -math.inf
+        renewing: asyncio.Task[None] | None = None
         try:
+            if want:
+                await self._want(stream)
+                renewing = asyncio.create_task(
+                    self._keep_wanting(stream), name=f"pg-broker-want-{stream}"
+                )
             while True:
-                if want and time.monotonic() - wanted_at >= HEARTBEAT_SECONDS:
-                    wanted_at = time.monotonic()
-                    await self._want(stream)
                 # Cleared before reading: an append notified during the read sets it again.
                 waiter.clear()
                 batch = await self._rows(stream, cursor)
@@ -323,6 +342,8 @@ class PostgresBroker(Broker):
                 except TimeoutError:
                     yield None
         finally:
+            if renewing is not None:
+                renewing.cancel()
             waiters = self._waiters.get(stream)
             if waiters is not None:
                 waiters.discard(waiter)
@@ -395,6 +416,7 @@ class PostgresBroker(Broker):
                 try:
                     await conn.execute(f"LISTEN {_CHANNEL}")
                     await conn.execute(f"LISTEN {_WANTS}")
+                    self._listening.set()
                     delay = 0.1
                     # Appends made while nobody listened: every reader reads again.
                     for stream in list(self._waiters):
