@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -102,8 +101,6 @@ class _LocalRun:
     written: int = 0
     """Position in the in-memory log up to which Postgres has the events."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    expires_at: float = math.inf
-    """When the in-memory log goes (set when the run ends)."""
 
 
 class PostgresBroker(Broker):
@@ -173,9 +170,9 @@ class PostgresBroker(Broker):
         """Keep the run's log here (unless it is resumable); mirror it if it is wanted."""
         if resumable or run_id in self._runs:
             return
-        # A run that never ends here (its lease lost) lets its log go after a day, as a log
-        # in Postgres would.
-        local = self._runs[run_id] = _LocalRun(expires_at=time.monotonic() + _RUNNING_TTL)
+        # The in-memory log expires as the in-process broker's do (a day unfinished, the
+        # finished or replay TTL once ended); this entry goes with it (:meth:`_forget_expired`).
+        local = self._runs[run_id] = _LocalRun()
         self._local.open_log(run_id)
         if self._is_wanted(f"run:{run_id}"):
             self._mirror(run_id, local)
@@ -251,13 +248,12 @@ class PostgresBroker(Broker):
 
     async def finish(self, run_id: str, data: bytes, *, resumable: bool) -> None:
         """Append the done marker; the log then expires after the replay TTL."""
-        ttl = self._replay_ttl if resumable else self._finished_ttl
         local = self._runs.get(run_id)
         if local is None:
+            ttl = self._replay_ttl if resumable else self._finished_ttl
             await self._append(f"run:{run_id}", DONE_EVENT, data, ttl=ttl)
             return
         await self._local.finish(run_id, data, resumable=resumable)
-        local.expires_at = time.monotonic() + ttl
         if local.mirrored:
             await self._flush(run_id, local)
 
@@ -438,15 +434,16 @@ class PostgresBroker(Broker):
     def _on_want(self, stream: str) -> None:
         """A reader somewhere wants ``stream``: remember it; mirror the run if it is here."""
         self._wanted[stream] = time.monotonic() + WANT_SECONDS
-        local = self._runs.get(stream.removeprefix("run:"))
+        run_id = stream.removeprefix("run:")
+        local = self._runs.get(run_id)
         if local is not None:
-            self._mirror(stream.removeprefix("run:"), local)
+            self._mirror(run_id, local)
 
     def _forget_expired(self) -> None:
         now = time.monotonic()
         for stream in [s for s, until in self._wanted.items() if until <= now]:
             del self._wanted[stream]
-        for run_id in [r for r, local in self._runs.items() if local.expires_at <= now]:
+        for run_id in [r for r in self._runs if not self._local.has(r)]:
             del self._runs[run_id]
 
     async def _sweep(self) -> None:
