@@ -57,10 +57,11 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.base import CheckpointTuple as _Tuple
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver, Conn
 from langgraph.checkpoint.postgres.base import WRITES_IDX_MAP
+from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
-from psycopg import AsyncCursor
+from psycopg import AsyncCursor, AsyncPipeline
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -287,9 +288,14 @@ class FencedPostgresSaver(AsyncPostgresSaver):
 
     SELECT_SQL = _SELECT_CHECKPOINT
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """As ``AsyncPostgresSaver``."""
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        conn: Conn,
+        pipe: AsyncPipeline | None = None,
+        serde: SerializerProtocol | None = None,
+    ) -> None:
+        """As ``AsyncPostgresSaver``: on ``conn`` (the server passes its pool)."""
+        super().__init__(conn, pipe, serde)
         self._batches: dict[RunFence, list[_Write]] = {}
 
     async def setup(self) -> None:
