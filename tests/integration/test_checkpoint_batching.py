@@ -13,7 +13,7 @@ from langgraph.checkpoint.postgres.base import WRITES_IDX_MAP
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
-from state.checkpoints import MAX_BATCH
+from state.checkpoint_writes import MAX_BATCH
 from state.db import Persistence
 from state.fencing import RUN_FENCE, LeaseLost, RunFence
 

@@ -1,0 +1,218 @@
+"""The checkpointer's writes in SQL, and the batching of a run's writes into one statement.
+
+A checkpoint (its new blobs with it) or a task's writes is one statement: one round trip and
+one implicit transaction, rather than a statement per row. Inside a run the rows are selected
+from the lease fence (:mod:`state.fencing`), a function that fails when the run's lease is
+lost, so a worker that lost its run writes nothing.
+
+The writes a run makes in one turn of the event loop go to Postgres together, as one statement
+(each write a CTE, all behind one lease check): one round trip and one transaction. LangGraph
+saves a checkpoint and the pending writes of the step before it at the same moment (each in a
+task of its own), so a step's two writes cost one statement, one commit and one pool checkout
+instead of two. Either all of them land or none does. (A pipeline of the same statements in one
+transaction cost more client CPU than it saved: psycopg's pipeline machinery is heavy.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from state.fencing import RUN_FENCE, RunFence, lease_lost_as
+from state.retry import retrying
+
+__all__ = ["CHECKPOINT", "MAX_BATCH", "WRITES_KEEP", "WRITES_REPLACE", "WriteBatcher"]
+
+# The tables and conflict rules are LangGraph's (its Postgres saver's schema); only the number
+# of statements differs. The arrays travel in binary (``%b``): as text, psycopg quotes every
+# element with a regular expression and hex-escapes every blob; they are packed by
+# state.pg_arrays rather than psycopg's generic list dumper.
+_FENCE = "staffgraph_check_fence(%(fence_run)s, %(fence_token)s) AS fence"
+_OPEN = "(VALUES (true)) AS unfenced(ok)"
+
+_BLOBS = """
+INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+SELECT %(thread_id)s, %(ns)s, b.channel, b.version, b.type, b.blob
+  FROM unnest(%(channels)b::text[], %(versions)b::text[], %(types)b::text[],
+              %(blobs)b::bytea[]) AS b(channel, version, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+"""
+
+_CHECKPOINT_ROW = """
+INSERT INTO checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+SELECT %(thread_id)s, %(ns)s, %(checkpoint_id)s, %(parent_id)s::text, %(checkpoint)s,
+       %(metadata)s
+  FROM {source}
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata
+"""
+
+_PUT_WRITES = """
+INSERT INTO checkpoint_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT %(thread_id)s, %(ns)s, %(checkpoint_id)s, %(task_id)s, %(task_path)s,
+       w.idx, w.channel, w.type, w.blob
+  FROM {source}, unnest(%(idxs)b::int[], %(channels)b::text[], %(types)b::text[],
+                        %(blobs)b::bytea[]) AS w(idx, channel, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}
+"""
+_REPLACE = "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+_KEEP = "DO NOTHING"
+
+CHECKPOINT, WRITES_REPLACE, WRITES_KEEP = "checkpoint", "writes, replaced", "writes, kept"
+"""The kinds of write: a checkpoint with its new blobs, a task's writes (replacing an earlier
+attempt's, for the special channels, or keeping it)."""
+
+_PARTS = {
+    CHECKPOINT: (_BLOBS, _CHECKPOINT_ROW),
+    WRITES_REPLACE: (_PUT_WRITES.replace("{conflict}", _REPLACE),),
+    WRITES_KEEP: (_PUT_WRITES.replace("{conflict}", _KEEP),),
+}
+"""Each kind's statements, its rows selected ``FROM {source}``: the fence, or nothing."""
+
+
+def _one_statement(parts: Sequence[str], source: str) -> str:
+    """A kind's statements as one: all but the last as CTEs of the last."""
+    *before, last = (part.replace("{source}", source) for part in parts)
+    ctes = ", ".join(f"part{i} AS ({cte})" for i, cte in enumerate(before))
+    return f"WITH {ctes}{last}" if ctes else last
+
+
+_SQL = {
+    kind: {fenced: _one_statement(parts, _FENCE if fenced else _OPEN) for fenced in (False, True)}
+    for kind, parts in _PARTS.items()
+}
+"""One write alone: ``_SQL[kind][fenced]``."""
+
+MAX_BATCH = 8
+"""Most writes of a run sent as one statement; more in one turn start another batch."""
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)")
+
+
+@functools.cache
+def _batch_sql(kinds: tuple[str, ...]) -> str:
+    """One statement making the writes of ``kinds``, in order, behind one lease check.
+
+    Write ``i``'s parameters are named with the suffix ``_i``. The fence is a CTE every write
+    selects its rows from: no row lands unless it ran, and its error fails the whole statement,
+    so every write lands or none does.
+    """
+    ctes = [f"fence AS MATERIALIZED (SELECT {_FENCE})"]
+    for i, kind in enumerate(kinds):
+        for j, part in enumerate(_PARTS[kind]):
+            body = part.replace("{source}", "fence")
+            body = _PLACEHOLDER.sub(functools.partial(_suffix, i), body)
+            ctes.append(f"w{i}_{j} AS ({body})")
+    return "WITH " + ",\n".join(ctes) + "\nSELECT 1"
+
+
+def _suffix(i: int, placeholder: re.Match[str]) -> str:
+    """A parameter's placeholder renamed for write ``i`` of a batch."""
+    return f"%({placeholder[1]}_{i})"
+
+
+def _key(kind: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The rows a write touches, as far as two writes of one statement may not share them."""
+    task = params["task_id"] if kind != CHECKPOINT else None
+    return (kind == CHECKPOINT, params["ns"], params["checkpoint_id"], task)
+
+
+_Write = tuple[str, dict[str, Any], "asyncio.Future[None] | None"]
+"""A fenced write waiting for its turn's batch: its kind, its parameters, and the future its
+caller awaits (``None`` for the write that sends the batch)."""
+
+
+class WriteBatcher:
+    """Sends the checkpointer's writes: alone outside a run, batched per run inside one."""
+
+    def __init__(self) -> None:
+        """No batch waiting yet."""
+        self._batches: dict[RunFence, list[_Write]] = {}
+
+    async def write(
+        self, pool: AsyncConnectionPool[Any], kind: str, params: dict[str, Any], *, what: str
+    ) -> None:
+        """Make one write of ``kind`` with ``params`` on ``pool``; retried on lost connections.
+
+        Inside a run, the run's writes of this turn of the event loop are sent together: the
+        first one waits one turn for the others, then sends them all; the others wait for it.
+
+        Raises:
+            LeaseLost: inside a run whose lease is no longer held with its token.
+        """
+        fence = RUN_FENCE.get()
+        if fence is None:
+            query = _SQL[kind][False]
+
+            async def write() -> None:
+                async with pool.connection() as conn, conn.cursor(binary=True) as cur:
+                    await cur.execute(query, params)
+
+            await retrying(write, what=what)
+            return
+        batch = self._batches.get(fence)
+        if batch is not None:
+            joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            batch.append((kind, params, joined))
+            if len(batch) >= MAX_BATCH:
+                del self._batches[fence]
+            await joined
+            return
+        batch = [(kind, params, None)]
+        self._batches[fence] = batch
+        try:
+            try:
+                await asyncio.sleep(0)  # the writes the run makes in this turn join the batch
+            finally:
+                if self._batches.get(fence) is batch:
+                    del self._batches[fence]
+            await self._send(pool, fence, batch, what=what)
+        except BaseException as exc:
+            for _, _, waiter in batch[1:]:
+                if waiter is not None and not waiter.done():
+                    if isinstance(exc, Exception):
+                        waiter.set_exception(exc)
+                    else:  # the run is being cancelled, these writes with it
+                        waiter.cancel()
+            raise
+        for _, _, waiter in batch[1:]:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    @staticmethod
+    async def _send(
+        pool: AsyncConnectionPool[Any], fence: RunFence, batch: list[_Write], *, what: str
+    ) -> None:
+        """Send a run's batch of writes as one fenced statement (one transaction).
+
+        Two writes to the same rows (the same task's writes twice) cannot share a statement:
+        such a batch goes one write after the other, each fenced, as unbatched writes do.
+        """
+        fenced = {"fence_run": fence.run_id, "fence_token": fence.token}
+        if len(batch) == 1:
+            kind, params, _ = batch[0]
+            statements = [(_SQL[kind][True], {**params, **fenced})]
+        elif len({_key(kind, params) for kind, params, _ in batch}) < len(batch):
+            statements = [(_SQL[kind][True], {**params, **fenced}) for kind, params, _ in batch]
+            what = "saving checkpoint writes"
+        else:
+            merged = dict(fenced)
+            for i, (_, params, _) in enumerate(batch):
+                merged.update({f"{name}_{i}": value for name, value in params.items()})
+            statements = [(_batch_sql(tuple(kind for kind, _, _ in batch)), merged)]
+            what = "saving checkpoint writes"
+
+        async def write() -> None:
+            async with pool.connection() as conn, conn.cursor(binary=True) as cur:
+                for query, args in statements:
+                    await cur.execute(query, args)
+
+        with lease_lost_as(fence):
+            await retrying(write, what=what)
