@@ -149,13 +149,7 @@ class WriteBatcher:
         """
         fence = RUN_FENCE.get()
         if fence is None:
-            query = _SQL[kind][False]
-
-            async def write() -> None:
-                async with pool.connection() as conn, conn.cursor(binary=True) as cur:
-                    await cur.execute(query, params)
-
-            await retrying(write, what=what)
+            await _execute(pool, [(_SQL[kind][False], params)], what=what)
             return
         batch = self._batches.get(fence)
         if batch is not None:
@@ -208,11 +202,18 @@ class WriteBatcher:
                 merged.update({f"{name}_{i}": value for name, value in params.items()})
             statements = [(_batch_sql(tuple(kind for kind, _, _ in batch)), merged)]
             what = "saving checkpoint writes"
-
-        async def write() -> None:
-            async with pool.connection() as conn, conn.cursor(binary=True) as cur:
-                for query, args in statements:
-                    await cur.execute(query, args)
-
         with lease_lost_as(fence):
-            await retrying(write, what=what)
+            await _execute(pool, statements, what=what)
+
+
+async def _execute(
+    pool: AsyncConnectionPool[Any], statements: list[tuple[str, dict[str, Any]]], *, what: str
+) -> None:
+    """Run ``statements`` one after the other on one connection, retried on lost connections."""
+
+    async def attempt() -> None:
+        async with pool.connection() as conn, conn.cursor(binary=True) as cur:
+            for query, args in statements:
+                await cur.execute(query, args)
+
+    await retrying(attempt, what=what)
