@@ -175,8 +175,12 @@ def create_app(
                 tracing=tracing,
                 crons=scheduler,
             )
-            # Started last, so the model's seconds of imports do not slow the rest of start-up
-            # down; its shutdown callback runs first and waits for a load still under way.
+            # The graphs' and the model's imports start last: they are seconds of CPU, and a
+            # thread importing them beside start-up held the GIL half the time, slowing start-up
+            # itself (`/ok` 4.8-5.5 s against 6.7-7.0 s with the graphs imported from the first
+            # moment, `/ready` no later, on a 2-core machine). The model's shutdown callback
+            # runs first and waits for a load still under way.
+            graphs.load_in_background()
             embeddings_load = start_embeddings_load(embeddings)
             if embeddings_load is not None:
                 stack.push_async_callback(finish_embeddings_load, embeddings_load)

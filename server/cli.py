@@ -3,8 +3,9 @@
 Everything that can fail before serving (settings, langgraph.json, graph files, the database,
 the price table) is checked here first, so a mistake ends the process with one line and a
 non-zero exit code instead of a traceback from inside the server. The graphs themselves are
-imported in the background while the server already answers ``/ok``; one that fails to import
-stops the server, which exits 2 with that error as its last line.
+imported in the background once the app has started, while the server already answers
+``/ok``; one that fails to import stops the server, which exits 2 with that error as its last
+line.
 
 Logging is configured once, before anything else logs: every record (uvicorn's included) goes
 through secret redaction to stderr, one JSON event a line unless stderr is a terminal or
@@ -215,9 +216,9 @@ def _serve(
     if isinstance(checked, str):
         return _fail(checked)
     config, graphs, pricing = checked
-    # Imported in the background, alongside the database's start-up: /ok answers before they
-    # are in, /ready says `loading` until then, and requests needing one wait for it.
-    graphs.load_in_background()
+    # The graphs are imported in the background once the app has started (see create_app):
+    # /ok answers before they are in, /ready says `loading` until then, and requests needing
+    # one wait for it.
     with ExitStack() as stack:
         try:
             database = resolve_database(settings, stack)

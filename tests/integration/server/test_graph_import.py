@@ -87,6 +87,44 @@ async def test_ok_answers_while_graphs_import_and_a_run_waits_for_them(
     assert ready.json()["checks"]["graphs"] == {"ok": True}
 
 
+PROBING_GRAPH = """
+import os
+
+import psycopg
+
+# What the database looks like when the server starts importing its graphs.
+with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+    row = conn.execute("SELECT to_regclass('runs') IS NOT NULL").fetchone()
+with open(os.environ["GRAPH_PROBE"], "w", encoding="utf-8") as probe:
+    probe.write("migrated" if row[0] else "not migrated")
+
+from tests.support.graphs import simple as graph
+"""
+
+
+async def test_graphs_import_once_start_up_is_done(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    # Importing graphs beside start-up competed with it for the GIL and slowed /ok down: the
+    # import starts once the app has started, so a graph module that touches the database at
+    # import finds it migrated (with the import started first, the database was still empty).
+    probe = tmp_path / "probe"
+    (tmp_path / "probing.py").write_text(PROBING_GRAPH, encoding="utf-8")
+    config = tmp_path / "langgraph.json"
+    config.write_text(
+        json.dumps({"dependencies": [str(REPO)], "graphs": {"probing": "./probing.py:graph"}}),
+        encoding="utf-8",
+    )
+    server = server_factory(env={"GRAPH_PROBE": str(probe)}, config=config)
+    client = get_client(url=server.url, timeout=60)
+    thread = await client.threads.create()
+    result = await client.runs.wait(
+        thread["thread_id"], "probing", input={"messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert result["messages"][-1]["content"] == "echo: hi"
+    assert probe.read_text(encoding="utf-8") == "migrated"
+
+
 def test_a_graph_failing_to_import_stops_the_server_with_one_line(
     database_url: str, tmp_path: Path
 ) -> None:
