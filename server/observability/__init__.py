@@ -35,43 +35,47 @@ Wiring:
 * role agents: ``metadata={ROLE_METADATA_KEY: role.name}`` on their node or runnable.
 """
 
-from server.observability.logging import (
-    JsonFormatter,
-    RedactionFilter,
-    Redactor,
-    RequestIdMiddleware,
-    TextFormatter,
-    configure_logging,
-    current_log_context,
-    log_context,
-    secret_values,
-)
-from server.observability.metrics import Metrics, MetricsMiddleware
-from server.observability.tracing import (
-    PROJECT_KEY,
-    LangSmithTracing,
-    aclose_traces,
-    aflush_traces,
-    flush_traces,
-    resolve_project,
-    run_tracing_config,
-    tracing_enabled,
-)
-from state.usage import (
-    DEFAULT_PRICES,
-    ROLE_METADATA_KEY,
-    UNATTRIBUTED,
-    Cost,
-    ModelPrice,
-    PriceTable,
-    PriceTableError,
-    RunUsage,
-    TokenCount,
-    UsageCallbackHandler,
-    UsageKey,
-    cost_of,
-    usage_from_messages,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.observability.logging import (
+        JsonFormatter,
+        RedactionFilter,
+        Redactor,
+        RequestIdMiddleware,
+        TextFormatter,
+        configure_logging,
+        current_log_context,
+        log_context,
+        secret_values,
+    )
+    from server.observability.metrics import Metrics, MetricsMiddleware
+    from server.observability.tracing import (
+        PROJECT_KEY,
+        LangSmithTracing,
+        aclose_traces,
+        aflush_traces,
+        flush_traces,
+        resolve_project,
+        run_tracing_config,
+        tracing_enabled,
+    )
+    from state.usage import (
+        DEFAULT_PRICES,
+        ROLE_METADATA_KEY,
+        UNATTRIBUTED,
+        Cost,
+        ModelPrice,
+        PriceTable,
+        PriceTableError,
+        RunUsage,
+        TokenCount,
+        UsageCallbackHandler,
+        UsageKey,
+        cost_of,
+        usage_from_messages,
+    )
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -107,3 +111,23 @@ __all__ = [
     "tracing_enabled",
     "usage_from_messages",
 ]
+
+# Loaded on first use (PEP 562): the CLI configures logging before the port opens and must not
+# pay for prometheus, LangSmith and langchain-core there. The lightest module is tried first.
+_PARTS = (
+    "server.observability.logging",
+    "server.observability.metrics",
+    "server.observability.tracing",
+    "state.usage",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for part in _PARTS:
+            module = importlib.import_module(part)
+            if name in module.__all__:
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

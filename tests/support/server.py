@@ -76,7 +76,7 @@ def start_server(
     timeout: float = 60.0,
     command: str = "serve",
 ) -> LiveServer:
-    """Start ``staffgraph serve`` and wait until ``/ok`` answers.
+    """Start ``staffgraph serve`` and wait until ``/ok`` answers and the app behind it is up.
 
     Raises:
         RuntimeError: the process exited or did not answer in time; the message holds its log.
@@ -123,12 +123,20 @@ def start_server(
                 raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
             try:
                 if client.get(f"{server.url}/ok").status_code == 200:
-                    return server
+                    break
             except httpx.TransportError:
                 pass
             time.sleep(0.05)  # the process gives no readiness event other than answering
+        else:
+            server.stop()
+            raise RuntimeError(f"server did not answer /ok within {timeout}s:\n{server.log()}")
+        # /ok answers while the app still starts behind it; any other request is held until
+        # the app is up (a 503 only when it could not start). A worker serves no /info: 404.
+        left = max(deadline - time.monotonic(), 1.0)
+        if client.get(f"{server.url}/info", timeout=left).status_code != 503:
+            return server
     server.stop()
-    raise RuntimeError(f"server did not answer /ok within {timeout}s:\n{server.log()}")
+    raise RuntimeError(f"the server's app did not start within {timeout}s:\n{server.log()}")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +13,14 @@ from server.auth import Caller, CustomAuthError, CustomPolicy, matches
 from server.auth.custom import _caller
 from server.auth.filters import check_filter
 from server.auth.identity import ROLE_PERMISSIONS, AuthUser
-from server.auth.policy import KeyPolicy, OpenPolicy, owner_rules
-from server.auth.setup import is_loopback, refuse_open_bind
+from server.auth.policy import owner_rules
+from server.auth.setup import build_policy
 from server.auth.store_scope import allowed, owned, scoped_prefixes
+from server.config import load_config
+from server.exposure import auth_configured, is_loopback, refuse_open_bind
 from state.settings import Settings
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
 
 
 def member(name: str, role: str = "member") -> Caller:
@@ -72,13 +77,31 @@ def test_store_namespaces_belong_to_their_user() -> None:
 
 def test_open_server_only_on_loopback() -> None:
     settings = Settings()
+    config = load_config(SUPPORT / "langgraph.json")
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
     settings.server = settings.server.model_copy(update={"host": "0.0.0.0"})
-    reason = refuse_open_bind(settings, OpenPolicy(), insecure=False)
+    reason = refuse_open_bind(settings, config, insecure=False)
     assert reason is not None and "STAFFGRAPH_AUTH=keys" in reason
-    assert refuse_open_bind(settings, OpenPolicy(), insecure=True) is None
-    assert refuse_open_bind(settings, KeyPolicy(), insecure=False) is None
+    assert refuse_open_bind(settings, config, insecure=True) is None
+    keys = settings.model_copy(deep=True)
+    keys.server = keys.server.model_copy(update={"auth": "keys"})
+    assert refuse_open_bind(keys, config, insecure=False) is None
+    custom = load_config(SUPPORT / "auth" / "langgraph_owner.json")
+    assert refuse_open_bind(settings, custom, insecure=False) is None
+
+
+def test_the_bind_rule_predicts_the_policy_built_later() -> None:
+    # The rule is checked before the port opens; the policy is built after it, in the
+    # background. Both must agree on whether requests are authenticated.
+    open_config = load_config(SUPPORT / "langgraph.json")
+    custom = load_config(SUPPORT / "auth" / "langgraph_owner.json")
+    for mode in ("none", "keys"):
+        settings = Settings()
+        settings.server = settings.server.model_copy(update={"auth": mode})
+        for config in (open_config, custom):
+            expected = build_policy(settings, config).enabled
+            assert auth_configured(settings, config) is expected, (mode, config.auth)
 
 
 async def test_custom_policy_picks_the_most_specific_handler() -> None:

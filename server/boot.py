@@ -1,0 +1,219 @@
+"""The port answers from the first moment: ``/ok`` while the app starts behind it.
+
+Starting the app is seconds of work on a small machine: importing LangGraph, langchain and the
+API, starting or joining Postgres, migrating it, starting the run workers. ``staffgraph serve``
+binds its port first and serves a :class:`StartingApp` there, which starts the real app in the
+background (the imports in a thread, its lifespan on the event loop) and, until it is up:
+
+* answers ``GET /ok`` (liveness: the process is up and serving) with ``{"ok": true}``;
+* answers ``GET /ready`` with 503 and a ``startup`` check that is not ok yet;
+* holds every other request until the app is up (at most :data:`START_WAIT` seconds), then
+  hands it to the app; if the start fails, or takes longer, it answers 503 with a JSON body.
+
+Once the app is up every request goes straight to it, ``/ok`` and ``/ready`` included. A start
+that fails calls ``on_failure`` with the one line to show the operator; the CLI then stops the
+server and exits with it.
+
+This module imports nothing heavy: it is what runs before the port opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+import orjson
+
+__all__ = ["BUILD_STOP_WAIT", "START_WAIT", "StartingApp"]
+
+log = logging.getLogger(__name__)
+
+START_WAIT = 60.0
+"""Seconds a request that came while the app was starting waits for it before a 503."""
+
+BUILD_STOP_WAIT = 30.0
+"""Seconds a shutdown during the start waits for ``build`` to return: what it started (the
+embedded Postgres) is released once it has. A ``build`` stuck longer is abandoned with the
+process: it runs in a daemon thread."""
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ServedApp(Protocol):
+    """What :class:`StartingApp` starts: an ASGI app with a Starlette router's lifespan."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+    @property
+    def router(self) -> Any: ...
+
+
+_OK = orjson.dumps({"ok": True})
+_NOT_READY = orjson.dumps(
+    {"status": "unavailable", "checks": {"startup": {"ok": False, "error": "starting"}}}
+)
+
+
+class StartingApp:
+    """An ASGI app that serves ``/ok`` at once and the real app once :attr:`build` made it.
+
+    Args:
+        build: makes the real app; called in a thread of its own (it may import for seconds
+            and block on I/O). Its lifespan is entered on the event loop afterwards.
+        describe: the one line to show for an exception raised by ``build`` or the lifespan's
+            start-up (log the unexpected ones there).
+        started: called on the event loop once the app's lifespan has started, before any
+            request reaches the app.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[], ServedApp],
+        *,
+        describe: Callable[[Exception], str],
+        started: Callable[[], None] | None = None,
+    ) -> None:
+        self._build = build
+        self._describe = describe
+        self._started = started
+        self.on_failure: Callable[[str], None] = _ignore
+        """Called with the one line when the start fails, or :meth:`fail` is called."""
+        self.app: ServedApp | None = None
+        """The real app, once its lifespan has started."""
+        self._failure: str | None = None
+        self._settled = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._builder: threading.Thread | None = None
+        self._lifespan: AbstractAsyncContextManager[Any] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self.app
+        if app is not None:
+            await app(scope, receive, send)
+            return
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._serve_lifespan(receive, send)
+            return
+        if kind == "http" and scope["method"] == "GET" and scope["path"] in ("/ok", "/ready"):
+            ok = scope["path"] == "/ok"
+            await _respond(send, 200 if ok else 503, _OK if ok else _NOT_READY)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), START_WAIT)
+        app = self.app
+        if app is not None:
+            await app(scope, receive, send)
+        elif kind == "http":
+            detail = (
+                "the server is still starting; retry shortly"
+                if self._failure is None
+                else "the server could not start"
+            )
+            await _respond(send, 503, orjson.dumps({"detail": detail}), retry_after=True)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1013})
+
+    def fail(self, message: str) -> None:
+        """Stop serving because of ``message`` (from any thread): ``on_failure`` gets it."""
+        if self._failure is None:
+            self._failure = message
+        self.on_failure(message)
+        self._settle()
+
+    def stop_waiting(self) -> None:
+        """Answer the requests held for the start now (from any thread, signal handlers too)."""
+        self._settle()
+
+    def _settle(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._settled.set)
+
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._start(), name="staffgraph-start")
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await self._stop()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _start(self) -> None:
+        try:
+            app = await self._built()
+            lifespan = app.router.lifespan_context(app)
+            await lifespan.__aenter__()
+        except Exception as exc:
+            self.fail(self._describe(exc))
+            return
+        self._lifespan = lifespan
+        if self._started is not None:
+            self._started()
+        self.app = app
+        self._settled.set()
+
+    def _built(self) -> asyncio.Future[ServedApp]:
+        """Run ``build`` in a daemon thread (not the loop's executor: a shutdown must not wait
+        for it without bound); its result or exception arrives on the loop."""
+        loop = asyncio.get_running_loop()
+        built: asyncio.Future[ServedApp] = loop.create_future()
+
+        def deliver(result: ServedApp | None, error: BaseException | None) -> None:
+            if built.done():  # the start was cancelled meanwhile
+                return
+            if error is not None:
+                built.set_exception(error)
+            else:
+                built.set_result(result)  # type: ignore[arg-type]
+
+        def run() -> None:
+            result: ServedApp | None = None
+            error: BaseException | None = None
+            try:
+                result = self._build()
+            except BaseException as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(deliver, result, error)
+
+        self._builder = threading.Thread(target=run, name="staffgraph-start", daemon=True)
+        self._builder.start()
+        return built
+
+    async def _stop(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        builder = self._builder
+        if builder is not None and builder.is_alive():
+            await asyncio.to_thread(builder.join, BUILD_STOP_WAIT)
+        lifespan, self._lifespan = self._lifespan, None
+        if lifespan is not None:
+            try:
+                await lifespan.__aexit__(None, None, None)
+            except Exception:
+                log.exception("the app's shutdown failed")
+
+
+def _ignore(message: str) -> None:
+    del message
+
+
+async def _respond(send: Send, status: int, body: bytes, *, retry_after: bool = False) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

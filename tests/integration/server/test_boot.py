@@ -1,0 +1,197 @@
+"""``staffgraph serve`` answers ``/ok`` first and starts its app behind the open port.
+
+The app's start (LangGraph, the API, Postgres, the workers) is seconds of CPU. The port opens
+before it: ``/ok`` answers, ``/ready`` says 503 with a ``startup`` check, and every other
+request is held until the app is up. The served config names a custom auth module that blocks
+its own import (part of building the app) on a named pipe until the test writes to it, so the
+test decides when the start finishes, or fails, without timing assumptions.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.integration.server.test_graph_import import release
+from tests.support.imports import modules_loaded_by
+from tests.support.server import REPO, free_port, fresh_database
+
+GATED_AUTH = """
+import os
+
+from langgraph_sdk import Auth
+
+# Blocks until the test opens the pipe for writing and closes it.
+with open(os.environ["AUTH_GATE"], encoding="utf-8") as gate:
+    if gate.read() != "go":
+        raise RuntimeError("the test asked this auth module to fail its import")
+
+auth = Auth()
+
+
+@auth.authenticate
+async def authenticate(authorization: str | None) -> str:
+    return "tester"
+"""
+
+
+@contextmanager
+def _gated_server(
+    database_url: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """A ``staffgraph serve`` whose app start waits on the returned pipe; killed afterwards."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    (tmp_path / "gated_auth.py").write_text(GATED_AUTH, encoding="utf-8")
+    config = tmp_path / "langgraph.json"
+    config.write_text(
+        json.dumps(
+            {
+                "dependencies": [str(REPO)],
+                "graphs": {"simple": str(REPO / "tests/support/graphs.py") + ":simple"},
+                "auth": {"path": "./gated_auth.py:auth"},
+            }
+        ),
+        encoding="utf-8",
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": fresh_database(database_url),
+        "STAFFGRAPH_HOME": str(tmp_path / "home"),
+        "EMBEDDINGS": "hashing",
+        "AUTH_GATE": str(gate),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_ok(process, url)
+        yield process, url, gate
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def _wait_for_ok(process: subprocess.Popen[str], url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # the process gives no readiness event other than answering
+    raise AssertionError("the server did not answer /ok within 60 s")
+
+
+def _held(url: str) -> socket.socket:
+    """``GET /info`` sent now on a connection of its own; it is held until the app is up."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(b"GET /info HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    # The request's bytes were all sent before this /ok: once /ok came back, the server has
+    # accepted and read the held request too.
+    assert httpx.get(f"{url}/ok", timeout=10).status_code == 200
+    return sock
+
+
+def _answered(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict[str, str], object]:
+    """The held request's status, headers and JSON body (waits for it)."""
+    with sock:
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = json.loads(response.read())
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+def test_ok_answers_while_the_app_starts_and_other_requests_wait_for_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    with _gated_server(database_url, tmp_path) as (process, url, gate):
+        early_ok = httpx.get(f"{url}/ok", timeout=10)
+        assert early_ok.json() == {"ok": True}
+        assert "x-request-id" not in early_ok.headers  # not the app's middleware yet
+        ready = httpx.get(f"{url}/ready", timeout=10)
+        assert ready.status_code == 503
+        assert ready.json() == {
+            "status": "unavailable",
+            "checks": {"startup": {"ok": False, "error": "starting"}},
+        }
+        held = _held(url)
+        assert not _answered(held)  # the app cannot be up: its auth module is still importing
+        release(gate)
+        status, _, body = _answer(held)
+        assert status == 200, body
+        assert isinstance(body, dict) and body["graphs"] == ["simple"]
+        # From now on the app itself answers, /ok included.
+        assert "x-request-id" in httpx.get(f"{url}/ok", timeout=10).headers
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "serving 1 graphs: simple" in out  # the banner comes once the app is up
+    assert "Traceback" not in err
+
+
+def test_a_start_failing_behind_the_open_port_exits_2_with_one_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    with _gated_server(database_url, tmp_path) as (process, url, gate):
+        held = _held(url)
+        release(gate, "fail")
+        status, _, body = _answer(held)
+        out, err = process.communicate(timeout=60)
+    assert (status, body) == (503, {"detail": "the server could not start"})
+    assert process.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("staffgraph: auth.path: importing "), err
+    assert "RuntimeError: the test asked this auth module to fail its import" in lines[0]
+    assert "serving" not in out  # no banner: the app never came up
+
+
+def test_sigterm_while_starting_answers_held_requests_and_exits_cleanly(
+    database_url: str, tmp_path: Path
+) -> None:
+    with _gated_server(database_url, tmp_path) as (process, url, gate):
+        held = _held(url)
+        process.send_signal(signal.SIGTERM)
+        status, headers, body = _answer(held)  # answered while the start is still stuck
+        assert process.poll() is None  # waiting for the start to return, to release it
+        release(gate)
+        out, err = process.communicate(timeout=60)
+    assert (status, body) == (503, {"detail": "the server is still starting; retry shortly"})
+    assert headers["retry-after"] == "1"
+    assert process.returncode == 0, err
+    assert "serving" not in out
+    assert "Traceback" not in err
+
+
+def test_importing_the_cli_imports_neither_langgraph_nor_the_api() -> None:
+    # What runs before the port opens; everything heavy is imported behind it.
+    heavy = ("langgraph", "langchain_core", "fastapi", "psycopg", "server.app", "server.auth")
+    assert modules_loaded_by("import server.cli", heavy) == []
