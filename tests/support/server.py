@@ -68,6 +68,28 @@ class LiveServer:
         return self.process.returncode
 
 
+def spawn_serve(
+    config: Path, *, database_url: str, home: Path, env: dict[str, str], port: int | None = None
+) -> subprocess.Popen[str]:
+    """``staffgraph serve`` on a fresh database and the hashing embedder, its output piped as
+    text; for tests that watch a start-up (see :func:`start_server` for one that serves)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port or free_port())]
+        + ["--config", str(config)],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "DATABASE_URL": fresh_database(database_url),
+            "STAFFGRAPH_HOME": str(home),
+            "EMBEDDINGS": "hashing",
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def start_server(
     *,
     env: dict[str, str],

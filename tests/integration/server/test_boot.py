@@ -16,7 +16,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ import httpx
 
 from tests.integration.server.test_graph_import import release
 from tests.support.imports import modules_loaded_by
-from tests.support.server import REPO, free_port, fresh_database
+from tests.support.server import REPO, free_port, spawn_serve
 
 GATED_AUTH = """
 import os
@@ -67,20 +66,12 @@ def _gated_server(
         encoding="utf-8",
     )
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": fresh_database(database_url),
-        "STAFFGRAPH_HOME": str(tmp_path / "home"),
-        "EMBEDDINGS": "hashing",
-        "AUTH_GATE": str(gate),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--config", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = spawn_serve(
+        config,
+        database_url=database_url,
+        home=tmp_path / "home",
+        env={"AUTH_GATE": str(gate)},
+        port=port,
     )
     url = f"http://127.0.0.1:{port}"
     try:

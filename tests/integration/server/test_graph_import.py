@@ -20,7 +20,7 @@ from langgraph_sdk import get_client
 
 from server.graphs import assistant_id_for
 from tests.support.imports import modules_loaded_by
-from tests.support.server import REPO, LiveServer, free_port, fresh_database
+from tests.support.server import REPO, LiveServer, free_port, fresh_database, spawn_serve
 
 GATED_GRAPH = """
 import os
@@ -129,21 +129,8 @@ def test_a_graph_failing_to_import_stops_the_server_with_one_line(
     database_url: str, tmp_path: Path
 ) -> None:
     config, gate = gated_config(tmp_path)
-    env = {
-        **os.environ,
-        "DATABASE_URL": fresh_database(database_url),
-        "STAFFGRAPH_HOME": str(tmp_path / "home"),
-        "EMBEDDINGS": "hashing",
-        "GRAPH_GATE": str(gate),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(free_port())]
-        + ["--config", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = spawn_serve(
+        config, database_url=database_url, home=tmp_path / "home", env={"GRAPH_GATE": str(gate)}
     )
     try:
         release(gate, "fail")
