@@ -146,7 +146,9 @@ def test_a_graph_failing_to_import_stops_the_server_with_one_line(
     assert "Traceback" not in err
 
 
-def test_a_missing_graph_file_fails_the_start_with_one_line(database_url: str, tmp_path: Path) -> None:
+def test_a_missing_graph_file_fails_the_start_with_one_line(
+    database_url: str, tmp_path: Path
+) -> None:
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({"graphs": {"gone": "./gone.py:graph"}}), encoding="utf-8")
     result = subprocess.run(
