@@ -23,11 +23,16 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 __all__ = ["BUILD_STOP_WAIT", "START_WAIT", "StartingApp"]
 
@@ -40,21 +45,6 @@ BUILD_STOP_WAIT = 30.0
 """Seconds a shutdown during the start waits for ``build`` to return: what it started (the
 embedded Postgres) is released once it has. A ``build`` stuck longer is abandoned with the
 process: it runs in a daemon thread."""
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-class ServedApp(Protocol):
-    """What :class:`StartingApp` starts: an ASGI app with a Starlette router's lifespan."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
-
-    @property
-    def router(self) -> Any: ...
-
 
 _OK = orjson.dumps({"ok": True})
 _NOT_READY = orjson.dumps(
@@ -76,7 +66,7 @@ class StartingApp:
 
     def __init__(
         self,
-        build: Callable[[], ServedApp],
+        build: Callable[[], Starlette],
         *,
         describe: Callable[[Exception], str],
         started: Callable[[], None] | None = None,
@@ -84,11 +74,12 @@ class StartingApp:
         self._build = build
         self._describe = describe
         self._started = started
-        self.on_failure: Callable[[str], None] = _ignore
-        """Called with the one line when the start fails, or :meth:`fail` is called."""
-        self.app: ServedApp | None = None
+        self.on_failure: Callable[[], None] = _nothing
+        """Called when the start fails, or :meth:`fail` is called; :attr:`failure` says why."""
+        self.app: Starlette | None = None
         """The real app, once its lifespan has started."""
-        self._failure: str | None = None
+        self.failure: str | None = None
+        """The one line to stop with: the first failure, if any."""
         self._settled = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -116,7 +107,7 @@ class StartingApp:
         elif kind == "http":
             detail = (
                 "the server is still starting; retry shortly"
-                if self._failure is None
+                if self.failure is None
                 else "the server could not start"
             )
             await _respond(send, 503, orjson.dumps({"detail": detail}), retry_after=True)
@@ -124,10 +115,10 @@ class StartingApp:
             await send({"type": "websocket.close", "code": 1013})
 
     def fail(self, message: str) -> None:
-        """Stop serving because of ``message`` (from any thread): ``on_failure`` gets it."""
-        if self._failure is None:
-            self._failure = message
-        self.on_failure(message)
+        """Stop serving because of ``message`` (from any thread): ``on_failure`` is called."""
+        if self.failure is None:
+            self.failure = message
+        self.on_failure()
         self._settle()
 
     def stop_waiting(self) -> None:
@@ -162,33 +153,22 @@ class StartingApp:
         self.app = app
         self._settled.set()
 
-    def _built(self) -> asyncio.Future[ServedApp]:
+    def _built(self) -> asyncio.Future[Starlette]:
         """Run ``build`` in a daemon thread (not the loop's executor: a shutdown must not wait
         for it without bound); its result or exception arrives on the loop."""
-        loop = asyncio.get_running_loop()
-        built: asyncio.Future[ServedApp] = loop.create_future()
-
-        def deliver(result: ServedApp | None, error: BaseException | None) -> None:
-            if built.done():  # the start was cancelled meanwhile
-                return
-            if error is not None:
-                built.set_exception(error)
-            else:
-                built.set_result(result)  # type: ignore[arg-type]
+        built: Future[Starlette] = Future()
 
         def run() -> None:
-            result: ServedApp | None = None
-            error: BaseException | None = None
+            if not built.set_running_or_notify_cancel():  # the start was cancelled already
+                return
             try:
-                result = self._build()
+                built.set_result(self._build())
             except BaseException as exc:
-                error = exc
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                loop.call_soon_threadsafe(deliver, result, error)
+                built.set_exception(exc)
 
         self._builder = threading.Thread(target=run, name="staffgraph-start", daemon=True)
         self._builder.start()
-        return built
+        return asyncio.wrap_future(built)
 
     async def _stop(self) -> None:
         task = self._task
@@ -207,8 +187,8 @@ class StartingApp:
                 log.exception("the app's shutdown failed")
 
 
-def _ignore(message: str) -> None:
-    del message
+def _nothing() -> None:
+    pass
 
 
 async def _respond(send: Send, status: int, body: bytes, *, retry_after: bool = False) -> None:

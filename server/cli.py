@@ -343,8 +343,8 @@ def _serve(
                     f"cannot listen on {settings.server.host}:{settings.server.port}: {exc}"
                 )
         server.run(sockets=sockets)
-    if server.failure is not None:
-        return _fail(server.failure)
+    if starting.failure is not None:
+        return _fail(starting.failure)
     return 0
 
 
@@ -360,23 +360,20 @@ class _GracefulServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, *, starting: StartingApp) -> None:
         super().__init__(config)
         self._starting = starting
-        starting.on_failure = self.fail
-        self.failure: str | None = None
-        """Why the server stopped on its own (the start or a graph's import failed), if it did."""
+        starting.on_failure = self.stop_on_failure
 
-    def fail(self, message: str) -> None:
+    def stop_on_failure(self) -> None:
         """Stop the server because the start failed (called from any thread).
 
         The app starts, and the graphs import, while the server already answers ``/ok``; a
-        failure there is still a start-up error: the process ends with its one line and exit 2.
+        failure there is still a start-up error: the process ends with its one line
+        (``StartingApp.failure``) and exit 2.
         """
-        if self.failure is None:
-            self.failure = message
         self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         app = self._starting.app
-        ctx = getattr(getattr(app, "state", None), "ctx", None)  # set once the app has started
+        ctx = getattr(app.state, "ctx", None) if app is not None else None  # set in its lifespan
         if ctx is not None and ctx.runtime is not None:
             ctx.runtime.stop_claiming()
         self._starting.stop_waiting()

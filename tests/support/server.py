@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -139,27 +140,39 @@ def start_server(
         )
     server = LiveServer(f"http://127.0.0.1:{port}", process, log_path, env)
     deadline = time.monotonic() + timeout
+    try:
+        wait_for_ok(process, server.url, timeout)
+    except RuntimeError as exc:
+        server.stop()
+        raise RuntimeError(f"{exc}:\n{server.log()}") from None
+    # /ok answers while the app still starts behind it; any other request is held until the
+    # app is up (a 503 only when it could not start). /metrics: served by workers too, and
+    # never rate-limited (a limits test counts every request of its address).
+    left = max(deadline - time.monotonic(), 1.0)
+    if httpx.get(f"{server.url}/metrics", timeout=left).status_code != 503:
+        return server
+    server.stop()
+    raise RuntimeError(f"the server's app did not start within {timeout}s:\n{server.log()}")
+
+
+def wait_for_ok(process: subprocess.Popen[Any], url: str, timeout: float) -> None:
+    """Poll ``url``'s ``/ok`` until it answers 200.
+
+    Raises:
+        RuntimeError: the process exited, or ``/ok`` did not answer within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+                raise RuntimeError(f"server exited with {process.returncode}")
             try:
-                if client.get(f"{server.url}/ok").status_code == 200:
-                    break
+                if client.get(f"{url}/ok").status_code == 200:
+                    return
             except httpx.TransportError:
                 pass
             time.sleep(0.05)  # the process gives no readiness event other than answering
-        else:
-            server.stop()
-            raise RuntimeError(f"server did not answer /ok within {timeout}s:\n{server.log()}")
-        # /ok answers while the app still starts behind it; any other request is held until
-        # the app is up (a 503 only when it could not start). /metrics: served by workers too,
-        # and never rate-limited (a limits test counts every request of its address).
-        left = max(deadline - time.monotonic(), 1.0)
-        if client.get(f"{server.url}/metrics", timeout=left).status_code != 503:
-            return server
-    server.stop()
-    raise RuntimeError(f"the server's app did not start within {timeout}s:\n{server.log()}")
+    raise RuntimeError(f"server did not answer /ok within {timeout}s")
 
 
 @pytest.fixture

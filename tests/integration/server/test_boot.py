@@ -16,7 +16,6 @@ import select
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ import httpx
 
 from tests.integration.server.test_graph_import import release
 from tests.support.imports import modules_loaded_by
-from tests.support.server import REPO, free_port, spawn_serve
+from tests.support.server import REPO, free_port, spawn_serve, wait_for_ok
 
 GATED_AUTH = """
 import os
@@ -75,25 +74,12 @@ def _gated_server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_ok(process, url)
+        wait_for_ok(process, url, 60)
         yield process, url, gate
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-
-
-def _wait_for_ok(process: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        try:
-            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # the process gives no readiness event other than answering
-    raise AssertionError("the server did not answer /ok within 60 s")
 
 
 def _held(url: str) -> socket.socket:
