@@ -68,6 +68,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psutil
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import sql
@@ -109,6 +110,8 @@ class Round:
     errors: int = 0
     cpu_ms_per_run: float = float("nan")
     pg_cpu_ms_per_run: float = float("nan")
+    busy_pct: float = float("nan")
+    idle_pct: float = float("nan")
     drain_s: float = 0.0
 
 
@@ -248,6 +251,20 @@ class _Tally:
     drain: float = 0.0
     cpu: float = 0.0
     pg_cpu: float = 0.0
+    machine: float = 0.0
+    machine_idle: float = 0.0
+
+
+def _machine_seconds() -> tuple[float, float]:
+    """CPU seconds of every core so far: ``(all, idle)``, idle counting I/O wait too.
+
+    Guest time is already inside user time, so it is left out of the sum.
+    """
+    times = psutil.cpu_times()
+    counted = [
+        value for name, value in times._asdict().items() if name not in ("guest", "guest_nice")
+    ]
+    return sum(counted), times.idle + getattr(times, "iowait", 0.0)
 
 
 async def _window(target: Target, threads: list[str], duration: float, tally: _Tally) -> None:
@@ -259,6 +276,7 @@ async def _window(target: Target, threads: list[str], duration: float, tally: _T
     """
     cpu_before = tree_cpu_seconds(target.cpu_pid) if target.cpu_pid else 0.0
     pg_before = tree_cpu_seconds(target.pg_pid) if target.pg_pid else 0.0
+    machine_before, idle_before = _machine_seconds()
     started = time.perf_counter()
     stop_at = started + duration
 
@@ -274,6 +292,9 @@ async def _window(target: Target, threads: list[str], duration: float, tally: _T
 
     await asyncio.gather(*(worker(t) for t in threads))
     ended = time.perf_counter()
+    machine_after, idle_after = _machine_seconds()
+    tally.machine += machine_after - machine_before
+    tally.machine_idle += idle_after - idle_before
     tally.elapsed += ended - started
     tally.drain += max(0.0, ended - stop_at)
     if target.cpu_pid:
@@ -306,6 +327,9 @@ async def _throughput(
         result.drain_s = tally.drain
         if tally.completed and target.cpu_pid:
             result.cpu_ms_per_run = tally.cpu * 1000 / tally.completed
+            result.busy_pct = tally.cpu * 100 / tally.elapsed
+        if tally.machine:
+            result.idle_pct = tally.machine_idle * 100 / tally.machine
         if tally.completed and target.pg_pid:
             result.pg_cpu_ms_per_run = tally.pg_cpu * 1000 / tally.completed
 
@@ -334,7 +358,8 @@ async def measure_round(targets: list[Target], args: argparse.Namespace, number:
                 f" (+ Postgres {result.pg_cpu_ms_per_run:.2f} ms/run)"
                 if result.pg_cpu_ms_per_run == result.pg_cpu_ms_per_run
                 else ""
-            ),
+            )
+            + f"; process {result.busy_pct:.0f}% of a core, machine {result.idle_pct:.0f}% idle",
             flush=True,
         )
 
@@ -350,7 +375,11 @@ FIGURES: list[tuple[str, str, Callable[[Round], float]]] = [
     ("errors", "", lambda r: float(r.errors)),
     ("CPU ms per run", " ms", lambda r: r.cpu_ms_per_run),
     ("+ Postgres CPU ms/run", " ms", lambda r: r.pg_cpu_ms_per_run),
+    ("process busy (1 core)", "%", lambda r: r.busy_pct),
+    ("machine idle", "%", lambda r: r.idle_pct),
 ]
+UNRATIOED = ("errors", "+ Postgres CPU ms/run", "process busy (1 core)", "machine idle")
+"""Figures printed for every target but not divided: they say why, not how fast."""
 
 
 def _median(target: Target, figure: Callable[[Round], float]) -> float:
@@ -380,7 +409,7 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         print()
         print(f"ratios staffgraph / {peer.name} (medians):")
         for label, _, figure in FIGURES:
-            if label in ("errors", "+ Postgres CPU ms/run"):
+            if label in UNRATIOED:
                 continue
             mine, theirs = _median(ours, figure), _median(peer, figure)
             ratio = mine / theirs if theirs == theirs and theirs else float("nan")
