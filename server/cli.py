@@ -39,7 +39,14 @@ from server.exposure import refuse_open_bind
 from server.keys_cli import add_keys_parser, run_keys
 from server.observability import configure_logging
 from server.origins import CorsRefused, check_cors
-from server.processes import listening_socket, port_problem, run_children, watch_parent
+from server.processes import (
+    listening_socket,
+    port_problem,
+    report_start_failure,
+    run_children,
+    watch_parent,
+)
+from server.start_failures import start_failure
 from state.settings import (
     PROCESS_COUNT,
     Settings,
@@ -51,12 +58,10 @@ from state.settings import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from server.context import DatabaseTarget
+    from server.database import DatabaseTarget
     from server.graphs import GraphRegistry
 
 __all__ = ["main"]
-
-log = logging.getLogger("staffgraph")
 
 
 def _process_count(value: str) -> int | str:
@@ -93,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     # Internal: how `--processes N` starts its children.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--embedded-by-parent", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--lead", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument(
         "--insecure",
         action="store_true",
@@ -106,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
 def _fail(message: str) -> int:
     print(f"staffgraph: {message}", file=sys.stderr)
     return 2
+
+
+def _child_fail(message: str) -> int:
+    """A child of ``serve --processes N`` failing to start: its parent prints the line."""
+    return 2 if report_start_failure(message) else _fail(message)
 
 
 def serve(
@@ -145,6 +156,8 @@ class Child:
     """Bind the port with ``SO_REUSEPORT``, shared with the other children."""
     embedded_by_parent: bool = False
     """``DATABASE_URL`` is the embedded Postgres the parent started."""
+    lead: bool = False
+    """The first child: it prints the banner, once its app is up."""
 
 
 def _first_checks(settings: Settings, *, api: bool, insecure: bool) -> LangGraphConfig | str:
@@ -163,34 +176,9 @@ def _first_checks(settings: Settings, *, api: bool, insecure: bool) -> LangGraph
     return refusal if refusal is not None else config
 
 
-def _start_failure(exc: Exception) -> str:
-    """The one line for a start that raised ``exc``: a start-up error's own message; anything
-    else is logged with its traceback first."""
-    from server.auth import CustomAuthError
-    from server.graphs import GraphLoadError
-    from server.observability import PriceTableError
-    from server.startup import StartupError
-    from state.db import DatabaseUnavailable
-    from state.embedded import EmbeddedPostgresError
-
-    known = (
-        CustomAuthError,
-        DatabaseUnavailable,
-        EmbeddedPostgresError,
-        GraphLoadError,
-        PriceTableError,
-        StartupError,
-    )
-    if isinstance(exc, known):
-        return str(exc)
-    log.error("start-up failed", exc_info=exc)
-    return f"start-up failed: {type(exc).__name__}: {exc}"
-
-
 def _database(settings: Settings, stack: ExitStack, *, child: Child) -> DatabaseTarget:
     """Postgres started or joined (released when ``stack`` closes), and answering."""
-    from server.context import DatabaseTarget
-    from server.startup import resolve_database
+    from server.database import DatabaseTarget, resolve_database
     from state.db import check_connection
 
     database = resolve_database(settings, stack)
@@ -201,30 +189,32 @@ def _database(settings: Settings, stack: ExitStack, *, child: Child) -> Database
 
 
 def _serve_processes(settings: Settings, *, insecure: bool) -> int:
-    """The parent of ``serve --processes N``: every check and the database once, then the
-    children."""
-    from server.auth.setup import build_policy
-    from server.graphs import GraphRegistry
-    from server.observability import PriceTable
+    """The parent of ``serve --processes N``: the cheap checks, the port and the database once,
+    then the children.
 
+    The rest (the graphs, the price table, the auth policy: LangGraph, the API and custom auth
+    imported) is each child's start, behind its open port, so ``/ok`` answers as soon as a child
+    runs rather than after the parent imported the app too. The lead child prints the banner;
+    a child whose start fails hands its line to this process, which prints each reason once.
+    """
     config = _first_checks(settings, api=True, insecure=insecure)
     if isinstance(config, str):
         return _fail(config)
+    problem = port_problem(settings.server.host, settings.server.port)
+    if problem is not None:
+        return _fail(problem)
     count = settings.server.process_count
     with ExitStack() as stack:
         try:
-            graphs = GraphRegistry.deferred(config)
-            PriceTable.from_settings(settings)
-            build_policy(settings, config)
             database = _database(settings, stack, child=Child())
         except Exception as exc:
-            return _fail(_start_failure(exc))
-        problem = port_problem(settings.server.host, settings.server.port)
-        if problem is not None:
-            return _fail(problem)
-        _banner(settings, graphs, database, processes=count)
-        code = run_children(settings, count, database, insecure=insecure)
-    return _fail("a server process exited; stopped the others") if code else 0
+            return _fail(start_failure(exc))
+        failure, reasons = run_children(settings, count, database, insecure=insecure)
+    if not failure:
+        return 0
+    for reason in reasons:  # each once, however many processes failed with it
+        _fail(reason)
+    return 2 if reasons else _fail("a server process exited; stopped the others")
 
 
 def _banner(
@@ -276,8 +266,8 @@ class _AppStart:
         """The app is up: print the banner; a graph that fails to import stops the server."""
         settings, graphs, database = self.settings, self.graphs, self.database
         assert graphs is not None and database is not None and self.starting is not None
-        if self.api and not self.child.reuse_port:  # the parent of several processes printed it
-            _banner(settings, graphs, database)
+        if self.api and (self.child.lead or not self.child.reuse_port):
+            _banner(settings, graphs, database, processes=settings.server.process_count)
         elif not self.api:
             base = f"http://{_url_host(settings.server.host)}:{settings.server.port}"
             embedded = "(embedded Postgres) " if database.embedded else ""
@@ -289,6 +279,7 @@ class _AppStart:
                 flush=True,
             )
         starting = self.starting
+
         graphs.add_done_callback(lambda error: None if error is None else starting.fail(str(error)))
 
 
@@ -308,7 +299,7 @@ def _serve(
     # app is up: /ready says so, and requests needing one wait for it.
     with ExitStack() as stack:
         start = _AppStart(settings, config, stack, api=api, child=child)
-        starting = StartingApp(start.build, describe=_start_failure, started=start.started)
+        starting = StartingApp(start.build, describe=start_failure, started=start.started)
         start.starting = starting
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
         # handler that was in place before it ran. Python's defaults would kill the process
@@ -339,12 +330,12 @@ def _serve(
             try:
                 sockets = [listening_socket(settings.server.host, settings.server.port)]
             except OSError as exc:
-                return _fail(
+                return _child_fail(
                     f"cannot listen on {settings.server.host}:{settings.server.port}: {exc}"
                 )
         server.run(sockets=sockets)
     if starting.failure is not None:
-        return _fail(starting.failure)
+        return _child_fail(starting.failure) if child.reuse_port else _fail(starting.failure)
     return 0
 
 
@@ -459,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             child=Child(
                 reuse_port=getattr(args, "reuse_port", False),
                 embedded_by_parent=getattr(args, "embedded_by_parent", False),
+                lead=getattr(args, "lead", False),
             ),
         )
     from state.db import DatabaseUnavailable

@@ -8,6 +8,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 
 from server.config import LangGraphConfig
+from server.database import DatabaseTarget
 from server.graphs import GraphRegistry
 from server.observability import LangSmithTracing, Metrics
 from server.runtime import Runtime
@@ -16,14 +17,6 @@ from state.db import Persistence
 from state.settings import Settings
 
 __all__ = ["AppContext", "DatabaseTarget"]
-
-
-@dataclass(frozen=True)
-class DatabaseTarget:
-    """Where Postgres is: the URL to connect to and whether we run it ourselves."""
-
-    url: str
-    embedded: bool
 
 
 @dataclass

@@ -22,23 +22,35 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from state.settings import Settings
 
 if TYPE_CHECKING:  # the context module imports the whole app; the CLI imports this one first
-    from server.context import DatabaseTarget
+    from server.database import DatabaseTarget
 
-__all__ = ["PARENT_PID_ENV", "listening_socket", "port_problem", "run_children", "watch_parent"]
+__all__ = [
+    "FAILURE_DIR_ENV",
+    "PARENT_PID_ENV",
+    "listening_socket",
+    "port_problem",
+    "report_start_failure",
+    "run_children",
+    "watch_parent",
+]
 
 _BACKLOG = 2048
 
 log = logging.getLogger(__name__)
 
 PARENT_PID_ENV = "STAFFGRAPH_PARENT_PID"
+FAILURE_DIR_ENV = "STAFFGRAPH_START_FAILURES"
+"""Internal: the directory a child writes its start-up failure into (one file per process)."""
 """Set by the parent for its children: whose child they are, known before they start."""
 
 
@@ -73,14 +85,22 @@ def port_problem(host: str, port: int) -> str | None:
 
 def run_children(
     settings: Settings, count: int, database: DatabaseTarget, *, insecure: bool
-) -> int:
+) -> tuple[int, list[str]]:
     """Start ``count`` server processes on the settings' port and wait for them.
 
+    The first child is the lead (``--lead``): it prints the banner once its app is up. A child
+    whose start fails writes its one line into a directory of the parent's
+    (:data:`FAILURE_DIR_ENV`) instead of printing it: every child reads the same files, so a
+    missing graph would otherwise be told once per process, and the parent prints each reason
+    once.
+
     Returns:
-        0 after a shutdown by signal in which every child exited cleanly, else the exit code
-        of the first child that failed.
+        The exit code of the first child that failed (0 after a shutdown by signal in which
+        every child exited cleanly), and the distinct reasons the children's starts failed
+        with, in the order they were written.
     """
     server = settings.server
+    reports = tempfile.TemporaryDirectory(prefix="staffgraph-start-")
     env = {
         **os.environ,
         "DATABASE_URL": database.url,
@@ -90,15 +110,18 @@ def run_children(
         "STAFFGRAPH_WORKERS": str(server.workers),
         "STAFFGRAPH_PROCESSES": str(count),
         PARENT_PID_ENV: str(os.getpid()),
+        FAILURE_DIR_ENV: reports.name,
     }
     argv = [sys.executable, "-m", "server.cli", "serve", "--reuse-port"]
     if insecure:
         argv.append("--insecure")
     if database.embedded:
         argv.append("--embedded-by-parent")
-    children = {
-        child.pid: child for child in (subprocess.Popen(argv, env=env) for _ in range(count))
-    }
+    lead = subprocess.Popen([*argv, "--lead"], env=env)
+    children = {lead.pid: lead}
+    children.update(
+        (child.pid, child) for child in (subprocess.Popen(argv, env=env) for _ in range(count - 1))
+    )
     stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -125,7 +148,29 @@ def run_children(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return failure
+        with reports:
+            reasons = _reasons(Path(reports.name))
+    return failure, reasons
+
+
+def report_start_failure(message: str) -> bool:
+    """In a child of ``serve --processes N``: hand the start's one-line failure to the parent
+    (see :func:`run_children`). False when this process has no parent to tell."""
+    directory = os.environ.get(FAILURE_DIR_ENV)
+    if not directory:
+        return False
+    try:
+        (Path(directory) / str(os.getpid())).write_text(message, encoding="utf-8")
+    except OSError:  # the parent is gone with its directory: say it here
+        return False
+    return True
+
+
+def _reasons(directory: Path) -> list[str]:
+    """The distinct failure lines the children wrote, oldest first."""
+    files = sorted(directory.iterdir(), key=lambda path: path.stat().st_mtime_ns)
+    lines = (path.read_text(encoding="utf-8").strip() for path in files)
+    return list(dict.fromkeys(line for line in lines if line))
 
 
 def watch_parent(

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
@@ -19,10 +18,9 @@ from nodes.embeddings import (
     get_embeddings,
 )
 from server.config import LangGraphConfig
-from server.context import DatabaseTarget
+from server.database import resolve_database
 from server.graphs import GraphLoadError, import_object
 from server.heap import settle_heap
-from state.embedded import EmbeddedPostgres
 from state.settings import Settings
 
 __all__ = [
@@ -41,19 +39,6 @@ log = logging.getLogger(__name__)
 
 class StartupError(RuntimeError):
     """Start-up cannot continue; ``str(exc)`` is the one line to show the operator."""
-
-
-def resolve_database(settings: Settings, stack: ExitStack) -> DatabaseTarget:
-    """``DATABASE_URL`` if set; else start (or join) the embedded server in ``STAFFGRAPH_HOME``.
-
-    The embedded server's handle is released when ``stack`` closes.
-    """
-    if settings.database.url is not None:
-        return DatabaseTarget(settings.database.url.get_secret_value(), embedded=False)
-    embedded = EmbeddedPostgres(settings.server.home)
-    url = embedded.start()
-    stack.callback(embedded.stop)
-    return DatabaseTarget(url, embedded=True)
 
 
 def _load_function(config: LangGraphConfig, spec: str) -> Callable[..., Any]:

@@ -16,6 +16,7 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,10 +32,15 @@ import os
 
 from langgraph_sdk import Auth
 
-# Blocks until the test opens the pipe for writing and closes it.
-with open(os.environ["AUTH_GATE"], encoding="utf-8") as gate:
-    if gate.read() != "go":
-        raise RuntimeError("the test asked this auth module to fail its import")
+# Blocks until the test opens the pipe for writing and closes it. Processes reading the pipe
+# at once share what the writers send: one that found it empty waits for the next writer, and
+# one may read two writers' words ("gogo").
+word = ""
+while not word:
+    with open(os.environ["AUTH_GATE"], encoding="utf-8") as gate:
+        word = gate.read()
+if not word.startswith("go"):
+    raise RuntimeError("the test asked this auth module to fail its import")
 
 auth = Auth()
 
@@ -47,9 +53,10 @@ async def authenticate(authorization: str | None) -> str:
 
 @contextmanager
 def _gated_server(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, *, processes: int = 1
 ) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    """A ``staffgraph serve`` whose app start waits on the returned pipe; killed afterwards."""
+    """A ``staffgraph serve`` (``processes`` of them on one port) whose app start waits on the
+    returned pipe; killed afterwards."""
     gate = tmp_path / "gate"
     os.mkfifo(gate)
     (tmp_path / "gated_auth.py").write_text(GATED_AUTH, encoding="utf-8")
@@ -69,7 +76,7 @@ def _gated_server(
         config,
         database_url=database_url,
         home=tmp_path / "home",
-        env={"AUTH_GATE": str(gate)},
+        env={"AUTH_GATE": str(gate), "STAFFGRAPH_PROCESSES": str(processes)},
         port=port,
     )
     url = f"http://127.0.0.1:{port}"
@@ -91,6 +98,15 @@ def _held(url: str) -> socket.socket:
     # accepted and read the held request too.
     assert httpx.get(f"{url}/ok", timeout=10).status_code == 200
     return sock
+
+
+def _line_with(process: subprocess.Popen[str], text: str) -> str:
+    """The first line of the process's output that holds ``text`` (waits for it)."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if text in line:
+            return line
+    raise AssertionError(f"the process ended without printing {text!r}")
 
 
 def _answered(sock: socket.socket) -> bool:
@@ -172,3 +188,62 @@ def test_importing_the_cli_imports_neither_langgraph_nor_the_api() -> None:
     # What runs before the port opens; everything heavy is imported behind it.
     heavy = ("langgraph", "langchain_core", "fastapi", "psycopg", "server.app", "server.auth")
     assert modules_loaded_by("import server.cli", heavy) == []
+
+
+@contextmanager
+def _opening_the_gate(gate: Path, word: str) -> Iterator[None]:
+    """Write ``word`` to every reader that opens ``gate`` (each server process imports the
+    gated module once) until the block ends; then let the last write go and stop."""
+    done = threading.Event()
+
+    def open_for_each_reader() -> None:
+        while not done.is_set():
+            try:
+                release(gate, word)  # blocks until a process opens the pipe to read
+            except BrokenPipeError:  # that reader left before the word was written
+                continue
+
+    writer = threading.Thread(target=open_for_each_reader, daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        reader = os.open(gate, os.O_RDONLY | os.O_NONBLOCK)  # completes a pending release
+        writer.join(timeout=10)
+        os.close(reader)
+        assert not writer.is_alive()
+
+
+def test_several_processes_answer_ok_before_the_app_is_imported_and_print_one_banner(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The parent of `--processes 2` imports neither the app nor the custom auth module: its
+    # children answer /ok while that import is still blocked, and start the app behind it.
+    with _gated_server(database_url, tmp_path, processes=2) as (process, url, gate):
+        held = _held(url)
+        assert not _answered(held)
+        with _opening_the_gate(gate, "go"):
+            status, _, body = _answer(held)
+            assert status == 200, body
+            banner = _line_with(process, "serving")  # the lead's, once its app is up
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert banner == "staffgraph serving 1 graphs in 2 processes: simple\n"
+    assert "serving" not in out  # the other process printed none
+    assert "Traceback" not in err
+
+
+def test_several_processes_failing_to_start_exit_2_with_one_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    with _gated_server(database_url, tmp_path, processes=2) as (process, url, gate):
+        with _opening_the_gate(gate, "fail"):
+            out, err = process.communicate(timeout=60)
+    assert process.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # two processes failed alike: the parent says it once
+    assert lines[0].startswith("staffgraph: auth.path: importing "), err
+    assert "RuntimeError: the test asked this auth module to fail its import" in lines[0]
+    assert "serving" not in out
