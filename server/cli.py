@@ -279,7 +279,6 @@ class _AppStart:
                 flush=True,
             )
         starting = self.starting
-
         graphs.add_done_callback(lambda error: None if error is None else starting.fail(str(error)))
 
 

@@ -49,9 +49,9 @@ _BACKLOG = 2048
 log = logging.getLogger(__name__)
 
 PARENT_PID_ENV = "STAFFGRAPH_PARENT_PID"
+"""Set by the parent for its children: whose child they are, known before they start."""
 FAILURE_DIR_ENV = "STAFFGRAPH_START_FAILURES"
 """Internal: the directory a child writes its start-up failure into (one file per process)."""
-"""Set by the parent for its children: whose child they are, known before they start."""
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
