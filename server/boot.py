@@ -12,7 +12,9 @@ background (the imports in a thread, its lifespan on the event loop) and, until 
 
 Once the app is up every request goes straight to it, ``/ok`` and ``/ready`` included. A start
 that fails calls ``on_failure`` with the one line to show the operator; the CLI then stops the
-server and exits with it.
+server and exits with it. A shutdown during the start cancels it and waits for it to unwind
+(at most :data:`START_STOP_WAIT` seconds); a start that fails once the shutdown has begun was
+interrupted by it, not a failure.
 
 This module imports nothing heavy: it is what runs before the port opens.
 """
@@ -34,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-__all__ = ["BUILD_STOP_WAIT", "START_WAIT", "StartingApp"]
+__all__ = ["BUILD_STOP_WAIT", "START_STOP_WAIT", "START_WAIT", "StartingApp"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,11 @@ BUILD_STOP_WAIT = 30.0
 """Seconds a shutdown during the start waits for ``build`` to return: what it started (the
 embedded Postgres) is released once it has. A ``build`` stuck longer is abandoned with the
 process: it runs in a daemon thread."""
+
+START_STOP_WAIT = 30.0
+"""Seconds a shutdown during the start waits for the app's lifespan start, once cancelled, to
+unwind what it had opened. One that takes longer (something in it ignored the cancellation) is
+left behind: the shutdown goes on without it."""
 
 _OK = orjson.dumps({"ok": True})
 _NOT_READY = orjson.dumps(
@@ -62,6 +69,7 @@ class StartingApp:
             start-up (log the unexpected ones there).
         started: called on the event loop once the app's lifespan has started, before any
             request reaches the app.
+        stop_wait: seconds a shutdown waits for a cancelled lifespan start to unwind.
     """
 
     def __init__(
@@ -70,8 +78,11 @@ class StartingApp:
         *,
         describe: Callable[[Exception], str],
         started: Callable[[], None] | None = None,
+        stop_wait: float = START_STOP_WAIT,
     ) -> None:
         self._build = build
+        self._stop_wait = stop_wait
+        self._stopping = False
         self._describe = describe
         self._started = started
         self.on_failure: Callable[[], None] = _nothing
@@ -122,7 +133,11 @@ class StartingApp:
         self._settle()
 
     def stop_waiting(self) -> None:
-        """Answer the requests held for the start now (from any thread, signal handlers too)."""
+        """A shutdown has begun (from any thread, signal handlers too): answer the requests held
+        for the start now. A start that fails from here on was interrupted by the shutdown (a
+        signal to the process group also ends the embedded Postgres's ``pg_ctl``): it is logged,
+        not reported as a failure."""
+        self._stopping = True
         self._settle()
 
     def _settle(self) -> None:
@@ -145,7 +160,16 @@ class StartingApp:
             lifespan = app.router.lifespan_context(app)
             await lifespan.__aenter__()
         except Exception as exc:
-            self.fail(self._describe(exc))
+            message = self._describe(exc)
+            if self._stopping:
+                log.warning("the start was interrupted by the shutdown: %s", message)
+                self._settle()
+            else:
+                self.fail(message)
+            return
+        if self._stopping:
+            # The shutdown's cancellation was absorbed on the way: close what just started.
+            await self._exit(lifespan)
             return
         self._lifespan = lifespan
         if self._started is not None:
@@ -171,20 +195,32 @@ class StartingApp:
         return asyncio.wrap_future(built)
 
     async def _stop(self) -> None:
+        self._stopping = True
         task = self._task
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: a lifespan start that swallows the cancellation and waits on must not
+            # keep the process from exiting.
+            await asyncio.wait({task}, timeout=self._stop_wait)
+            if not task.done():
+                log.warning(
+                    "the app's start did not stop within %.0f s of the shutdown; "
+                    "shutting down without it",
+                    self._stop_wait,
+                )
         builder = self._builder
         if builder is not None and builder.is_alive():
             await asyncio.to_thread(builder.join, BUILD_STOP_WAIT)
         lifespan, self._lifespan = self._lifespan, None
         if lifespan is not None:
-            try:
-                await lifespan.__aexit__(None, None, None)
-            except Exception:
-                log.exception("the app's shutdown failed")
+            await self._exit(lifespan)
+
+    @staticmethod
+    async def _exit(lifespan: AbstractAsyncContextManager[Any]) -> None:
+        try:
+            await lifespan.__aexit__(None, None, None)
+        except Exception:
+            log.exception("the app's shutdown failed")
 
 
 def _nothing() -> None:

@@ -186,6 +186,8 @@ async def open_pool(
         unreachable_after: seconds without a connection after which Postgres is probed; when
             it is unreachable the caller gets ``PoolTimeout`` then (the server answers 503
             with ``Retry-After``, workers retry with backoff). See :mod:`state.pool`.
+
+    An open that fails or is cancelled closes the pool again.
     """
     await check_connection(url, timeout=timeout)
     pool: AsyncConnectionPool = OutageAwarePool(
@@ -199,7 +201,13 @@ async def open_pool(
         timeout=max(checkout_timeout, unreachable_after),
         name="staffgraph",
     )
-    await pool.open(wait=True, timeout=timeout)
+    try:
+        await pool.open(wait=True, timeout=timeout)
+    except BaseException:
+        # Cancelled by a shutdown during the start, or timed out: the pool's workers and
+        # the connections made so far must not outlive it.
+        await pool.close()
+        raise
     return pool
 
 

@@ -8,12 +8,15 @@ to the connections waiting in a pool.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 import pytest
 
+from state.db import open_pool
 from state.pool import OutageAwarePool
 
 
@@ -115,3 +118,28 @@ async def test_a_transaction_open_when_the_block_fails_is_rolled_back(database_u
             cur = await conn.execute("SELECT to_regclass('pg_temp.probe_rolled_back') IS NULL")
             assert await cur.fetchone() == (True,)
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+async def _workers_of(name: str) -> set[asyncio.Task[Any]]:
+    """The tasks a pool named ``name`` runs, once there are any (psycopg_pool names them)."""
+    while True:
+        tasks = {task for task in asyncio.all_tasks() if task.get_name().startswith(name + "-")}
+        if tasks:
+            return tasks
+        await asyncio.sleep(0)
+
+
+async def test_a_pool_whose_open_is_cancelled_is_closed(database_url: str) -> None:
+    # A shutdown while the server is still starting cancels the open: the pool must not keep
+    # its workers and connections (a process left with them did not exit).
+    opening = asyncio.create_task(
+        open_pool(database_url, min_size=4, max_size=4, timeout=10, unreachable_after=5.0)
+    )
+    workers = await _workers_of("staffgraph")
+    assert not opening.done()  # still waiting for its connections
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    done, running = await asyncio.wait(workers, timeout=10)
+    assert running == set(), [task.get_name() for task in running]
+    assert all(task.cancelled() or task.exception() is None for task in done)
