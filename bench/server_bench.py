@@ -27,6 +27,10 @@ whichever target was being measured then. Each round measures:
 
 - sequential ``POST /threads/{id}/runs/wait`` latency (p50, p95) with ``durability="sync"``
   (floor: ``ainvoke``);
+- for the servers, the HTTP round trip alone: sequential ``GET /ok`` (p50), the same client
+  on the same connection; the floors make none. staffgraph's runs.wait p50 less its round
+  trip, over the floor's runs.wait p50, shows how much of the ratio to the floor is the
+  request itself (the client's CPU included) rather than the run;
 - time to the first event of ``POST /threads/{id}/runs/stream`` (p50, p95) (floor: the first
   chunk of ``astream``);
 - throughput of runs.wait with N concurrent clients, each on its own thread, for D seconds per
@@ -105,6 +109,7 @@ class Round:
     """One round's figures for one target."""
 
     seq_ms: list[float] = field(default_factory=list)
+    round_trip_ms: list[float] = field(default_factory=list)
     first_ms: list[float] = field(default_factory=list)
     throughput: float = float("nan")
     errors: int = 0
@@ -125,6 +130,8 @@ class Target:
     first_event: Callable[[str], Awaitable[float | None]]
     cpu_pid: int | None
     pg_pid: int | None = None
+    round_trip: Callable[[], Awaitable[None]] | None = None
+    """One request that does nothing (``GET /ok``); ``None`` where there is no HTTP."""
     rounds: list[Round] = field(default_factory=list)
 
 
@@ -159,7 +166,19 @@ def http_target(
                 # read to the end so the next run does not meet a busy thread
         return first
 
-    return Target(name, new_thread, wait_run, first_event, cpu_pid=cpu_pid, pg_pid=pg_pid)
+    async def round_trip() -> None:
+        response = await client.get("/ok")
+        response.raise_for_status()
+
+    return Target(
+        name,
+        new_thread,
+        wait_run,
+        first_event,
+        cpu_pid=cpu_pid,
+        pg_pid=pg_pid,
+        round_trip=round_trip,
+    )
 
 
 # -- the in-process floor -----------------------------------------------------------------------
@@ -222,6 +241,20 @@ async def _sequential(targets: list[Target], count: int) -> list[list[float]]:
                 mine.append((time.perf_counter() - start) * 1000)
                 if not ok:
                     raise RuntimeError(f"{target.name}: a sequential run failed")
+    return samples
+
+
+async def _round_trips(targets: list[Target], count: int) -> list[list[float]]:
+    """``GET /ok`` latencies of the targets that serve HTTP, in turns of :data:`BATCH`."""
+    samples: list[list[float]] = [[] for _ in targets]
+    for batch in _batches(count):
+        for target, mine in zip(targets, samples, strict=True):
+            if target.round_trip is None:
+                continue
+            for _ in range(batch):
+                start = time.perf_counter()
+                await target.round_trip()
+                mine.append((time.perf_counter() - start) * 1000)
     return samples
 
 
@@ -339,6 +372,8 @@ async def measure_round(targets: list[Target], args: argparse.Namespace, number:
     results = [Round() for _ in targets]
     for result, samples in zip(results, await _sequential(targets, args.sequential), strict=True):
         result.seq_ms = samples
+    for result, samples in zip(results, await _round_trips(targets, args.sequential), strict=True):
+        result.round_trip_ms = samples
     for result, samples in zip(
         results, await _first_events(targets, args.first_event), strict=True
     ):
@@ -349,7 +384,12 @@ async def measure_round(targets: list[Target], args: argparse.Namespace, number:
         print(
             f"[round {number} {target.name}] seq p50 {pct(result.seq_ms, 0.5):.2f} ms "
             f"p95 {pct(result.seq_ms, 0.95):.2f} ms; "
-            f"first event p50 {pct(result.first_ms, 0.5):.2f} ms "
+            + (
+                f"GET /ok p50 {pct(result.round_trip_ms, 0.5):.2f} ms; "
+                if result.round_trip_ms
+                else ""
+            )
+            + f"first event p50 {pct(result.first_ms, 0.5):.2f} ms "
             f"p95 {pct(result.first_ms, 0.95):.2f} ms; {result.throughput:.1f} runs/s with "
             f"{args.clients} clients, {result.errors} errors "
             f"({result.drain_s:.2f} s of it finishing runs in flight); "
@@ -366,9 +406,19 @@ async def measure_round(targets: list[Target], args: argparse.Namespace, number:
 
 # -- report -------------------------------------------------------------------------------------
 
+
+def _wait_p50(result: Round) -> float:
+    return pct(result.seq_ms, 0.5)
+
+
+def _round_trip_p50(result: Round) -> float:
+    return pct(result.round_trip_ms, 0.5)
+
+
 FIGURES: list[tuple[str, str, Callable[[Round], float]]] = [
-    ("runs.wait p50", " ms", lambda r: pct(r.seq_ms, 0.5)),
+    ("runs.wait p50", " ms", _wait_p50),
     ("runs.wait p95", " ms", lambda r: pct(r.seq_ms, 0.95)),
+    ("HTTP round trip p50", " ms", _round_trip_p50),
     ("first event p50", " ms", lambda r: pct(r.first_ms, 0.5)),
     ("first event p95", " ms", lambda r: pct(r.first_ms, 0.95)),
     ("runs/s, N clients", "", lambda r: r.throughput),
@@ -412,15 +462,21 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
             if label in UNRATIOED:
                 continue
             mine, theirs = _median(ours, figure), _median(peer, figure)
-            ratio = mine / theirs if theirs == theirs and theirs else float("nan")
-            print(f"  {label.replace('N clients', f'{args.clients} clients'):<22} {ratio:.2f}x")
+            if theirs != theirs:  # a figure the peer has not (a floor makes no HTTP request)
+                continue
+            ratio = mine / theirs if theirs else float("nan")
+            print(f"  {label.replace('N clients', f'{args.clients} clients'):<26} {ratio:.2f}x")
+        if peer.round_trip is None:
+            net = _median(ours, _wait_p50) - _median(ours, _round_trip_p50)
+            floor = _median(peer, _wait_p50)
+            print(f"  {'runs.wait p50 less GET /ok':<26} {net / floor:.2f}x")
         # A peer whose speed drifts from round to round shows here rather than hiding behind
         # the medians.
         per_round = [
             f"{mine.throughput / theirs.throughput:.2f}x" if theirs.throughput else "n/a"
             for mine, theirs in zip(ours.rounds, peer.rounds, strict=True)
         ]
-        print(f"  {'runs/s round by round':<22} {', '.join(per_round)}")
+        print(f"  {'runs/s round by round':<26} {', '.join(per_round)}")
 
 
 # -- main ---------------------------------------------------------------------------------------
