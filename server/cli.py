@@ -36,6 +36,7 @@ from server.audit_cli import add_audit_parser, run_audit
 from server.boot import StartingApp
 from server.config import ConfigError, LangGraphConfig, load_config
 from server.exposure import refuse_open_bind
+from server.hard_stop import HardStop, shutdown_deadline
 from server.keys_cli import add_keys_parser, run_keys
 from server.observability import configure_logging
 from server.origins import CorsRefused, check_cors
@@ -300,6 +301,10 @@ def _serve(
         start = _AppStart(settings, config, stack, api=api, child=child)
         starting = StartingApp(start.build, describe=start_failure, started=start.started)
         start.starting = starting
+        # Lone, this process holds the embedded Postgres (in ``stack``): a hard stop releases it.
+        hard_stop = HardStop(
+            shutdown_deadline(settings), release=None if child.reuse_port else stack.close
+        )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
         # handler that was in place before it ran. Python's defaults would kill the process
         # (SIGTERM) or raise KeyboardInterrupt (SIGINT) before this ExitStack releases the
@@ -321,11 +326,12 @@ def _serve(
                 timeout_graceful_shutdown=max(math.ceil(grace), 1),
             ),
             starting=starting,
+            hard_stop=hard_stop,
         )
         _start_logging(settings, quiet=True)  # uvicorn.Config applied log_config again
         sockets = None
         if child.reuse_port:
-            watch_parent(hard_stop_after=grace + 15.0)
+            watch_parent(hard_stop_after=hard_stop.after)
             try:
                 sockets = [listening_socket(settings.server.host, settings.server.port)]
             except OSError as exc:
@@ -333,6 +339,7 @@ def _serve(
                     f"cannot listen on {settings.server.host}:{settings.server.port}: {exc}"
                 )
         server.run(sockets=sockets)
+        hard_stop.finished()
     if starting.failure is not None:
         return _child_fail(starting.failure) if child.reuse_port else _fail(starting.failure)
     return 0
@@ -344,12 +351,15 @@ class _GracefulServer(uvicorn.Server):
     uvicorn first waits for open connections (the streams of runs in flight), then runs the
     lifespan's shutdown, where the workers wait for their runs; claiming new runs meanwhile
     would only give them more to wait for. Requests held for the app's start are answered at
-    once.
+    once. The shutdown is bounded (:mod:`server.hard_stop`).
     """
 
-    def __init__(self, config: uvicorn.Config, *, starting: StartingApp) -> None:
+    def __init__(
+        self, config: uvicorn.Config, *, starting: StartingApp, hard_stop: HardStop
+    ) -> None:
         super().__init__(config)
         self._starting = starting
+        self._hard_stop = hard_stop
         starting.on_failure = self.stop_on_failure
 
     def stop_on_failure(self) -> None:
@@ -359,6 +369,7 @@ class _GracefulServer(uvicorn.Server):
         failure there is still a start-up error: the process ends with its one line
         (``StartingApp.failure``) and exit 2.
         """
+        self._hard_stop.arm()
         self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -367,6 +378,7 @@ class _GracefulServer(uvicorn.Server):
         if ctx is not None and ctx.runtime is not None:
             ctx.runtime.stop_claiming()
         self._starting.stop_waiting()
+        self._hard_stop.arm()
         super().handle_exit(sig, frame)
 
 

@@ -1,8 +1,11 @@
-"""SIGTERM with runs in flight: they all finish before the process exits; none runs twice."""
+"""SIGTERM with runs in flight: they all finish before the process exits; none runs twice. A
+run that ignores its cancellation cannot keep the process past the shutdown's deadline."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 import pytest
 from langgraph_sdk import get_client
@@ -13,6 +16,7 @@ from tests.support.server import LiveServer
 pytestmark = pytest.mark.slow
 
 RUNS = 5
+STUBBORN_CONFIG = Path(__file__).with_name("stubborn_langgraph.json")
 
 
 async def test_sigterm_lets_runs_in_flight_finish(
@@ -43,3 +47,27 @@ async def test_sigterm_lets_runs_in_flight_finish(
     assert effects.duplicates("plain.log") == 0  # no step executed again
     assert busy_threads(database_url) == 0
     assert "requeueing" not in server.log()
+
+
+async def test_a_run_ignoring_its_cancellation_cannot_hold_the_shutdown_past_its_deadline(
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    # Grace 1 s, traces flushed within 1 s: the deadline is 2 x 1 + 1 + 15 = 18 s. The run's
+    # node swallows the cancellation the shutdown sends after the grace and naps 60 s more.
+    env = {"STAFFGRAPH_SHUTDOWN_GRACE_SECONDS": "1", "STAFFGRAPH_TRACE_FLUSH_TIMEOUT": "1"}
+    server: LiveServer = server_factory(env=env, config=STUBBORN_CONFIG)
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(tid, "stubborn", input={"seconds": 60})
+    async with asyncio.timeout(30):
+        while (await client.runs.get(tid, run["run_id"]))["status"] != "running":
+            await asyncio.sleep(0.05)
+
+    signalled = time.monotonic()
+    server.process.terminate()
+    exit_code = await asyncio.to_thread(server.process.wait, 50)
+    took = time.monotonic() - signalled
+
+    assert exit_code == 70, server.log()
+    assert 18 <= took < 30, took
+    assert "the shutdown did not finish within 18 s" in server.log()
