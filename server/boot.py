@@ -135,8 +135,8 @@ class StartingApp:
     def stop_waiting(self) -> None:
         """A shutdown has begun (from any thread, signal handlers too): answer the requests held
         for the start now. A start that fails from here on was interrupted by the shutdown (a
-        signal to the process group also ends the embedded Postgres's ``pg_ctl``): it is logged,
-        not reported as a failure."""
+        signal to the process group also ends the embedded Postgres's ``pg_ctl``): it is logged at
+        info level, not reported as a failure."""
         self._stopping = True
         self._settle()
 
@@ -162,7 +162,9 @@ class StartingApp:
         except Exception as exc:
             message = self._describe(exc)
             if self._stopping:
-                log.warning("the start was interrupted by the shutdown: %s", message)
+                # Info, not a warning: the operator asked for the stop, or (a child of
+                # ``serve --processes N``) another process's failure did, and that one is told.
+                log.info("the start was interrupted by the shutdown: %s", message)
                 self._settle()
             else:
                 self.fail(message)
