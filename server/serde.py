@@ -68,8 +68,14 @@ def _schema(schema: Any) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes for any value graphs produce."""
-    return orjson.dumps(obj, default=_default, option=_OPTIONS)
+    """Compact JSON bytes for any value graphs produce, holding no more memory than their size.
+
+    orjson returns the buffer it wrote into: a result of a few bytes keeps 4 KiB allocated, one
+    of 3 KB about 8 KiB, for as long as it lives. A run's events stay in its stream log for a
+    minute after it ends (ten for resumable runs), so under load they held hundreds of MiB.
+    Copied to their own size, 100,000 small events take under 10 MiB instead of 390.
+    """
+    return memoryview(orjson.dumps(obj, default=_default, option=_OPTIONS)).tobytes()
 
 
 def jsonable(obj: Any) -> Any:
