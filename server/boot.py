@@ -51,7 +51,8 @@ process: it runs in a daemon thread."""
 START_STOP_WAIT = 30.0
 """Seconds a shutdown during the start waits for the app's lifespan start, once cancelled, to
 unwind what it had opened. One that takes longer (something in it ignored the cancellation) is
-left behind: the shutdown goes on without it."""
+left behind: the rest of the shutdown goes on without it, and if the start still holds the
+process's exit, the hard stop (:mod:`server.hard_stop`) ends it."""
 
 _OK = orjson.dumps({"ok": True})
 _NOT_READY = orjson.dumps(
@@ -83,6 +84,7 @@ class StartingApp:
         self._build = build
         self._stop_wait = stop_wait
         self._stopping = False
+        self._closing = False
         self._describe = describe
         self._started = started
         self.on_failure: Callable[[], None] = _nothing
@@ -170,7 +172,9 @@ class StartingApp:
                 self.fail(message)
             return
         if self._stopping:
-            # The shutdown's cancellation was absorbed on the way: close what just started.
+            # The shutdown began meanwhile (its cancellation, if it came, was absorbed on the
+            # way): close what just started; the shutdown waits for it rather than cancel it.
+            self._closing = True
             await self._exit(lifespan)
             return
         self._lifespan = lifespan
@@ -200,9 +204,12 @@ class StartingApp:
         self._stopping = True
         task = self._task
         if task is not None and not task.done():
-            task.cancel()
+            if not self._closing:  # a start closing what it opened is not cut short
+                task.cancel()
             # Bounded: a lifespan start that swallows the cancellation and waits on must not
-            # keep the process from exiting.
+            # hold the rest of the shutdown. The task is left behind: asyncio cancels it again
+            # as the loop closes, and the process's hard stop (server.hard_stop) ends a process
+            # it still holds.
             await asyncio.wait({task}, timeout=self._stop_wait)
             if not task.done():
                 log.warning(

@@ -338,8 +338,11 @@ def _serve(
                 return _child_fail(
                     f"cannot listen on {settings.server.host}:{settings.server.port}: {exc}"
                 )
-        server.run(sockets=sockets)
-        hard_stop.finished()
+        hard_stop.start()
+        try:
+            server.run(sockets=sockets)
+        finally:
+            hard_stop.finished()
     if starting.failure is not None:
         return _child_fail(starting.failure) if child.reuse_port else _fail(starting.failure)
     return 0
@@ -369,8 +372,8 @@ class _GracefulServer(uvicorn.Server):
         failure there is still a start-up error: the process ends with its one line
         (``StartingApp.failure``) and exit 2.
         """
-        self._hard_stop.arm()
         self.should_exit = True
+        self._hard_stop.arm()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         app = self._starting.app
@@ -378,8 +381,8 @@ class _GracefulServer(uvicorn.Server):
         if ctx is not None and ctx.runtime is not None:
             ctx.runtime.stop_claiming()
         self._starting.stop_waiting()
-        self._hard_stop.arm()
         super().handle_exit(sig, frame)
+        self._hard_stop.arm()
 
 
 def _start_logging(settings: Settings, *, quiet: bool) -> None:

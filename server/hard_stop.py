@@ -5,9 +5,13 @@ cancellation (catching ``CancelledError`` and working on), or one that blocks th
 with synchronous work. Either would keep the process, its port and its embedded Postgres for
 as long as the node pleases. Once a shutdown begins, a watchdog thread gives it
 :func:`shutdown_deadline` seconds; past that it logs why, releases what ``release`` holds (the
-embedded Postgres) and ends the process with exit code :data:`HARD_STOP_EXIT`. Runs it leaves
-behind keep their lease until it lapses; then any process's sweeper puts them back in the queue,
-as after a crash.
+embedded Postgres, for at most :data:`RELEASE_WAIT` seconds) and ends the process with exit
+code :data:`HARD_STOP_EXIT`. Runs it leaves behind keep their lease until it lapses; then any
+process's sweeper puts them back in the queue, as after a crash.
+
+The watchdog thread is started before the server runs and only waits until it is armed: a
+signal handler must not start a thread (``Thread.start`` takes a lock the interrupted code may
+hold), but it may set an event.
 
 This module imports nothing heavy: the CLI arms it from a signal handler.
 """
@@ -21,7 +25,7 @@ from collections.abc import Callable
 
 from state.settings import Settings
 
-__all__ = ["HARD_STOP_EXIT", "HARD_STOP_MARGIN", "HardStop", "shutdown_deadline"]
+__all__ = ["HARD_STOP_EXIT", "HARD_STOP_MARGIN", "RELEASE_WAIT", "HardStop", "shutdown_deadline"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,9 @@ HARD_STOP_EXIT = 70
 
 HARD_STOP_MARGIN = 15.0
 """Seconds on top of the waits a graceful shutdown is allowed (closing the pool, the broker)."""
+
+RELEASE_WAIT = 20.0
+"""Seconds a hard stop waits for ``release`` (stopping the embedded Postgres) before exiting."""
 
 
 def shutdown_deadline(settings: Settings) -> float:
@@ -48,30 +55,49 @@ class HardStop:
 
     Args:
         after: seconds the graceful shutdown may take.
-        release: called (in the watchdog's thread) just before the process exits hard, to
-            release what outlives a process otherwise (the embedded Postgres).
+        release: called (in a thread of its own, for at most :data:`RELEASE_WAIT` seconds) just
+            before the process exits hard, to release what outlives a process otherwise (the
+            embedded Postgres).
+        exit_process: ends the process; :func:`os._exit` (tests pass another).
     """
 
-    def __init__(self, after: float, *, release: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        after: float,
+        *,
+        release: Callable[[], None] | None = None,
+        exit_process: Callable[[int], object] = os._exit,
+    ) -> None:
         self.after = after
         self._release = release
-        self._armed = False
+        self._exit_process = exit_process
+        self._armed = threading.Event()
         self._finished = threading.Event()
         self._lock = threading.Lock()
 
+    def start(self) -> threading.Thread:
+        """Start the watchdog thread, idle until :meth:`arm` (call before the server runs).
+
+        Returns:
+            The thread: it ends once :meth:`finished` is called, or once it has acted.
+        """
+        watcher = threading.Thread(target=self._watch, name="staffgraph-hard-stop", daemon=True)
+        watcher.start()
+        return watcher
+
     def arm(self) -> None:
-        """A shutdown has begun: start counting (once; from any thread, signal handlers too)."""
-        if self._armed:
-            return
-        self._armed = True
-        threading.Thread(target=self._watch, name="staffgraph-hard-stop", daemon=True).start()
+        """A shutdown has begun: start counting (from any thread, signal handlers too)."""
+        self._armed.set()
 
     def finished(self) -> None:
-        """The graceful shutdown is over: nothing to stop any more."""
+        """The graceful shutdown is over: nothing to stop any more. Once this returns, the
+        watchdog will not act (if it is acting, this waits until the process has ended)."""
         with self._lock:
             self._finished.set()
+        self._armed.set()  # wakes an idle watchdog so that it ends
 
     def _watch(self) -> None:
+        self._armed.wait()
         if self._finished.wait(self.after):
             return
         with self._lock:
@@ -83,8 +109,14 @@ class HardStop:
                 self.after,
             )
             if self._release is not None:
-                try:
-                    self._release()
-                except Exception:
-                    log.exception("releasing the process's resources failed")
-            os._exit(HARD_STOP_EXIT)
+                releaser = threading.Thread(target=self._release_quietly, daemon=True)
+                releaser.start()
+                releaser.join(RELEASE_WAIT)
+            self._exit_process(HARD_STOP_EXIT)
+
+    def _release_quietly(self) -> None:
+        assert self._release is not None
+        try:
+            self._release()
+        except Exception:
+            log.exception("releasing the process's resources failed")

@@ -206,7 +206,10 @@ async def open_pool(
     except BaseException:
         # Cancelled by a shutdown during the start, or timed out: the pool's workers and
         # the connections made so far must not outlive it.
-        await pool.close()
+        try:
+            await pool.close()
+        except Exception:  # the error being raised matters more
+            log.warning("closing a pool whose open failed failed too", exc_info=True)
         raise
     return pool
 

@@ -120,22 +120,29 @@ async def test_a_transaction_open_when_the_block_fails_is_rolled_back(database_u
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
-async def _workers_of(name: str) -> set[asyncio.Task[Any]]:
-    """The tasks a pool named ``name`` runs, once there are any (psycopg_pool names them)."""
-    while True:
-        tasks = {task for task in asyncio.all_tasks() if task.get_name().startswith(name + "-")}
-        if tasks:
-            return tasks
-        await asyncio.sleep(0)
+async def _new_tasks(name: str, before: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
+    """The tasks named ``name-…`` that were not running ``before``, once there are any
+    (psycopg_pool names a pool's workers and scheduler after it)."""
+    async with asyncio.timeout(10):
+        while True:
+            tasks = {
+                task
+                for task in asyncio.all_tasks() - before
+                if task.get_name().startswith(name + "-")
+            }
+            if tasks:
+                return tasks
+            await asyncio.sleep(0)
 
 
 async def test_a_pool_whose_open_is_cancelled_is_closed(database_url: str) -> None:
     # A shutdown while the server is still starting cancels the open: the pool must not keep
     # its workers and connections (a process left with them did not exit).
+    before = asyncio.all_tasks()
     opening = asyncio.create_task(
         open_pool(database_url, min_size=4, max_size=4, timeout=10, unreachable_after=5.0)
     )
-    workers = await _workers_of("staffgraph")
+    workers = await _new_tasks("staffgraph", before | {opening})
     assert not opening.done()  # still waiting for its connections
     opening.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -34,8 +34,9 @@ class Lifespan:
 
     async def started(self) -> None:
         await self._inbox.put({"type": "lifespan.startup"})
-        while "lifespan.startup.complete" not in self.sent:
-            await asyncio.sleep(0)
+        async with asyncio.timeout(10):
+            while "lifespan.startup.complete" not in self.sent:
+                await asyncio.sleep(0)
 
     async def shutdown(self, *, within: float) -> None:
         """Ask for the shutdown; it must be complete within ``within`` seconds."""
@@ -109,6 +110,41 @@ async def test_a_start_that_finishes_despite_the_shutdown_is_closed_and_never_se
     await lifespan.shutdown(within=10)
     assert closed == ["closed"]
     assert served == []
+    assert starting.app is None
+
+
+async def test_a_start_closing_itself_after_the_signal_is_not_cut_short_by_the_shutdown() -> None:
+    # The signal comes while the lifespan is starting; its start ends anyway, and StartingApp
+    # closes what it opened. The shutdown that follows must let that close finish (it stops
+    # the workers, which requeue what they claimed) rather than cancel it.
+    entered, let_enter = asyncio.Event(), asyncio.Event()
+    closing, let_close = asyncio.Event(), asyncio.Event()
+    closed: list[str] = []
+
+    @asynccontextmanager
+    async def slow(app: Starlette) -> AsyncIterator[None]:
+        entered.set()
+        await let_enter.wait()
+        try:
+            yield
+        finally:
+            closing.set()
+            await let_close.wait()
+            closed.append("closed")
+
+    starting = StartingApp(lambda: Starlette(lifespan=slow), describe=_no_line)
+    lifespan = Lifespan(starting)
+    await lifespan.started()
+    await entered.wait()
+    starting.stop_waiting()  # what the signal handler does
+    let_enter.set()
+    await closing.wait()
+    shutdown = asyncio.create_task(lifespan.shutdown(within=10))
+    for _ in range(100):  # the shutdown reaches StartingApp's stop meanwhile
+        await asyncio.sleep(0)
+    let_close.set()
+    await shutdown
+    assert closed == ["closed"]
     assert starting.app is None
 
 

@@ -9,13 +9,16 @@ from server.serde import dumps
 
 def _held(values: list[object]) -> tuple[int, int]:
     """Bytes allocated by dumping every value and keeping the results, and their total size."""
-    tracemalloc.start()
+    tracing = tracemalloc.is_tracing()  # PYTHONTRACEMALLOC: leave it on
+    if not tracing:
+        tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         kept = [dumps(value) for value in values]
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
-        tracemalloc.stop()
+        if not tracing:
+            tracemalloc.stop()
     return held, sum(len(data) for data in kept)
 
 
