@@ -138,7 +138,7 @@ async def test_a_start_closing_itself_after_the_signal_is_not_cut_short_by_the_s
     await entered.wait()
     starting.stop_waiting()  # what the signal handler does
     let_enter.set()
-    await closing.wait()
+    await asyncio.wait_for(closing.wait(), 10)  # closing what it opened, unasked
     shutdown = asyncio.create_task(lifespan.shutdown(within=10))
     for _ in range(100):  # the shutdown reaches StartingApp's stop meanwhile
         await asyncio.sleep(0)
