@@ -36,7 +36,7 @@ from server.audit_cli import add_audit_parser, run_audit
 from server.boot import StartingApp
 from server.config import ConfigError, LangGraphConfig, load_config
 from server.exposure import refuse_open_bind
-from server.hard_stop import HardStop, shutdown_deadline
+from server.hard_stop import HARD_STOP_EXIT, HardStop, shutdown_deadline
 from server.keys_cli import add_keys_parser, run_keys
 from server.observability import configure_logging
 from server.origins import CorsRefused, check_cors
@@ -213,6 +213,8 @@ def _serve_processes(settings: Settings, *, insecure: bool) -> int:
         failure, reasons = run_children(settings, count, database, insecure=insecure)
     if not failure:
         return 0
+    if failure == HARD_STOP_EXIT and not reasons:
+        return failure  # the child's shutdown overran its deadline; it logged why
     for reason in reasons:  # each once, however many processes failed with it
         _fail(reason)
     return 2 if reasons else _fail("a server process exited; stopped the others")

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from server.hard_stop import HARD_STOP_EXIT
 from state.settings import Settings
 
 if TYPE_CHECKING:  # the context module imports the whole app; the CLI imports this one first
@@ -96,8 +97,9 @@ def run_children(
 
     Returns:
         The exit code of the first child that failed (0 after a shutdown by signal in which
-        every child exited cleanly), and the distinct reasons the children's starts failed
-        with, in the order they were written.
+        every child exited cleanly or as a shutdown ends it; :data:`HARD_STOP_EXIT` if a
+        child's shutdown overran its deadline), and the distinct reasons the children's starts
+        failed with, in the order they were written.
     """
     server = settings.server
     reports = tempfile.TemporaryDirectory(prefix="staffgraph-start-")
@@ -139,7 +141,10 @@ def run_children(
             if child is None:
                 continue
             child.returncode = os.waitstatus_to_exitcode(status)
-            if child.returncode != 0 and not stopping:
+            # A child ending during a shutdown is the shutdown, unless its own shutdown overran
+            # its deadline: that is told on, as a hard stop of a lone process is.
+            overran = child.returncode == HARD_STOP_EXIT
+            if child.returncode != 0 and (not stopping or overran):
                 failure = failure or (child.returncode if child.returncode > 0 else 1)
             if not stopping:
                 # One process gone means the server is broken: stop the rest.

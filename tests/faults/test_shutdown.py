@@ -71,3 +71,28 @@ async def test_a_run_ignoring_its_cancellation_cannot_hold_the_shutdown_past_its
     assert exit_code == 70, server.log()
     assert 18 <= took < 30, took
     assert "the shutdown did not finish within 18 s" in server.log()
+
+
+async def test_with_several_processes_an_overrun_shutdown_is_the_parents_exit_code_too(
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    # The process running the stubborn run ends hard (70) after its deadline; its parent, which
+    # forwarded the SIGTERM, reports that rather than a clean 0. The other process ends at once.
+    env = {
+        "STAFFGRAPH_PROCESSES": "2",
+        "STAFFGRAPH_SHUTDOWN_GRACE_SECONDS": "1",
+        "STAFFGRAPH_TRACE_FLUSH_TIMEOUT": "1",
+    }
+    server: LiveServer = server_factory(env=env, config=STUBBORN_CONFIG)
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(tid, "stubborn", input={"seconds": 60})
+    async with asyncio.timeout(30):
+        while (await client.runs.get(tid, run["run_id"]))["status"] != "running":
+            await asyncio.sleep(0.05)
+
+    server.process.terminate()
+    exit_code = await asyncio.to_thread(server.process.wait, 50)
+
+    assert exit_code == 70, server.log()
+    assert server.log().count("the shutdown did not finish within 18 s") == 1
