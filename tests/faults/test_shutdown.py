@@ -49,6 +49,16 @@ async def test_sigterm_lets_runs_in_flight_finish(
     assert "requeueing" not in server.log()
 
 
+async def _stubborn_run_running(server: LiveServer) -> None:
+    """Start a run whose node swallows a cancellation and naps 60 s more; wait until it runs."""
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(tid, "stubborn", input={"seconds": 60})
+    async with asyncio.timeout(30):
+        while (await client.runs.get(tid, run["run_id"]))["status"] != "running":
+            await asyncio.sleep(0.05)
+
+
 async def test_a_run_ignoring_its_cancellation_cannot_hold_the_shutdown_past_its_deadline(
     server_factory,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -56,12 +66,7 @@ async def test_a_run_ignoring_its_cancellation_cannot_hold_the_shutdown_past_its
     # node swallows the cancellation the shutdown sends after the grace and naps 60 s more.
     env = {"STAFFGRAPH_SHUTDOWN_GRACE_SECONDS": "1", "STAFFGRAPH_TRACE_FLUSH_TIMEOUT": "1"}
     server: LiveServer = server_factory(env=env, config=STUBBORN_CONFIG)
-    client = get_client(url=server.url)
-    tid = (await client.threads.create())["thread_id"]
-    run = await client.runs.create(tid, "stubborn", input={"seconds": 60})
-    async with asyncio.timeout(30):
-        while (await client.runs.get(tid, run["run_id"]))["status"] != "running":
-            await asyncio.sleep(0.05)
+    await _stubborn_run_running(server)
 
     signalled = time.monotonic()
     server.process.terminate()
@@ -84,12 +89,7 @@ async def test_with_several_processes_an_overrun_shutdown_is_the_parents_exit_co
         "STAFFGRAPH_TRACE_FLUSH_TIMEOUT": "1",
     }
     server: LiveServer = server_factory(env=env, config=STUBBORN_CONFIG)
-    client = get_client(url=server.url)
-    tid = (await client.threads.create())["thread_id"]
-    run = await client.runs.create(tid, "stubborn", input={"seconds": 60})
-    async with asyncio.timeout(30):
-        while (await client.runs.get(tid, run["run_id"]))["status"] != "running":
-            await asyncio.sleep(0.05)
+    await _stubborn_run_running(server)
 
     server.process.terminate()
     exit_code = await asyncio.to_thread(server.process.wait, 50)
