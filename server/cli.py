@@ -333,7 +333,7 @@ def _serve(
         _start_logging(settings, quiet=True)  # uvicorn.Config applied log_config again
         sockets = None
         if child.reuse_port:
-            watch_parent(hard_stop_after=hard_stop.after)
+            watch_parent(hard_stop)
             try:
                 sockets = [listening_socket(settings.server.host, settings.server.port)]
             except OSError as exc:

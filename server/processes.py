@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from server.hard_stop import HARD_STOP_EXIT
+from server.hard_stop import HARD_STOP_EXIT, HardStop
 from state.settings import Settings
 
 if TYPE_CHECKING:  # the context module imports the whole app; the CLI imports this one first
@@ -178,23 +178,21 @@ def _reasons(directory: Path) -> list[str]:
     return list(dict.fromkeys(line for line in lines if line))
 
 
-def watch_parent(
-    *, parent: int | None = None, every: float = 1.0, hard_stop_after: float = 60.0
-) -> None:
+def watch_parent(hard_stop: HardStop, *, parent: int | None = None, every: float = 1.0) -> None:
     """In a child: end this process (SIGTERM, a graceful shutdown) once its parent is gone.
 
     A parent killed with SIGKILL cannot stop its children; they notice that they were handed
     to another parent and stop themselves within ``every`` seconds. An orphan must not linger
-    on the port: if the graceful shutdown has not ended the process ``hard_stop_after``
-    seconds later (a start-up still under way, a stuck run), it exits at once.
+    on the port: ``hard_stop`` is armed at once, so if the graceful shutdown has not ended the
+    process by its deadline (a start-up still under way, a stuck run, a signal handler that
+    never ran), it exits hard.
 
     Args:
+        hard_stop: the process's hard stop (started by the caller).
         parent: the parent's pid; by default :data:`PARENT_PID_ENV`, else the current parent.
             A child must not take it from ``os.getppid()`` alone: a parent that died while
             the child was starting would leave it watching its new parent (init) forever.
         every: seconds between looks at the parent.
-        hard_stop_after: seconds a graceful shutdown may take before the process exits hard
-            (the shutdown grace plus a margin).
     """
     if parent is None:
         parent = int(os.environ.get(PARENT_PID_ENV) or os.getppid())
@@ -203,10 +201,8 @@ def watch_parent(
         while os.getppid() == parent:
             time.sleep(every)
         log.warning("parent process %d is gone; shutting down", parent)
+        hard_stop.arm()
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(hard_stop_after)
-        log.error("still running %.0f s after the parent went; exiting", hard_stop_after)
-        os._exit(70)
 
     threading.Thread(target=watch, name="staffgraph-parent-watch", daemon=True).start()
 

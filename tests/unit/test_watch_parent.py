@@ -26,10 +26,13 @@ _PARENT = textwrap.dedent(
 _CHILD = textwrap.dedent(
     """
     import signal, time
+    from server.hard_stop import HardStop
     from server.processes import watch_parent
     if {ignore}:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    watch_parent(every=0.05, hard_stop_after=0.5)
+    hard_stop = HardStop(0.5)
+    hard_stop.start()
+    watch_parent(hard_stop, every=0.05)
     time.sleep(120)
     """
 )
