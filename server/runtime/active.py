@@ -34,6 +34,11 @@ class ActiveRun:
     """When this process got the lease (monotonic clock)."""
     lost: bool = False
     """The lease is not provably ours: another worker may own the run; write nothing."""
+    ending: bool = False
+    """The run's finish is being recorded: a write fenced by the lease token, refused if the
+    lease is gone. From then on a heartbeat that no longer finds the run running does not stop
+    it: that is what the finish itself did once it committed, and the run must still announce
+    its end and start the thread's next queued run."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     checkpoint: PrefetchedCheckpoint | None = None

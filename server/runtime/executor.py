@@ -108,8 +108,7 @@ class Executor:
             broker: where events go.
             api_url: this server's base URL (put in run metadata, as the reference does).
             lease_seconds: lease given to a follow-up run claimed when this one finishes.
-            metrics: the app's metrics (a private set when omitted); its price table prices
-                each run's usage.
+            metrics: the app's metrics (a private set when omitted), pricing each run's usage.
             tracing: LangSmith tracing, or None when off.
             assistants: where a traced run's assistant name is looked up.
             ledger: the effect ledger the runs' side-effecting tool calls go through.
@@ -309,6 +308,7 @@ class Executor:
             if outcome.error is not None and not storable(outcome.error):
                 outcome.error = {"error": outcome.error["error"], "message": "(unprintable)"}
         usage_json = usage.usage.to_dict(pricing=self._metrics.pricing)
+        active.ending = True  # before the finish can commit: see ActiveRun.ending
         result = await retrying(
             lambda: self._runs.finish(
                 run_id=run_id,

@@ -370,8 +370,11 @@ class WorkerPool:
                 if active is None:
                     continue
                 if run_id not in held:
-                    log.warning("lost the lease of run %s; stopping it here", run_id)
-                    active.lose()
+                    # Not running any more: its own finish may have committed after ``ids``
+                    # was taken (it is then recording its end, see ActiveRun.ending).
+                    if not active.ending:
+                        log.warning("lost the lease of run %s; stopping it here", run_id)
+                        active.lose()
                     continue
                 provable[run_id] = sent + self.lease_seconds - self._heartbeat_seconds
                 if held[run_id] is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,8 @@ from server.graphs import GraphRegistry, assistant_id_for
 from server.ids import new_id
 from server.repos import AssistantsRepo, RunsRepo, ThreadsRepo, UnstorableJson
 from server.runtime import Runtime
+from server.runtime.active import ActiveRun
+from server.schemas.runs import RunCreate
 from state.db import Persistence, open_pool
 from state.settings import Settings
 from tests.support.server import TEST_CONFIG
@@ -316,6 +319,117 @@ async def test_a_run_whose_worker_died_is_taken_over(
         assert row is not None and row["attempt"] == 2 and row["lease_owner"] is None
     finally:
         await runtime.stop()
+
+
+async def test_a_heartbeat_meeting_a_run_whose_finish_committed_lets_it_end(
+    persistence: Persistence, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A heartbeat that no longer finds a run running stops it as a lost lease, unless the
+    run's own finish is being recorded: that finish, committing between the heartbeat's look
+    at the runs executing here and its UPDATE, is why the run is no longer running.
+
+    Under 32 clients this happened about once a minute: the run was cancelled after its finish
+    committed, so its done marker was never published (its followers waited for their idle
+    check of Postgres) and the thread's next run, claimed for this process by the finish,
+    never started (it waited for its lease to lapse). Two runs, both finished in Postgres,
+    both executing here as far as the worker pool knows; the same heartbeat judges both.
+    """
+    runtime = Runtime(
+        settings=Settings(),
+        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
+        persistence=persistence,
+        database_url=database_url,
+        lease_seconds=30.0,
+        heartbeat_seconds=0.1,
+    )
+    await runtime.start()
+    assert runtime.workers is not None
+    workers = runtime.workers
+    forever = asyncio.Event()
+    actives: list[ActiveRun] = []
+    try:
+        for ending in (True, False):
+            result = await runtime.runs.create(
+                run_id=new_id(),
+                thread_id=str(uuid.uuid4()),
+                assistant_id=assistant_id_for("simple"),
+                metadata={},
+                kwargs={"input": None},
+                config={},
+                context={},
+                strategy="enqueue",
+                if_not_exists="create",
+                temporary=False,
+                on_completion=None,
+                after_seconds=0,
+                owner=workers.owner,
+                lease_seconds=30.0,
+            )
+            assert result.run is not None and result.run["status"] == "running"
+            finished = await _finish(runtime.runs, result.run)
+            assert finished.outcome == "finished"
+            active = ActiveRun(
+                run_id=str(result.run["run_id"]),
+                thread_id=str(result.run["thread_id"]),
+                token=int(result.run["fencing_token"]),
+                ending=ending,
+            )
+            active.task = asyncio.create_task(forever.wait())
+            actives.append(active)
+        ended, stopped = actives
+        with caplog.at_level(logging.WARNING, logger="server.runtime.worker"):
+            for active in actives:
+                workers.active[active.run_id] = active
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(stopped.task, timeout=10)  # type: ignore[arg-type]
+        # Judged by the same heartbeat, in one pass: the ending run was left to end.
+        assert stopped.lost
+        assert not ended.lost and ended.task is not None and not ended.task.done()
+        lost = [r.getMessage() for r in caplog.records if "lost the lease" in r.getMessage()]
+        assert lost == [f"lost the lease of run {stopped.run_id}; stopping it here"]
+    finally:
+        for active in actives:
+            workers.active.pop(active.run_id, None)
+            if active.task is not None:
+                active.task.cancel()
+        await runtime.stop()
+
+
+async def test_a_run_is_marked_ending_before_its_finish_is_sent(
+    persistence: Persistence, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the test above relies on: the executor marks the run ending before its finish
+    can commit, so no heartbeat can find it finished and still judge its lease."""
+    runtime = Runtime(
+        settings=Settings(),
+        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
+        persistence=persistence,
+        database_url=database_url,
+    )
+    seen: list[bool] = []
+    record_finish = RunsRepo.finish
+
+    async def watched(self: RunsRepo, **end: Any) -> Any:
+        assert runtime.workers is not None
+        seen.append(runtime.workers.active[end["run_id"]].ending)
+        return await record_finish(self, **end)
+
+    monkeypatch.setattr(RunsRepo, "finish", watched)
+    await runtime.start()
+    try:
+        body = RunCreate.model_validate(
+            {
+                "assistant_id": "simple",
+                "input": {"messages": [{"role": "user", "content": "hi"}]},
+                "if_not_exists": "create",
+            }
+        )
+        created = await runtime.create_run(body, thread_id=str(uuid.uuid4()))
+        status, _ = await asyncio.wait_for(runtime.wait(created.run_id), timeout=20)
+    finally:
+        await runtime.stop()
+    assert status == "success"
+    assert seen == [True]
 
 
 @asynccontextmanager
