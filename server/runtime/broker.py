@@ -132,6 +132,8 @@ class _Log:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once, when the done marker is appended (or the broker closes)."""
     expires_at: float = 0.0
+    watchers: int = 0
+    """Readers of a thread's log (:meth:`InProcessBroker.watch_thread`) at the moment."""
 
     @property
     def done(self) -> bool:
@@ -277,10 +279,16 @@ class InProcessBroker(Broker):
                 yield None
 
     async def announce(self, thread_id: str, run_id: str) -> None:
-        """Record that a run started on the thread."""
+        """Record that a run started on the thread, for the thread's watchers if it has any.
+
+        Watchers read only what is announced after they start (runs already in flight come
+        from Postgres), so a thread nobody watches keeps no log: kept for every thread that
+        ever ran, a day each, the logs grew by about 2 KB a run with stateless runs (a new
+        thread each), without bound.
+        """
         log = self._threads.get(thread_id)
         if log is None:
-            log = self._threads[thread_id] = _Log()
+            return
         log.events.append(StreamEvent(self._next_id(), "run", run_id.encode()))
         if len(log.events) > 100:
             del log.events[:-100]
@@ -292,19 +300,25 @@ class InProcessBroker(Broker):
         log = self._threads.get(thread_id)
         if log is None:
             log = self._threads[thread_id] = _Log(expires_at=time.monotonic() + 86_400)
+        log.watchers += 1
         last = parse_event_id(log.events[-1].id) if log.events else (0, 0)
-        while True:
-            changed = log.changed
-            for ev in list(log.events):
-                position = parse_event_id(ev.id)
-                if position is not None and last is not None and position > last:
-                    last = position
-                    yield ev.data.decode()
-            try:
-                async with asyncio.timeout(HEARTBEAT_SECONDS):
-                    await changed.wait()
-            except TimeoutError:
-                yield None
+        try:
+            while True:
+                changed = log.changed
+                for ev in list(log.events):
+                    position = parse_event_id(ev.id)
+                    if position is not None and last is not None and position > last:
+                        last = position
+                        yield ev.data.decode()
+                try:
+                    async with asyncio.timeout(HEARTBEAT_SECONDS):
+                        await changed.wait()
+                except TimeoutError:
+                    yield None
+        finally:
+            log.watchers -= 1
+            if log.watchers == 0 and self._threads.get(thread_id) is log:
+                del self._threads[thread_id]  # the last watcher left
 
     async def _sweep(self) -> None:
         while True:
