@@ -15,7 +15,7 @@ from psycopg.conninfo import make_conninfo
 from server.config import load_config
 from server.graphs import GraphRegistry, assistant_id_for
 from server.ids import new_id
-from server.repos import AssistantsRepo, RunsRepo, ThreadsRepo, UnstorableJson
+from server.repos import AssistantsRepo, CreateResult, RunsRepo, ThreadsRepo, UnstorableJson
 from server.runtime import Runtime
 from server.runtime.active import ActiveRun
 from server.schemas.runs import RunCreate
@@ -31,20 +31,24 @@ async def _setup(persistence: Persistence) -> tuple[RunsRepo, ThreadsRepo]:
     return RunsRepo(persistence.pool), ThreadsRepo(persistence.pool)
 
 
-async def _create(
+async def _created(
     runs: RunsRepo,
     thread_id: str,
     *,
+    assistant_id: str = ASSISTANT,
+    kwargs: dict[str, Any] | None = None,
     strategy: str = "enqueue",
     owner: str | None = None,
+    lease_seconds: float = 30,
     conn: Any = None,
-) -> tuple[str, str | None]:
-    result = await runs.create(
+) -> CreateResult:
+    """A run created on ``thread_id`` (made if missing), claimed at once by ``owner`` if any."""
+    return await runs.create(
         run_id=new_id(),
         thread_id=thread_id,
-        assistant_id=ASSISTANT,
+        assistant_id=assistant_id,
         metadata={},
-        kwargs={"input": None},
+        kwargs=kwargs or {"input": None},
         config={},
         context={},
         strategy=strategy,
@@ -53,10 +57,32 @@ async def _create(
         on_completion=None,
         after_seconds=0,
         owner=owner,
-        lease_seconds=30,
+        lease_seconds=lease_seconds,
         conn=conn,
     )
+
+
+async def _create(
+    runs: RunsRepo,
+    thread_id: str,
+    *,
+    strategy: str = "enqueue",
+    owner: str | None = None,
+    conn: Any = None,
+) -> tuple[str, str | None]:
+    result = await _created(runs, thread_id, strategy=strategy, owner=owner, conn=conn)
     return result.outcome, (str(result.run["run_id"]) if result.run else None)
+
+
+def _runtime(persistence: Persistence, database_url: str, **timing: float) -> Runtime:
+    """A runtime serving the test graphs (``timing``: its lease and heartbeat seconds)."""
+    return Runtime(
+        settings=Settings(),
+        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
+        persistence=persistence,
+        database_url=database_url,
+        **timing,  # type: ignore[arg-type]
+    )
 
 
 async def _finish(runs: RunsRepo, row: dict, *, owner: str | None = None, **end: Any):  # type: ignore[no-untyped-def, type-arg]
@@ -281,33 +307,17 @@ async def test_a_run_whose_worker_died_is_taken_over(
     persistence: Persistence, database_url: str
 ) -> None:
     """A run claimed by a worker that stopped heart-beating is requeued and finished by another."""
-    registry = GraphRegistry.from_config(load_config(TEST_CONFIG))
-    runtime = Runtime(
-        settings=Settings(),
-        graphs=registry,
-        persistence=persistence,
-        database_url=database_url,
-        lease_seconds=1.0,
-        heartbeat_seconds=0.3,
-    )
+    runtime = _runtime(persistence, database_url, lease_seconds=1.0, heartbeat_seconds=0.3)
     tid = str(uuid.uuid4())
     await runtime.start()  # syncs the default assistants too
     try:
         # A worker "dead-worker" claimed the run (created with an owner = claimed at once)
         # and then vanished without ever renewing its lease.
-        result = await runtime.runs.create(
-            run_id=new_id(),
-            thread_id=tid,
+        result = await _created(
+            runtime.runs,
+            tid,
             assistant_id=assistant_id_for("simple"),
-            metadata={},
             kwargs={"input": {"messages": [{"role": "user", "content": "hi"}]}, "stream_mode": []},
-            config={},
-            context={},
-            strategy="enqueue",
-            if_not_exists="create",
-            temporary=False,
-            on_completion=None,
-            after_seconds=0,
             owner="dead-worker",
             lease_seconds=1.0,
         )
@@ -334,14 +344,7 @@ async def test_a_heartbeat_meeting_a_run_whose_finish_committed_lets_it_end(
     never started (it waited for its lease to lapse). Two runs, both finished in Postgres,
     both executing here as far as the worker pool knows; the same heartbeat judges both.
     """
-    runtime = Runtime(
-        settings=Settings(),
-        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
-        persistence=persistence,
-        database_url=database_url,
-        lease_seconds=30.0,
-        heartbeat_seconds=0.1,
-    )
+    runtime = _runtime(persistence, database_url, lease_seconds=30.0, heartbeat_seconds=0.1)
     await runtime.start()
     assert runtime.workers is not None
     workers = runtime.workers
@@ -349,21 +352,11 @@ async def test_a_heartbeat_meeting_a_run_whose_finish_committed_lets_it_end(
     actives: list[ActiveRun] = []
     try:
         for ending in (True, False):
-            result = await runtime.runs.create(
-                run_id=new_id(),
-                thread_id=str(uuid.uuid4()),
+            result = await _created(
+                runtime.runs,
+                str(uuid.uuid4()),
                 assistant_id=assistant_id_for("simple"),
-                metadata={},
-                kwargs={"input": None},
-                config={},
-                context={},
-                strategy="enqueue",
-                if_not_exists="create",
-                temporary=False,
-                on_completion=None,
-                after_seconds=0,
                 owner=workers.owner,
-                lease_seconds=30.0,
             )
             assert result.run is not None and result.run["status"] == "running"
             finished = await _finish(runtime.runs, result.run)
@@ -400,12 +393,7 @@ async def test_a_run_is_marked_ending_before_its_finish_is_sent(
 ) -> None:
     """What the test above relies on: the executor marks the run ending before its finish
     can commit, so no heartbeat can find it finished and still judge its lease."""
-    runtime = Runtime(
-        settings=Settings(),
-        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
-        persistence=persistence,
-        database_url=database_url,
-    )
+    runtime = _runtime(persistence, database_url)
     seen: list[bool] = []
     record_finish = RunsRepo.finish
 
