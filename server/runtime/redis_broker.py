@@ -3,7 +3,8 @@
 One stream per run (``XADD`` with ``MAXLEN``; ids ``<ms>-<seq>`` are what clients resume
 from), one small stream per thread announcing runs as they start, and a pub/sub channel for
 cancel signals. A finished run's stream expires after the replay TTL; a running one after a
-day, so a crashed worker leaves nothing behind for long.
+day, so a crashed worker leaves nothing behind for long. A thread's stream expires after the
+replay TTL from its last announcement.
 
 Redis may restart under us. Socket reads wait longer than the ``XREAD`` block time (a quiet run
 is not a dead connection); readers reconnect and go on from the last id they yielded, so a
@@ -255,12 +256,19 @@ class RedisBroker(Broker):
             return None
 
     async def announce(self, thread_id: str, run_id: str) -> None:
-        """Add the run to the thread's announcement stream (retried while Redis is down)."""
+        """Add the run to the thread's announcement stream (retried while Redis is down).
+
+        The stream lives for the replay TTL after its last announcement, not a day: watchers
+        read it from where it ended when they started, and a thread's runs start one after
+        another, each announced as the one before ends, when its watchers read the stream
+        again. Kept a day, every thread that ever ran (each stateless run is on a new one)
+        held a stream in Redis.
+        """
         await self._append(
             self._thread_key(thread_id),
             {"r": run_id},
             maxlen=100,
-            ttl=_RUNNING_TTL,
+            ttl=self._replay_ttl,
             what=f"announcing run {run_id}",
         )
 

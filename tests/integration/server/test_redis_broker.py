@@ -98,7 +98,7 @@ async def test_worker_refuses_to_start_without_workers(
         server_factory(env={"STAFFGRAPH_WORKERS": "0"}, command="worker")
 
 
-async def test_streams_live_in_redis_with_a_replay_ttl(
+async def test_streams_and_thread_announcements_live_in_redis_with_a_replay_ttl(
     redis_pair: Pair,  # noqa: F811
     redis_url: str,
 ) -> None:
@@ -121,6 +121,10 @@ async def test_streams_live_in_redis_with_a_replay_ttl(
         assert entries[-1][1][b"e"] == b"__done__"  # the done marker closes the log
         ttl = await client.ttl(key)
         assert 0 < ttl <= 600
+        # The thread's announcement of the run goes with the same TTL. It was a day: one
+        # stream kept in Redis for every thread that ever ran (each stateless run's is new).
+        thread_ttl = await client.ttl(f"staffgraph:thread:{tid}")
+        assert 0 < thread_ttl <= 600
     finally:
         await client.aclose()
     async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
