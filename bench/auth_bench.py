@@ -29,7 +29,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._support import REPO, UNREACHED_LIMITS, free_port, pct, run_server  # noqa: E402
+from bench._support import (  # noqa: E402
+    REPO,
+    UNREACHED_LIMITS,
+    free_port,
+    pct,
+    run_server,
+    wait_for,
+)
 from bench.server_bench import CONFIG, RUN_BODY  # noqa: E402
 
 
@@ -92,14 +99,18 @@ def main() -> int:
     with ExitStack() as stack:
         open_port, keyed_port = free_port(), free_port()
         open_env = {**common, **homes["none"], "STAFFGRAPH_AUTH": "none"}
-        open_url = stack.enter_context(
+        opened = stack.enter_context(
             run_server("open", [*argv, str(open_port)], open_env, open_port)
-        ).url
+        )
         keyed_env = {**common, **homes["keys"], "STAFFGRAPH_AUTH": "keys"}
         key = _make_key(keyed_env)
-        keyed_url = stack.enter_context(
+        keyed = stack.enter_context(
             run_server("keys", [*argv, str(keyed_port)], keyed_env, keyed_port)
-        ).url
+        )
+        # /ok answers before the graphs are imported: measure servers that are ready.
+        for name, server in (("open", opened), ("keys", keyed)):
+            wait_for(server.url, "/ready", process=server.process, name=name, timeout=120)
+        open_url, keyed_url = opened.url, keyed.url
         diffs = []
         servers = {"none": (open_url, {}), "keys": (keyed_url, {"x-api-key": key})}
         for round_no in range(1, args.rounds + 1):

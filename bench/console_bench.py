@@ -23,7 +23,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._support import REPO, UNREACHED_LIMITS, free_port, pct, run_server, spread  # noqa: E402
+from bench._support import (  # noqa: E402
+    REPO,
+    UNREACHED_LIMITS,
+    free_port,
+    pct,
+    run_server,
+    spread,
+    wait_for,
+)
 
 TENSION = "Grant the writer the calculator so it can check figures in drafts"
 
@@ -70,6 +78,8 @@ def main() -> int:
     }
     argv = [sys.executable, "-m", "server.cli", "serve", "--config", str(REPO / "langgraph.json")]
     with run_server("console", [*argv, "--port", str(port)], env, port) as server:
+        # /ok answers before the graphs are imported: measure a server that is ready.
+        wait_for(server.url, "/ready", process=server.process, name="console", timeout=120)
         with httpx.Client(base_url=server.url, timeout=120) as client:
             _pending(client, args.pending)
             listed = len(client.get("/ui/api/inbox").json()["items"])
