@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -148,7 +148,6 @@ class WorkerPool:
         """Whether runs may be queued that a full pool could not claim (see :meth:`_forget`)."""
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
-        self.on_finished: Callable[[str], Awaitable[None]] | None = None
 
     # -- capacity ---------------------------------------------------------------------------
 
