@@ -34,11 +34,12 @@ class ActiveRun:
     """When this process got the lease (monotonic clock)."""
     lost: bool = False
     """The lease is not provably ours: another worker may own the run; write nothing."""
-    ending: bool = False
-    """The run's finish is being recorded: a write fenced by the lease token, refused if the
-    lease is gone. From then on a heartbeat that no longer finds the run running does not stop
-    it: that is what the finish itself did once it committed, and the run must still announce
-    its end and start the thread's next queued run."""
+    ending_at: float | None = None
+    """When the run's finish was sent (monotonic clock); ``None`` before. The finish is a
+    write fenced by the lease token, refused if the lease is gone. From then on a heartbeat
+    that no longer finds the run running does not stop it: that is what the finish itself did
+    once it committed, and the run must still announce its end and start the thread's next
+    queued run (whose lease the finish granted, from about this moment)."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     checkpoint: PrefetchedCheckpoint | None = None

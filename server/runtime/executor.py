@@ -308,7 +308,7 @@ class Executor:
             if outcome.error is not None and not storable(outcome.error):
                 outcome.error = {"error": outcome.error["error"], "message": "(unprintable)"}
         usage_json = usage.usage.to_dict(pricing=self._metrics.pricing)
-        active.ending = True  # before the finish can commit: see ActiveRun.ending
+        active.ending_at = time.monotonic()  # before the finish can commit: see ActiveRun
         result = await retrying(
             lambda: self._runs.finish(
                 run_id=run_id,

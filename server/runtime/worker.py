@@ -224,7 +224,7 @@ class WorkerPool:
                     what=f"requeueing run {active.run_id}",
                 )
             except Exception:
-                log.warning("could not requeue run %s at shutdown", active.run_id, exc_info=True)
+                log.warning("could not requeue run %s", active.run_id, exc_info=True)
 
     # -- execution --------------------------------------------------------------------------
 
@@ -234,10 +234,12 @@ class WorkerPool:
         *,
         reserved: bool = False,
         checkpoint: PrefetchedCheckpoint | None = None,
+        claimed_at: float | None = None,
     ) -> ActiveRun:
         """Execute a run this process holds the lease of.
 
         ``checkpoint``: its thread's latest checkpoint, read when the run was claimed.
+        ``claimed_at``: when its lease was granted (monotonic clock), if not just now.
         """
         if reserved:
             self._reserved = max(0, self._reserved - 1)
@@ -252,6 +254,8 @@ class WorkerPool:
             cancel_action=row.get("cancel_action") or (early[0] if early else None),
             checkpoint=checkpoint,
         )
+        if claimed_at is not None:
+            active.claimed_at = claimed_at
         self.active[active.run_id] = active
         # Before the caller (a runs/wait or runs/stream request) subscribes to its events.
         kwargs = row.get("kwargs") or {}
@@ -283,11 +287,16 @@ class WorkerPool:
         finally:
             self._forget(active)
         if result is not None and result.next_run is not None:
-            # The thread's next queued run was claimed for us in the same transaction.
-            if self._stopping:
+            # The thread's next queued run was claimed for us in the same transaction, with a
+            # lease from then. An end that took long to announce (a broker retrying through an
+            # outage) may have outlived it, and another worker may hold the run now: give it
+            # back (fenced by its token) rather than start it under a lease not provably ours.
+            claimed_at = active.ending_at if active.ending_at is not None else time.monotonic()
+            lapsing = claimed_at + self.lease_seconds - self._heartbeat_seconds
+            if self._stopping or time.monotonic() >= lapsing:
                 await self._requeue([_claimed(result.next_run)])
             else:
-                self.start_claimed(result.next_run)
+                self.start_claimed(result.next_run, claimed_at=claimed_at)
 
     def cancel_local(self, run_id: str, action: str) -> bool:
         """Stop a run executing here. Returns whether it was here.
@@ -370,8 +379,8 @@ class WorkerPool:
                     continue
                 if run_id not in held:
                     # Not running any more: its own finish may have committed after ``ids``
-                    # was taken (it is then recording its end, see ActiveRun.ending).
-                    if not active.ending:
+                    # was taken (it is then recording its end, see ActiveRun.ending_at).
+                    if active.ending_at is None:
                         log.warning("lost the lease of run %s; stopping it here", run_id)
                         active.lose()
                     continue

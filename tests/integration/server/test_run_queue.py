@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ from server.ids import new_id
 from server.repos import AssistantsRepo, CreateResult, RunsRepo, ThreadsRepo, UnstorableJson
 from server.runtime import Runtime
 from server.runtime.active import ActiveRun
+from server.runtime.broker import InProcessBroker
+from server.runtime.worker import WorkerPool
 from server.schemas.runs import RunCreate
 from state.db import Persistence, open_pool
 from state.settings import Settings
@@ -365,7 +368,7 @@ async def test_a_heartbeat_meeting_a_run_whose_finish_committed_lets_it_end(
                 run_id=str(result.run["run_id"]),
                 thread_id=str(result.run["thread_id"]),
                 token=int(result.run["fencing_token"]),
-                ending=ending,
+                ending_at=time.monotonic() if ending else None,
             )
             active.task = asyncio.create_task(forever.wait())
             actives.append(active)
@@ -399,7 +402,7 @@ async def test_a_run_is_marked_ending_before_its_finish_is_sent(
 
     async def watched(self: RunsRepo, **end: Any) -> Any:
         assert runtime.workers is not None
-        seen.append(runtime.workers.active[end["run_id"]].ending)
+        seen.append(runtime.workers.active[end["run_id"]].ending_at is not None)
         return await record_finish(self, **end)
 
     monkeypatch.setattr(RunsRepo, "finish", watched)
@@ -418,6 +421,63 @@ async def test_a_run_is_marked_ending_before_its_finish_is_sent(
         await runtime.stop()
     assert status == "success"
     assert seen == [True]
+
+
+class _EndedEarlier:
+    """Executes the first run by handing back ``result``, its finish sent ``ago`` seconds ago
+    (an end slow to announce); any other run it is given, it only notes."""
+
+    def __init__(self, first: str, result: Any, ago: float) -> None:
+        self.first, self.result, self.ago = first, result, ago
+        self.executed: list[str] = []
+        self.another = asyncio.Event()
+
+    async def execute(self, row: Any, active: ActiveRun, *, owner: str | None) -> Any:
+        self.executed.append(str(row["run_id"]))
+        if str(row["run_id"]) != self.first:
+            self.another.set()
+            return None
+        active.ending_at = time.monotonic() - self.ago
+        return self.result
+
+
+@pytest.mark.parametrize("ago", [0.0, 5.0])
+async def test_the_next_run_a_finish_claimed_starts_only_while_its_lease_holds(
+    persistence: Persistence, ago: float
+) -> None:
+    """The finish of a run claims the thread's next queued run for the same worker, with a
+    lease from that moment. Started long after (its end announced through a broker outage),
+    that lease may have lapsed and another worker may own the run: it is given back instead."""
+    runs, _ = await _setup(persistence)
+    tid, owner = str(uuid.uuid4()), "worker-next"
+    first = (await _created(runs, tid, owner=owner, lease_seconds=1.0)).run
+    _, second = await _create(runs, tid)
+    assert first is not None and second is not None
+    result = await _finish(runs, first, owner=owner, lease_seconds=1.0)
+    assert result.next_run is not None and str(result.next_run["run_id"]) == second
+    executor = _EndedEarlier(str(first["run_id"]), result, ago)
+    workers = WorkerPool(
+        runs=runs,
+        executor=executor,  # type: ignore[arg-type]
+        broker=InProcessBroker(),
+        owner=owner,
+        capacity=4,
+        lease_seconds=1.0,
+        heartbeat_seconds=0.3,
+    )
+    ended = workers.start_claimed(first)
+    assert ended.task is not None
+    await asyncio.wait_for(ended.task, timeout=10)
+    row = await runs.get(tid, second)
+    assert row is not None
+    if ago:  # past the lease less a heartbeat: given back, not started
+        assert executor.executed == [str(first["run_id"])]
+        assert second not in workers.active
+        assert (row["status"], row["lease_owner"]) == ("pending", None)
+    else:
+        await asyncio.wait_for(executor.another.wait(), timeout=10)
+        assert executor.executed == [str(first["run_id"]), second]
+        assert (row["status"], row["lease_owner"]) == ("running", owner)
 
 
 @asynccontextmanager
