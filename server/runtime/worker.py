@@ -292,8 +292,7 @@ class WorkerPool:
             # outage) may have outlived it, and another worker may hold the run now: give it
             # back (fenced by its token) rather than start it under a lease not provably ours.
             claimed_at = active.ending_at if active.ending_at is not None else time.monotonic()
-            lapsing = claimed_at + self.lease_seconds - self._heartbeat_seconds
-            if self._stopping or time.monotonic() >= lapsing:
+            if self._stopping or time.monotonic() >= self._provable_until(claimed_at):
                 await self._requeue([_claimed(result.next_run)])
             else:
                 self.start_claimed(result.next_run, claimed_at=claimed_at)
@@ -354,8 +353,7 @@ class WorkerPool:
                 log.warning("claiming runs failed; retrying", exc_info=True)
 
     async def _heartbeat_loop(self) -> None:
-        # Until when each run's lease is provably ours: the expiry of its last renewal, less a
-        # heartbeat of margin for clocks and for the renewal that is late.
+        # Until when each run's lease is provably ours (:meth:`_provable_until` its last renewal).
         provable: dict[str, float] = {}
         while True:
             await asyncio.sleep(self._heartbeat_seconds)
@@ -384,10 +382,15 @@ class WorkerPool:
                         log.warning("lost the lease of run %s; stopping it here", run_id)
                         active.lose()
                     continue
-                provable[run_id] = sent + self.lease_seconds - self._heartbeat_seconds
+                provable[run_id] = self._provable_until(sent)
                 if held[run_id] is not None:
                     active.stop(str(held[run_id]))
                     active.ensure_stopped(self._heartbeat_seconds)
+
+    def _provable_until(self, granted: float) -> float:
+        """Until when a lease granted (or renewed) at ``granted`` is provably this process's:
+        its expiry less a heartbeat of margin, for clocks and for a renewal that is late."""
+        return granted + self.lease_seconds - self._heartbeat_seconds
 
     def _drop_unprovable(self, provable: dict[str, float], ids: list[str]) -> None:
         """Stop the runs whose lease may have lapsed while heartbeats fail."""
@@ -397,9 +400,7 @@ class WorkerPool:
             if active is None:
                 continue
             # A run claimed since the last renewal holds the lease it was claimed with.
-            until = provable.setdefault(
-                run_id, active.claimed_at + self.lease_seconds - self._heartbeat_seconds
-            )
+            until = provable.setdefault(run_id, self._provable_until(active.claimed_at))
             if now >= until:
                 log.warning(
                     "cannot renew the lease of run %s and it may have lapsed; stopping it here",
