@@ -26,7 +26,16 @@ from psycopg_pool import AsyncConnectionPool
 from state.fencing import RUN_FENCE, RunFence, lease_lost_as
 from state.retry import retrying
 
-__all__ = ["CHECKPOINT", "MAX_BATCH", "WRITES_KEEP", "WRITES_REPLACE", "WriteBatcher"]
+__all__ = [
+    "CHECKPOINT",
+    "MAX_BATCH",
+    "WRITES_KEEP",
+    "WRITES_REPLACE",
+    "Statement",
+    "WriteBatcher",
+    "execute",
+    "fenced_statements",
+]
 
 # The tables and conflict rules are LangGraph's (its Postgres saver's schema); only the number
 # of statements differs. The arrays travel in binary (``%b``): as text, psycopg quotes every
@@ -124,6 +133,9 @@ def _key(kind: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
     return (kind == CHECKPOINT, params["ns"], params["checkpoint_id"], task)
 
 
+Statement = tuple[str, dict[str, Any]]
+"""SQL and its parameters."""
+
 _Write = tuple[str, dict[str, Any], "asyncio.Future[None] | None"]
 """A fenced write waiting for its turn's batch: its kind, its parameters, and the future its
 caller awaits (``None`` for the write that sends the batch)."""
@@ -149,7 +161,7 @@ class WriteBatcher:
         """
         fence = RUN_FENCE.get()
         if fence is None:
-            await _execute(pool, [(_SQL[kind][False], params)], what=what)
+            await execute(pool, [(_SQL[kind][False], params)], what=what)
             return
         batch = self._batches.get(fence)
         if batch is not None:
@@ -184,30 +196,42 @@ class WriteBatcher:
     async def _send(
         pool: AsyncConnectionPool[Any], fence: RunFence, batch: list[_Write], *, what: str
     ) -> None:
-        """Send a run's batch of writes as one fenced statement (one transaction).
-
-        Two writes to the same rows (the same task's writes twice) cannot share a statement:
-        such a batch goes one write after the other, each fenced, as unbatched writes do.
-        """
-        fenced = {"fence_run": fence.run_id, "fence_token": fence.token}
-        if len(batch) == 1:
-            kind, params, _ = batch[0]
-            statements = [(_SQL[kind][True], {**params, **fenced})]
-        elif len({_key(kind, params) for kind, params, _ in batch}) < len(batch):
-            statements = [(_SQL[kind][True], {**params, **fenced}) for kind, params, _ in batch]
-            what = "saving checkpoint writes"
-        else:
-            merged = dict(fenced)
-            for i, (_, params, _) in enumerate(batch):
-                merged.update({f"{name}_{i}": value for name, value in params.items()})
-            statements = [(_batch_sql(tuple(kind for kind, _, _ in batch)), merged)]
-            what = "saving checkpoint writes"
+        """Send a run's batch of writes as one fenced statement (one transaction)."""
+        statements = fenced_statements(fence, [(kind, params) for kind, params, _ in batch])
         with lease_lost_as(fence):
-            await _execute(pool, statements, what=what)
+            await execute(pool, statements, what=what if len(batch) == 1 else _BATCH_WHAT)
 
 
-async def _execute(
-    pool: AsyncConnectionPool[Any], statements: list[tuple[str, dict[str, Any]]], *, what: str
+_BATCH_WHAT = "saving checkpoint writes"
+
+
+def fenced_statements(
+    fence: RunFence, writes: Sequence[tuple[str, dict[str, Any]]]
+) -> list[Statement]:
+    """The statements that make ``writes`` (kind, parameters), in order, behind ``fence``.
+
+    One statement for up to :data:`MAX_BATCH` writes. Two writes to the same rows (the same
+    task's writes twice) cannot share a statement: such writes go one after the other, each
+    fenced, as unbatched writes do.
+    """
+    fenced = {"fence_run": fence.run_id, "fence_token": fence.token}
+    if len(writes) == 1:
+        kind, params = writes[0]
+        return [(_SQL[kind][True], {**params, **fenced})]
+    if len({_key(kind, params) for kind, params in writes}) < len(writes):
+        return [(_SQL[kind][True], {**params, **fenced}) for kind, params in writes]
+    statements: list[Statement] = []
+    for start in range(0, len(writes), MAX_BATCH):
+        chunk = writes[start : start + MAX_BATCH]
+        merged = dict(fenced)
+        for i, (_, params) in enumerate(chunk):
+            merged.update({f"{name}_{i}": value for name, value in params.items()})
+        statements.append((_batch_sql(tuple(kind for kind, _ in chunk)), merged))
+    return statements
+
+
+async def execute(
+    pool: AsyncConnectionPool[Any], statements: list[Statement], *, what: str
 ) -> None:
     """Run ``statements`` one after the other on one connection, retried on lost connections."""
 

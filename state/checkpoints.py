@@ -1,6 +1,6 @@
 """LangGraph's Postgres checkpointer, fenced by the run's lease and retried on lost connections.
 
-:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with six changes:
+:class:`FencedPostgresSaver` is ``AsyncPostgresSaver`` with these changes:
 
 - Every checkpoint (with its new blobs) and every task's pending writes is one statement, so
   one round trip and one implicit transaction: inside a run (:data:`state.fencing.RUN_FENCE`
@@ -22,6 +22,11 @@
 - A channel value stays inline in the checkpoint's jsonb only when jsonb can hold it: NaN,
   infinities and strings with a NUL character are stored as blobs (LangGraph's saver inlines
   them, and Postgres refuses the checkpoint). The checkpoint's JSON is written by orjson.
+
+- Inside a run whose writes may be held (:mod:`state.held_writes`), writes wait in the run's
+  :class:`~state.held_writes.HeldWrites` until a node starts, the run reads, a short timer
+  fires or the run's finish sends them in its own transaction; every read (or delete) the run
+  makes sends them first. Their JSON is written when they are made, not when they are sent.
 
 - A run's first read of its thread's latest checkpoint can be answered from
   :class:`PrefetchedCheckpoint`: the server reads that checkpoint in the transaction that
@@ -62,6 +67,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from state.checkpoint_writes import CHECKPOINT, WRITES_KEEP, WRITES_REPLACE, WriteBatcher
 from state.fencing import RUN_FENCE, check_fence, lease_lost_as
+from state.held_writes import HELD_WRITES
 from state.pg_arrays import ByteaArray, Int4Array, TextArray
 from state.retry import retrying
 
@@ -208,6 +214,9 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             async with super()._cursor(pipeline=pipeline) as cur:
                 yield cur
             return
+        held = HELD_WRITES.get()
+        if held is not None:
+            await held.flush()  # the run reads (or deletes) what it has written
         fence = RUN_FENCE.get()
         async with self.conn.connection() as conn:
             if not pipeline:
@@ -264,8 +273,11 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 "ns": namespace,
                 "checkpoint_id": checkpoint["id"],
                 "parent_id": configurable.get("checkpoint_id"),
-                "checkpoint": Jsonb({**checkpoint, "channel_values": inline}, _checkpoint_json),
-                "metadata": Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+                # Written now: a held write must not see what LangGraph changes afterwards.
+                "checkpoint": _encoded(_checkpoint_json({**checkpoint, "channel_values": inline})),
+                "metadata": _encoded(
+                    json.dumps(get_serializable_checkpoint_metadata(config, metadata))
+                ),
                 "channels": TextArray(row[2] for row in rows),
                 "versions": TextArray(row[3] for row in rows),
                 "types": TextArray(row[4] for row in rows),
@@ -330,8 +342,12 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         )
 
     async def _write(self, kind: str, params: dict[str, Any], *, what: str) -> None:
-        """Make one write, fenced by the run's lease inside a run (batched: see
-        :mod:`state.checkpoint_writes`); retried."""
+        """Make one write, fenced by the run's lease inside a run (held: see
+        :mod:`state.held_writes`; else batched: see :mod:`state.checkpoint_writes`); retried."""
+        held = HELD_WRITES.get()
+        if held is not None and held.open:
+            held.add(kind, params)
+            return
         pool = self.conn
         assert isinstance(pool, AsyncConnectionPool)
         await self._writes.write(pool, kind, params, what=what)
@@ -396,6 +412,15 @@ def _fits_jsonb(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
     return isinstance(value, int)  # bool included
+
+
+def _encoded(data: bytes | str) -> Jsonb:
+    """A jsonb parameter holding a document already written as JSON."""
+    return Jsonb(data, dumps=_as_written)
+
+
+def _as_written(data: bytes | str) -> bytes | str:
+    return data
 
 
 def _checkpoint_json(value: Any) -> bytes | str:

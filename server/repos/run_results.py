@@ -1,4 +1,5 @@
-"""What the run queue's SQL functions answer: a run's creation, its end, a cancel."""
+"""What the run queue's SQL functions answer (a run's creation, its end, a cancel) and what the
+API shows of a run's row."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from state.checkpoints import PrefetchedCheckpoint
 
-__all__ = ["CancelResult", "CreateResult", "FinishResult"]
+__all__ = ["CancelResult", "CreateResult", "FinishResult", "run_to_api"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,34 @@ class CancelResult:
     """``(thread_id, run_id)`` of running runs now flagged to stop."""
     settled: list[str]
     """Queued runs ended (or deleted, for rollback) at once."""
+
+
+_API_KEYS = (
+    "run_id",
+    "thread_id",
+    "assistant_id",
+    "metadata",
+    "status",
+    "kwargs",
+    "multitask_strategy",
+    "created_at",
+    "updated_at",
+)
+
+
+def run_to_api(row: dict[str, Any], *, with_usage: bool = False) -> dict[str, Any]:
+    """A ``runs`` row (or its ``to_jsonb``) as the API's Run object.
+
+    Args:
+        row: the row.
+        with_usage: add ``usage``, the run's token usage and cost (``{}`` until the run
+            ends; see :meth:`server.observability.RunUsage.to_dict`). Reading runs returns
+            it; creating one does not, so create responses stay exactly the reference's. An
+            extra top-level key because ``metadata`` belongs to the client; the SDK's ``Run``
+            is a ``TypedDict`` and passes unknown keys through.
+    """
+    out = {key: row.get(key) for key in _API_KEYS}
+    out["langsmith_session_name"] = None
+    if with_usage:
+        out["usage"] = row.get("usage") or {}
+    return out

@@ -19,8 +19,9 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from server.repos._db import encoded_jsonb, jsonb
-from server.repos.run_results import CancelResult, CreateResult, FinishResult
+from server.repos.run_results import CancelResult, CreateResult, FinishResult, run_to_api
 from server.repos.run_usage import USER_SQL, UsageTotals, usage_totals
+from state.checkpoint_writes import Statement
 from state.checkpoints import LATEST_CHECKPOINT_SQL, PrefetchedCheckpoint
 
 __all__ = [
@@ -33,40 +34,12 @@ __all__ = [
     "run_to_api",
 ]
 
-_API_KEYS = (
-    "run_id",
-    "thread_id",
-    "assistant_id",
-    "metadata",
-    "status",
-    "kwargs",
-    "multitask_strategy",
-    "created_at",
-    "updated_at",
-)
-
-
-def run_to_api(row: dict[str, Any], *, with_usage: bool = False) -> dict[str, Any]:
-    """A ``runs`` row (or its ``to_jsonb``) as the API's Run object.
-
-    Args:
-        row: the row.
-        with_usage: add ``usage``, the run's token usage and cost (``{}`` until the run
-            ends; see :meth:`server.observability.RunUsage.to_dict`). Reading runs returns
-            it; creating one does not, so create responses stay exactly the reference's. An
-            extra top-level key because ``metadata`` belongs to the client; the SDK's ``Run``
-            is a ``TypedDict`` and passes unknown keys through.
-    """
-    out = {key: row.get(key) for key in _API_KEYS}
-    out["langsmith_session_name"] = None
-    if with_usage:
-        out["usage"] = row.get("usage") or {}
-    return out
-
-
 _CLAIMED_LATEST_SQL = LATEST_CHECKPOINT_SQL.format(
     condition="exists (select 1 from runs where run_id = %(run_id)s::uuid and status = 'running')"
 )
+
+
+_FINISH_SQL = "SELECT * FROM staffgraph_finish_run(" + ", ".join(["%s"] * 13) + ")"
 
 
 def _ids(values: Sequence[Any] | None) -> list[str]:
@@ -194,6 +167,7 @@ class RunsRepo:
         usage: dict[str, Any] | None = None,
         cancel_action: str | None = None,
         values_json: bytes | None = None,
+        before: Sequence[Statement] = (),
     ) -> FinishResult:
         """Record the end of a run and move its thread on (see the SQL function).
 
@@ -203,27 +177,38 @@ class RunsRepo:
         ``cancel_action`` is the cancel the outcome carries out (None: the run ended by
         itself); an outcome that does not carry out the cancel flagged on the run is refused
         (``cancelled``), so an accepted cancel cannot be lost on its way to the worker.
+
+        ``before``: the run's last checkpoint writes (:meth:`state.held_writes.HeldWrites.take`),
+        sent first in the same transaction and round trip: the final state and the run's end
+        commit together or not at all. Their fence failing raises the fence's error (wrap the
+        call in :func:`state.fencing.lease_lost_as` to see :class:`~state.fencing.LeaseLost`).
         """
+        args = (
+            run_id,
+            thread_id,
+            token,
+            status,
+            thread_status,
+            jsonb(values) if values_json is None else encoded_jsonb(values_json),
+            jsonb(interrupts),
+            jsonb(error),
+            delete_run,
+            owner,
+            lease_seconds,
+            jsonb(usage),
+            cancel_action,
+        )
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT * FROM staffgraph_finish_run(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s)",
-                (
-                    run_id,
-                    thread_id,
-                    token,
-                    status,
-                    thread_status,
-                    jsonb(values) if values_json is None else encoded_jsonb(values_json),
-                    jsonb(interrupts),
-                    jsonb(error),
-                    delete_run,
-                    owner,
-                    lease_seconds,
-                    jsonb(usage),
-                    cancel_action,
-                ),
-            )
+            if before:
+                # One pipeline, so one implicit transaction up to its Sync; the row is fetched
+                # once it has ended (fetching inside would cost a round trip of its own).
+                async with conn.pipeline():
+                    writes = conn.cursor(binary=True)
+                    for query, params in before:
+                        await writes.execute(query, params)
+                    cur = await conn.execute(_FINISH_SQL, args)
+            else:
+                cur = await conn.execute(_FINISH_SQL, args)
             row: Any = await cur.fetchone()
         return FinishResult(
             row["outcome"], bool(row["thread_deleted"]), row["next_run"], row["cancel_action"]

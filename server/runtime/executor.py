@@ -26,6 +26,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from langchain_core.runnables.config import merge_configs
 from langgraph.pregel import Pregel
 
@@ -39,8 +40,9 @@ from server.observability import (
 from server.repos import AssistantsRepo, FinishResult, RunsRepo, storable, storable_json
 from server.runtime.active import ActiveRun, RunPublisher
 from server.runtime.broker import Broker
-from server.runtime.events import StreamConverter, graph_stream_modes
+from server.runtime.events import StreamConverter
 from server.runtime.graph_cache import GraphCache, UnknownGraph
+from server.runtime.graph_stream import graph_events
 from server.runtime.outcome import (
     RUN_NOT_FOUND,
     THREAD_STATUS,
@@ -52,13 +54,12 @@ from server.runtime.outcome import (
     error_body,
     succeeded,
 )
-from server.runtime.protocol import PROTOCOL_MODE, protocol_events
 from server.runtime.run_config import command_from, queue_wait, run_config
-from server.runtime.run_context import run_context
 from server.serde import dumps
 from state.checkpoints import PREFETCHED_CHECKPOINT
 from state.effects import CURRENT_LEDGER, EffectLedger
-from state.fencing import RUN_FENCE, LeaseLost, RunFence
+from state.fencing import RUN_FENCE, LeaseLost, RunFence, lease_lost_as
+from state.held_writes import HELD_WRITES, FlushBeforeNodes, HeldWrites
 from state.retry import is_transient, retrying
 
 __all__ = ["Executor"]
@@ -146,6 +147,8 @@ class Executor:
             finally:
                 if not watch.recorded:  # shutdown, lost lease, or recording failed
                     self._metrics.run_stopped(watch.graph_id)
+                if (held := HELD_WRITES.get()) is not None:
+                    held.close()  # what was not sent by now is not this worker's to send
 
     async def _execute(
         self,
@@ -162,6 +165,10 @@ class Executor:
         requested: list[str] = list(kwargs.get("stream_mode") or ["values"])
         scratch = bool(row.get("temporary")) and row.get("on_completion") != "keep"
         converter = StreamConverter(requested, emit_checkpoints=not scratch)
+        # Not when the stream hands out checkpoint ids: they could be read before they land.
+        hold = not scratch and not {"checkpoints", "debug"} & set(requested)
+        fence = RUN_FENCE.get()
+        HELD_WRITES.set(HeldWrites(self._runs.pool, fence) if hold and fence else None)
         usage = UsageCallbackHandler()
         try:
             outcome = await self._outcome(row, active, kwargs, config, watch, converter, usage)
@@ -229,7 +236,10 @@ class Executor:
             # checkpoint write, or a slow factory) nothing else yields to the event loop.
             await asyncio.sleep(0)
             await publisher.announce(str(row["thread_id"]))
-            config = await self._observed(config, kwargs, usage)
+            handlers: list[Any] = [usage]
+            if (held := HELD_WRITES.get()) is not None:
+                handlers.append(FlushBeforeNodes(held))
+            config = await self._observed(config, kwargs, handlers)
             graph = await self._graphs.get(
                 watch.graph_id,
                 config,
@@ -308,26 +318,44 @@ class Executor:
             if outcome.error is not None and not storable(outcome.error):
                 outcome.error = {"error": outcome.error["error"], "message": "(unprintable)"}
         usage_json = usage.usage.to_dict(pricing=self._metrics.pricing)
+        held = HELD_WRITES.get()
+        last_writes = await held.take() if held is not None else []  # commit with the end
         active.ending_at = time.monotonic()  # before the finish can commit: see ActiveRun
-        result = await retrying(
-            lambda: self._runs.finish(
-                run_id=run_id,
-                thread_id=str(row["thread_id"]),
-                token=active.token,
-                status=outcome.status,
-                thread_status=outcome.thread_status or THREAD_STATUS[outcome.status],
-                values=outcome.values,
-                interrupts=outcome.interrupts,
-                error=outcome.error,
-                delete_run=outcome.delete_run,
-                owner=owner,
-                lease_seconds=self._lease_seconds,
-                usage=usage_json,
-                cancel_action=outcome.cancel,
-                values_json=values_json,
-            ),
-            what=f"recording the end of run {run_id}",
-        )
+        try:
+            with lease_lost_as(RunFence(run_id, active.token)):
+                result = await retrying(
+                    lambda: self._runs.finish(
+                        run_id=run_id,
+                        thread_id=str(row["thread_id"]),
+                        token=active.token,
+                        status=outcome.status,
+                        thread_status=outcome.thread_status or THREAD_STATUS[outcome.status],
+                        values=outcome.values,
+                        interrupts=outcome.interrupts,
+                        error=outcome.error,
+                        delete_run=outcome.delete_run,
+                        owner=owner,
+                        lease_seconds=self._lease_seconds,
+                        usage=usage_json,
+                        cancel_action=outcome.cancel,
+                        values_json=values_json,
+                        before=last_writes,
+                    ),
+                    what=f"recording the end of run {run_id}",
+                )
+        except LeaseLost as exc:  # the fence of the last writes refused them: nothing landed
+            log.warning("run %s stopped: %s", run_id, exc)
+            return None
+        except psycopg.Error as exc:
+            if not last_writes or is_transient(exc):
+                raise
+            # Postgres refused the last writes themselves (what a graph's own write would have
+            # failed with at once): the run ends in error, as it would have then.
+            log.error("run %s: its last checkpoint writes failed", run_id, exc_info=exc)
+            body = error_body(exc)
+            outcome.status, outcome.error, outcome.interrupts = "error", body, {}
+            outcome.thread_status, outcome.output = None, dumps({"__error__": body})
+            return await self._finish(row, active, outcome, usage, owner=owner)
         return None if result.outcome == "stale" else result
 
     async def _announce_end(self, run_id: str, outcome: Outcome, *, resumable: bool) -> None:
@@ -369,13 +397,12 @@ class Executor:
                 },
             )
 
-    async def _observed(
-        self, config: Any, kwargs: Mapping[str, Any], usage: UsageCallbackHandler
-    ) -> Any:
-        """The run's config with usage counting and, when tracing is on, its tracer."""
+    async def _observed(self, config: Any, kwargs: Mapping[str, Any], handlers: list[Any]) -> Any:
+        """The run's config with its ``handlers`` (usage counting...) and, when tracing is on,
+        its tracer."""
         if self._tracing is None:
             # Stored configs are JSON and hold no callbacks: nothing to merge with.
-            config["callbacks"] = [usage]
+            config["callbacks"] = handlers
             return config
         stored: Mapping[str, Any] = kwargs.get("config") or {}
         configurable = config["configurable"]
@@ -390,7 +417,7 @@ class Executor:
             user_id=config["metadata"].get("user_id") or None,
             config=stored,
         )
-        return merge_configs(config, pieces, {"callbacks": [usage]})
+        return merge_configs(config, pieces, {"callbacks": handlers})
 
     async def _assistant_name(self, assistant_id: Any) -> str | None:
         if self._assistants is None or not assistant_id:
@@ -415,65 +442,8 @@ class Executor:
             graph_input = command_from(kwargs["command"])
         if row["attempt"] > 1 and await self._resumable_from_checkpoint(row):
             graph_input = None  # a retried run continues from its own last checkpoint
-        options: dict[str, Any] = {
-            "stream_mode": graph_stream_modes(converter.requested),
-            "subgraphs": bool(kwargs.get("subgraphs")),
-            "durability": kwargs.get("durability") or "async",
-        }
-        for key in ("interrupt_before", "interrupt_after"):
-            if kwargs.get(key):
-                options[key] = kwargs[key]
-        options["context"] = run_context(graph, kwargs)
-        special = self._special_stream(graph, graph_input, config, options, converter)
-        if special is not None:
-            async for converted in special:
-                yield converted
-            return
-        subgraphs = options["subgraphs"]
-        async for chunk in graph.astream(graph_input, config, **options):
-            if subgraphs:
-                namespace, mode, payload = chunk
-            else:
-                namespace, (mode, payload) = (), chunk
-            for converted in converter.convert(namespace, mode, payload):
-                yield converted
-
-    def _special_stream(
-        self,
-        graph: Pregel,
-        graph_input: Any,
-        config: Any,
-        options: dict[str, Any],
-        converter: StreamConverter,
-    ) -> AsyncIterator[tuple[str, bytes]] | None:
-        """The ``events`` mode's or a protocol v2 run's stream; ``None`` for plain ``astream``."""
-        if PROTOCOL_MODE in converter.requested:  # see server.runtime.protocol
-            return protocol_events(graph, graph_input, config, options, converter)
-        if "events" in converter.requested:
-            return self._stream_events(graph, graph_input, config, options, converter)
-        return None
-
-    async def _stream_events(
-        self,
-        graph: Pregel,
-        graph_input: Any,
-        config: Any,
-        options: dict[str, Any],
-        converter: StreamConverter,
-    ) -> AsyncIterator[tuple[str, bytes]]:
-        """The ``events`` mode: every callback event, and the other modes from the root's."""
-        root = str(config["run_id"])
-        subgraphs = options["subgraphs"]
-        options = {**options, "subgraphs": True}
-        async for event in graph.astream_events(graph_input, config, version="v2", **options):
-            if event["event"] == "on_chain_stream" and event["run_id"] == root:
-                namespace, mode, payload = event["data"]["chunk"]
-                if namespace and not subgraphs:
-                    continue
-                for converted in converter.convert(namespace, mode, payload):
-                    yield converted
-            else:
-                yield "events", dumps(event)
+        async for converted in graph_events(graph, graph_input, config, kwargs, converter):
+            yield converted
 
     async def _resumable_from_checkpoint(self, row: Mapping[str, Any]) -> bool:
         latest = await self._runs.latest_checkpoint_run(str(row["thread_id"]))

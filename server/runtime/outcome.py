@@ -13,6 +13,7 @@ from langgraph.types import StateSnapshot
 from server.repos import FinishResult, RunsRepo
 from server.runtime.events import StreamConverter
 from server.serde import dumps, interrupt_to_dict
+from state.held_writes import HELD_WRITES
 from state.retry import retrying
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ async def cancelled(
     thread_id = str(row["thread_id"])
     if action == "rollback":
         run_id = str(row["run_id"])
+        if (held := HELD_WRITES.get()) is not None:
+            await held.discard()  # nothing of the run's may land after its rollback
         await retrying(
             lambda: runs.delete_checkpoints_of_run(thread_id, run_id),
             what=f"rolling back run {run_id}",

@@ -1,0 +1,176 @@
+"""A run's checkpoint writes held back until they must land, so most go with the next round trip.
+
+A run's checkpointer writes used to cost a round trip and a commit each turn of the event loop
+that made some: for a one-node graph, the input checkpoint, then the node's writes with the
+next checkpoint, and after them the run's finish, each its own transaction. Inside a run
+(:data:`HELD_WRITES` set by the executor) :class:`FencedPostgresSaver` hands its writes to a
+:class:`HeldWrites` instead, which sends them, in order and behind the run's lease fence:
+
+- **before any node starts** (:class:`FlushBeforeNodes`, a callback on ``on_chain_start``): so
+  every step starts from a durable checkpoint, as ``durability="sync"`` promises, and a node's
+  side effects never run ahead of the state they came from;
+- **before the run reads a checkpoint** (the saver flushes first): it reads what it wrote;
+- **within :data:`HOLD_SECONDS`** of the first write held (a timer): a step whose parallel
+  branches run for minutes keeps the writes of those that finished, and the thread's state
+  read from outside lags a running step by that much at most;
+- **with the run's finish**: the executor takes what is left (:meth:`HeldWrites.take`) and sends
+  it in the transaction that records the end, so the final state and the run's status commit
+  together, in one round trip.
+
+A write that never lands because the process died is one LangGraph recovers from: the last
+durable checkpoint with its pending writes gives the same next step (it is what ``"async"``
+durability relies on), and a run's end is never recorded without its final writes.
+
+Not for runs whose stream hands checkpoint ids to the client (``checkpoints`` and ``debug``
+modes): those could be read before they land. The executor does not hold their writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import AsyncCallbackHandler
+from psycopg_pool import AsyncConnectionPool
+
+from state.checkpoint_writes import Statement, execute, fenced_statements
+from state.fencing import RunFence, lease_lost_as
+
+__all__ = ["HELD_WRITES", "HOLD_SECONDS", "FlushBeforeNodes", "HeldWrites"]
+
+log = logging.getLogger(__name__)
+
+HOLD_SECONDS = 0.05
+"""Longest a write is held when nothing sends it sooner (no node starts, the run goes on)."""
+
+
+class HeldWrites:
+    """One run's checkpointer writes not sent yet, and the one send in flight.
+
+    Writes are taken off only once they landed: a send that failed (a lost connection past the
+    retries) leaves them for the next one; every write is an upsert, so sending one twice is
+    harmless. Sends never overlap, so writes land in the order they were made.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any], fence: RunFence) -> None:
+        """Hold writes of the run ``fence`` names, to be sent on ``pool``."""
+        self._pool = pool
+        self.fence = fence
+        self._held: list[tuple[str, dict[str, Any]]] = []
+        self._sending: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._quiet: asyncio.Task[None] | None = None
+        self.open = True
+        """False once taken or discarded: later writes go to Postgres at once."""
+
+    def add(self, kind: str, params: dict[str, Any]) -> None:
+        """Hold one write (see :mod:`state.checkpoint_writes` for ``kind``)."""
+        self._held.append((kind, params))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._on_timer)
+
+    async def flush(self) -> None:
+        """Send every write held, and wait until they (and any send in flight) landed.
+
+        Raises:
+            LeaseLost: the run's lease is no longer held with its token.
+        """
+        while self._sending is not None or self._held:
+            if self._sending is None:
+                self._cancel_timer()
+                self._sending = asyncio.get_running_loop().create_task(self._send(len(self._held)))
+                self._sending.add_done_callback(self._sent)
+            await asyncio.shield(self._sending)
+
+    async def take(self) -> list[Statement]:
+        """Stop holding; the writes not sent yet, as statements for the caller's transaction.
+
+        A send in flight is waited for first (its writes, had it failed, are in the answer).
+        """
+        self.open = False
+        self._cancel_timer()
+        await self._settle()
+        held, self._held = self._held, []
+        return fenced_statements(self.fence, held) if held else []
+
+    async def discard(self) -> None:
+        """Stop holding and drop what is held, once a send in flight has ended (the run's
+        checkpoints are about to be rolled back: nothing may land after that)."""
+        self.close()
+        await self._settle()
+
+    def close(self) -> None:
+        """Stop holding and drop what is held (the run ended, or is no longer this worker's);
+        a send in flight goes on."""
+        self.open = False
+        self._cancel_timer()
+        self._held.clear()
+
+    async def _settle(self) -> None:
+        while self._sending is not None:
+            try:
+                await asyncio.shield(self._sending)
+            except Exception:  # its writes are still held
+                pass
+
+    async def _send(self, count: int) -> None:
+        batch = self._held[:count]
+        with lease_lost_as(self.fence):
+            await execute(self._pool, fenced_statements(self.fence, batch), what="saving a step")
+        del self._held[:count]  # writes added meanwhile stay for the next send
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending = None
+        if not task.cancelled():
+            task.exception()  # whoever waited has it; unawaited, it is not lost silently below
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.open and self._held:
+            self._quiet = asyncio.get_running_loop().create_task(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except Exception as exc:  # held still: the next node, read or the finish sends them
+            log.info("held writes of run %s not sent yet: %s", self.fence.run_id, exc)
+
+
+HELD_WRITES: ContextVar[HeldWrites | None] = ContextVar("staffgraph_held_writes", default=None)
+"""Set by the executor for a run whose checkpoint writes may be held (see the module)."""
+
+
+class FlushBeforeNodes(AsyncCallbackHandler):
+    """Sends a run's held writes before any of its nodes (any runnable) starts."""
+
+    run_inline = True
+    raise_error = True  # a lost lease or a failed send stops the node, as a failed write did
+    ignore_llm = ignore_chat_model = ignore_retriever = ignore_agent = ignore_retry = True
+    ignore_custom_event = True
+
+    def __init__(self, held: HeldWrites) -> None:
+        """Flush ``held`` at every chain start."""
+        self._held = held
+
+    async def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: dict[str, Any] | Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Send what is held before the chain (a node, a graph, a step inside a node) runs."""
+        await self._held.flush()

@@ -1,0 +1,278 @@
+"""A run's checkpoint writes held back (``state.held_writes``): when they land, on Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+from server.config import load_config
+from server.graphs import GraphRegistry
+from server.repos import AssistantsRepo, RunsRepo
+from server.runtime import Runtime
+from server.runtime.events import StreamConverter
+from server.runtime.outcome import cancelled
+from server.schemas.runs import RunCreate
+from state.db import Persistence
+from state.fencing import RUN_FENCE, LeaseLost, RunFence, lease_lost_as
+from state.held_writes import HELD_WRITES, HOLD_SECONDS, FlushBeforeNodes, HeldWrites
+from state.settings import Settings
+from tests.support.server import TEST_CONFIG
+
+
+class Log(TypedDict, total=False):
+    seen: Annotated[list[str], operator.add]
+
+
+async def _claimed_run(persistence: Persistence) -> tuple[str, str, int]:
+    """A run created on a new thread and claimed: (thread_id, run_id, lease token)."""
+    assistant = str(uuid.uuid4())
+    await AssistantsRepo(persistence.pool).sync_defaults([(assistant, "simple")])
+    thread_id, run_id = str(uuid.uuid4()), str(uuid.uuid4())
+    created = await RunsRepo(persistence.pool).create(
+        run_id=run_id,
+        thread_id=thread_id,
+        assistant_id=assistant,
+        metadata={},
+        kwargs={"input": None},
+        config={},
+        context={},
+        strategy="enqueue",
+        if_not_exists="create",
+        temporary=False,
+        on_completion=None,
+        after_seconds=0,
+        owner="w1",
+        lease_seconds=30,
+    )
+    assert created.run is not None and created.run["status"] == "running"
+    return thread_id, run_id, int(created.run["fencing_token"])
+
+
+@asynccontextmanager
+async def _holding(persistence: Persistence, run_id: str, token: int) -> AsyncIterator[HeldWrites]:
+    """Inside the run ``run_id`` (its fence set), its writes held as the executor holds them."""
+    fence = RunFence(run_id, token)
+    held = HeldWrites(persistence.pool, fence)
+    tokens = (RUN_FENCE.set(fence), HELD_WRITES.set(held))
+    try:
+        yield held
+    finally:
+        HELD_WRITES.reset(tokens[1])
+        RUN_FENCE.reset(tokens[0])
+        held.close()
+
+
+async def _count(persistence: Persistence, table: str, thread_id: str) -> int:
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT count(*) AS n FROM {table} WHERE thread_id = %s", (thread_id,)
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+async def _quick_wrote(persistence: Persistence, thread_id: str) -> bool:
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM checkpoint_writes WHERE thread_id = %s AND task_path LIKE "
+            "%s",
+            (thread_id, "%quick%"),
+        )
+        row = await cur.fetchone()
+    return row is not None and int(row["n"]) > 0
+
+
+async def test_a_node_starts_only_once_the_steps_before_it_landed(persistence: Persistence) -> None:
+    """``durability="sync"``'s promise holds with writes held: each node starts from a durable
+    checkpoint (sent as the node starts, not a moment later)."""
+    thread_id, run_id, token = await _claimed_run(persistence)
+    seen: list[int] = []
+
+    async def first(state: Log) -> dict[str, Any]:
+        seen.append(await _count(persistence, "checkpoints", thread_id))
+        return {"seen": ["first"]}
+
+    async def second(state: Log) -> dict[str, Any]:
+        seen.append(await _count(persistence, "checkpoints", thread_id))
+        return {"seen": ["second"]}
+
+    builder = StateGraph(Log)
+    builder.add_node("first", first)
+    builder.add_node("second", second)
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "second")
+    builder.add_edge("second", END)
+    graph = builder.compile(checkpointer=persistence.checkpointer)
+    async with _holding(persistence, run_id, token) as held:
+        config = {"configurable": {"thread_id": thread_id}, "callbacks": [FlushBeforeNodes(held)]}
+        await graph.ainvoke({"seen": []}, config, durability="sync")
+        # The input checkpoint and the one before ``first``; then the one after it.
+        assert seen == [2, 3]
+        assert await _count(persistence, "checkpoints", thread_id) == 3  # the last one is held
+        await held.flush()
+    assert await _count(persistence, "checkpoints", thread_id) == 4
+
+
+async def test_the_writes_of_a_finished_branch_land_while_another_still_runs(
+    persistence: Persistence,
+) -> None:
+    """Nothing starts or ends while the slow branch runs: the timer sends the quick branch's
+    writes, so they survive a crash of the slow one's process."""
+    thread_id, run_id, token = await _claimed_run(persistence)
+    landed: list[bool] = []
+
+    async def quick(state: Log) -> dict[str, Any]:
+        return {"seen": ["quick"]}
+
+    async def slow(state: Log) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + 5
+        while asyncio.get_running_loop().time() < deadline:  # no event to await: Postgres's rows
+            if await _quick_wrote(persistence, thread_id):
+                landed.append(True)
+                break
+            await asyncio.sleep(HOLD_SECONDS / 5)
+        return {"seen": ["slow"]}
+
+    builder = StateGraph(Log)
+    builder.add_node("quick", quick)
+    builder.add_node("slow", slow)
+    builder.add_edge(START, "quick")
+    builder.add_edge(START, "slow")
+    builder.add_edge(["quick", "slow"], END)
+    graph = builder.compile(checkpointer=persistence.checkpointer)
+    async with _holding(persistence, run_id, token) as held:
+        config = {"configurable": {"thread_id": thread_id}, "callbacks": [FlushBeforeNodes(held)]}
+        await graph.ainvoke({"seen": []}, config, durability="sync")
+    assert landed == [True]
+
+
+async def _hold_a_checkpoint(
+    persistence: Persistence, thread_id: str, run_id: str
+) -> dict[str, Any]:
+    """Save (held) a checkpoint of run ``run_id``; its config."""
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    metadata: Any = {"step": -1, "source": "input", "run_id": run_id}
+    await persistence.checkpointer.aput(config, checkpoint, metadata, {})
+    return config
+
+
+@pytest.mark.parametrize("lease", ["held", "lost"])
+async def test_the_last_writes_commit_with_the_runs_end_or_not_at_all(
+    persistence: Persistence, lease: str
+) -> None:
+    thread_id, run_id, token = await _claimed_run(persistence)
+    runs = RunsRepo(persistence.pool)
+    async with _holding(persistence, run_id, token) as held:
+        await _hold_a_checkpoint(persistence, thread_id, run_id)
+        assert await _count(persistence, "checkpoints", thread_id) == 0
+        last = await held.take()
+    if lease == "lost":
+        async with persistence.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE runs SET fencing_token = fencing_token + 1 WHERE run_id = %s", (run_id,)
+            )
+    end = {
+        "run_id": run_id,
+        "thread_id": thread_id,
+        "token": token,
+        "status": "success",
+        "thread_status": "idle",
+        "values": {},
+        "interrupts": {},
+        "error": None,
+        "delete_run": False,
+        "owner": "w1",
+        "lease_seconds": 30,
+    }
+    fence = RunFence(run_id, token)
+    if lease == "lost":
+        with pytest.raises(LeaseLost), lease_lost_as(fence):
+            await runs.finish(**end, before=last)
+        assert await _count(persistence, "checkpoints", thread_id) == 0
+        run = await runs.get(thread_id, run_id)
+        assert run is not None and run["status"] == "running"
+        return
+    with lease_lost_as(fence):
+        result = await runs.finish(**end, before=last)
+    assert result.outcome == "finished"
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT xmin::text FROM checkpoints WHERE thread_id = %(t)s) AS checkpoint, "
+            "(SELECT xmin::text FROM runs WHERE run_id = %(r)s) AS run",
+            {"t": thread_id, "r": run_id},
+        )
+        row = await cur.fetchone()
+    assert row is not None and row["checkpoint"] == row["run"]  # one transaction
+
+
+async def test_a_rollback_drops_what_the_run_still_held(persistence: Persistence) -> None:
+    """Nothing of a rolled-back run lands after its checkpoints were deleted (reading the
+    state afterwards would otherwise send what was held)."""
+    thread_id, run_id, token = await _claimed_run(persistence)
+    builder = StateGraph(Log)
+    builder.add_node("noop", lambda state: {})
+    builder.add_edge(START, "noop")
+    builder.add_edge("noop", END)
+    graph = builder.compile(checkpointer=persistence.checkpointer)
+    row = {"thread_id": thread_id, "run_id": run_id}
+    async with _holding(persistence, run_id, token):
+        await _hold_a_checkpoint(persistence, thread_id, run_id)
+        outcome = await cancelled(
+            RunsRepo(persistence.pool), graph, row, StreamConverter(["values"]), "rollback"
+        )
+    assert outcome.delete_run and outcome.values is None
+    assert await _count(persistence, "checkpoints", thread_id) == 0
+
+
+async def test_a_run_through_the_server_commits_its_final_state_with_its_end(
+    persistence: Persistence, database_url: str
+) -> None:
+    """Two nodes, ``durability="sync"``: what came before each node lands as it starts, and the
+    last node's writes with the final checkpoint land in the transaction that ends the run."""
+    runtime = Runtime(
+        settings=Settings(),
+        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
+        persistence=persistence,
+        database_url=database_url,
+    )
+    await runtime.start()
+    try:
+        body = RunCreate.model_validate(
+            {
+                "assistant_id": "slow",
+                "input": {"seconds": 0},
+                "durability": "sync",
+                "if_not_exists": "create",
+            }
+        )
+        thread_id = str(uuid.uuid4())
+        created = await runtime.create_run(body, thread_id=thread_id)
+        status, _ = await asyncio.wait_for(runtime.wait(created.run_id), timeout=20)
+    finally:
+        await runtime.stop()
+    assert status == "success"
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT metadata ->> 'step' AS step, xmin::text AS tx FROM checkpoints "
+            "WHERE thread_id = %(t)s UNION ALL "
+            "SELECT 'writes of ' || checkpoint_id, xmin::text FROM checkpoint_writes "
+            "WHERE thread_id = %(t)s UNION ALL "
+            "SELECT 'run', xmin::text FROM runs WHERE run_id = %(r)s",
+            {"t": thread_id, "r": created.run_id},
+        )
+        rows = await cur.fetchall()
+    tx = {str(r["step"]): str(r["tx"]) for r in rows}
+    assert tx["2"] == tx["run"]  # the final checkpoint: committed by the finish
+    # Sent as ``nap`` started, as ``after_nap`` started, and with the end: three transactions.
+    assert len(set(tx.values())) == 3, rows
