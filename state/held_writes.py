@@ -57,9 +57,11 @@ class HeldWrites:
     """
 
     def __init__(self, pool: AsyncConnectionPool[Any], fence: RunFence) -> None:
-        """Hold writes of the run ``fence`` names, to be sent on ``pool``."""
+        """Hold writes of the run ``fence`` names, to be sent on ``pool`` (from the running
+        event loop)."""
         self._pool = pool
         self.fence = fence
+        self.loop = asyncio.get_running_loop()
         self._held: list[tuple[str, dict[str, Any]]] = []
         self._sending: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -79,12 +81,13 @@ class HeldWrites:
         Raises:
             LeaseLost: the run's lease is no longer held with its token.
         """
-        while self._sending is not None or self._held:
-            if self._sending is None:
+        while (sending := self._in_flight()) is not None or self._held:
+            if sending is None:
                 self._cancel_timer()
-                self._sending = asyncio.get_running_loop().create_task(self._send(len(self._held)))
-                self._sending.add_done_callback(self._sent)
-            await asyncio.shield(self._sending)
+                sending = asyncio.get_running_loop().create_task(self._send(len(self._held)))
+                sending.add_done_callback(_retrieved)
+                self._sending = sending
+            await asyncio.shield(sending)
 
     async def take(self) -> list[Statement]:
         """Stop holding; the writes not sent yet, as statements for the caller's transaction.
@@ -111,22 +114,23 @@ class HeldWrites:
         self._held.clear()
 
     async def _settle(self) -> None:
-        while self._sending is not None:
+        while (sending := self._in_flight()) is not None:
             try:
-                await asyncio.shield(self._sending)
+                await asyncio.shield(sending)
             except Exception:  # its writes are still held
                 pass
+
+    def _in_flight(self) -> asyncio.Task[None] | None:
+        """The send not finished yet, if any. (Awaiting a finished task does not yield, so a
+        loop waiting for ``_sending`` to be cleared by a callback would spin forever.)"""
+        sending = self._sending
+        return sending if sending is not None and not sending.done() else None
 
     async def _send(self, count: int) -> None:
         batch = self._held[:count]
         with lease_lost_as(self.fence):
             await execute(self._pool, fenced_statements(self.fence, batch), what="saving a step")
         del self._held[:count]  # writes added meanwhile stay for the next send
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending = None
-        if not task.cancelled():
-            task.exception()  # whoever waited has it; unawaited, it is not lost silently below
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -143,6 +147,12 @@ class HeldWrites:
             await self.flush()
         except Exception as exc:  # held still: the next node, read or the finish sends them
             log.info("held writes of run %s not sent yet: %s", self.fence.run_id, exc)
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Mark a send's error seen: whoever waited has it, and it is not logged as lost."""
+    if not task.cancelled():
+        task.exception()
 
 
 HELD_WRITES: ContextVar[HeldWrites | None] = ContextVar("staffgraph_held_writes", default=None)
@@ -172,5 +182,11 @@ class FlushBeforeNodes(AsyncCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Send what is held before the chain (a node, a graph, a step inside a node) runs."""
-        await self._held.flush()
+        """Send what is held before the chain (a node, a graph, a step inside a node) runs.
+
+        Not for a chain a synchronous node invokes: LangChain runs this handler for it on an
+        event loop of its own in another thread, where the run's pool cannot be used. The node
+        itself started (and sent what was held) on the run's loop.
+        """
+        if asyncio.get_running_loop() is self._held.loop:
+            await self._held.flush()

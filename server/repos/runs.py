@@ -39,6 +39,7 @@ _CLAIMED_LATEST_SQL = LATEST_CHECKPOINT_SQL.format(
 )
 
 
+_LOCK_THREAD_SQL = "SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE"
 _FINISH_SQL = "SELECT * FROM staffgraph_finish_run(" + ", ".join(["%s"] * 13) + ")"
 
 
@@ -203,6 +204,9 @@ class RunsRepo:
                 # One pipeline, so one implicit transaction up to its Sync; the row is fetched
                 # once it has ended (fetching inside would cost a round trip of its own).
                 async with conn.pipeline():
+                    # The thread first, as the finish function and a cancel lock it: the
+                    # writes' fence then locks the run, and no order meets theirs reversed.
+                    await conn.execute(_LOCK_THREAD_SQL, (thread_id,))
                     writes = conn.cursor(binary=True)
                     for query, params in before:
                         await writes.execute(query, params)

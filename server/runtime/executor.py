@@ -343,13 +343,18 @@ class Executor:
                     ),
                     what=f"recording the end of run {run_id}",
                 )
-        except LeaseLost as exc:  # the fence of the last writes refused them: nothing landed
-            log.warning("run %s stopped: %s", run_id, exc)
-            return None
-        except psycopg.Error as exc:
-            if not last_writes or is_transient(exc):
+        except LeaseLost:
+            if not last_writes:
                 raise
-            # Postgres refused the last writes themselves (what a graph's own write would have
+            # The fence of the last writes refused them (nothing landed): the lease was lost,
+            # or the run or its thread was deleted. The finish alone tells which, as it did
+            # before writes were held (stale, or an end its followers are told of).
+            log.info("run %s: its last checkpoint writes were refused; finishing without", run_id)
+            return await self._finish(row, active, outcome, usage, owner=owner)
+        except psycopg.errors.DataError as exc:
+            if not last_writes:
+                raise
+            # Postgres refused the last writes' data (what a graph's own write would have
             # failed with at once): the run ends in error, as it would have then.
             log.error("run %s: its last checkpoint writes failed", run_id, exc_info=exc)
             body = error_body(exc)

@@ -276,3 +276,20 @@ async def test_a_run_through_the_server_commits_its_final_state_with_its_end(
     assert tx["2"] == tx["run"]  # the final checkpoint: committed by the finish
     # Sent as ``nap`` started, as ``after_nap`` started, and with the end: three transactions.
     assert len(set(tx.values())) == 3, rows
+
+
+@pytest.mark.timeout(20)
+async def test_a_flush_meeting_a_send_that_just_ended_returns(persistence: Persistence) -> None:
+    """A send's task can be finished while its done callbacks have not run yet (they run a loop
+    turn later); a flush or a take in that moment must not wait for it to be cleared: awaiting a
+    finished task does not yield, so it would spin and freeze the event loop."""
+    thread_id, run_id, token = await _claimed_run(persistence)
+    async with _holding(persistence, run_id, token) as held:
+        ended = asyncio.get_running_loop().create_task(asyncio.sleep(0))
+        await ended
+        held._sending = ended  # as in that moment
+        await _hold_a_checkpoint(persistence, thread_id, run_id)
+        await held.flush()
+        assert await _count(persistence, "checkpoints", thread_id) == 1
+        held._sending = ended
+        assert await held.take() == []
