@@ -6,9 +6,10 @@ next checkpoint, and after them the run's finish, each its own transaction. Insi
 (:data:`HELD_WRITES` set by the executor) :class:`FencedPostgresSaver` hands its writes to a
 :class:`HeldWrites` instead, which sends them, in order and behind the run's lease fence:
 
-- **before any node starts** (:class:`FlushBeforeNodes`, a callback on ``on_chain_start``): so
-  every step starts from a durable checkpoint, as ``durability="sync"`` promises, and a node's
-  side effects never run ahead of the state they came from;
+- **as any node starts** (:class:`FlushBeforeNodes`, a callback on ``on_chain_start``): with
+  ``durability="sync"``, before it, so every step starts from a durable checkpoint as that mode
+  promises and a node's side effects never run ahead of the state they came from; otherwise
+  alongside it, as LangGraph's own ``"async"`` writes go on while the next step runs;
 - **before the run reads a checkpoint** (the saver flushes first): it reads what it wrote;
 - **within :data:`HOLD_SECONDS`** of the first write held (a timer): a step whose parallel
   branches run for minutes keeps the writes of those that finished, and the thread's state
@@ -139,7 +140,13 @@ class HeldWrites:
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.open and self._held:
+        self.send_soon()
+
+    def send_soon(self) -> None:
+        """Start sending what is held without waiting for it (errors are met by the next
+        flush, read or finish)."""
+        if self.open and self._held and self._in_flight() is None:
+            self._cancel_timer()
             self._quiet = asyncio.get_running_loop().create_task(self._flush_quietly())
 
     async def _flush_quietly(self) -> None:
@@ -160,16 +167,19 @@ HELD_WRITES: ContextVar[HeldWrites | None] = ContextVar("staffgraph_held_writes"
 
 
 class FlushBeforeNodes(AsyncCallbackHandler):
-    """Sends a run's held writes before any of its nodes (any runnable) starts."""
+    """Sends a run's held writes as any of its nodes (any runnable) starts: before it, for a run
+    with ``durability="sync"`` (each step starts from a durable checkpoint); alongside it
+    otherwise (``"async"``: LangGraph's own writes go on while the next step runs)."""
 
     run_inline = True
     raise_error = True  # a lost lease or a failed send stops the node, as a failed write did
     ignore_llm = ignore_chat_model = ignore_retriever = ignore_agent = ignore_retry = True
     ignore_custom_event = True
 
-    def __init__(self, held: HeldWrites) -> None:
-        """Flush ``held`` at every chain start."""
+    def __init__(self, held: HeldWrites, *, wait: bool) -> None:
+        """Send what ``held`` holds at every chain start; ``wait``: before the chain runs."""
         self._held = held
+        self._wait = wait
 
     async def on_chain_start(
         self,
@@ -188,5 +198,9 @@ class FlushBeforeNodes(AsyncCallbackHandler):
         event loop of its own in another thread, where the run's pool cannot be used. The node
         itself started (and sent what was held) on the run's loop.
         """
-        if asyncio.get_running_loop() is self._held.loop:
+        if asyncio.get_running_loop() is not self._held.loop:
+            return
+        if self._wait:
             await self._held.flush()
+        else:
+            self._held.send_soon()

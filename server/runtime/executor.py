@@ -238,7 +238,7 @@ class Executor:
             await publisher.announce(str(row["thread_id"]))
             handlers: list[Any] = [usage]
             if (held := HELD_WRITES.get()) is not None:
-                handlers.append(FlushBeforeNodes(held))
+                handlers.append(FlushBeforeNodes(held, wait=kwargs.get("durability") == "sync"))
             config = await self._observed(config, kwargs, handlers)
             graph = await self._graphs.get(
                 watch.graph_id,

@@ -114,7 +114,10 @@ async def test_a_node_starts_only_once_the_steps_before_it_landed(persistence: P
     builder.add_edge("second", END)
     graph = builder.compile(checkpointer=persistence.checkpointer)
     async with _holding(persistence, run_id, token) as held:
-        config = {"configurable": {"thread_id": thread_id}, "callbacks": [FlushBeforeNodes(held)]}
+        config = {
+            "configurable": {"thread_id": thread_id},
+            "callbacks": [FlushBeforeNodes(held, wait=True)],
+        }
         await graph.ainvoke({"seen": []}, config, durability="sync")
         # The input checkpoint and the one before ``first``; then the one after it.
         assert seen == [2, 3]
@@ -151,7 +154,10 @@ async def test_the_writes_of_a_finished_branch_land_while_another_still_runs(
     builder.add_edge(["quick", "slow"], END)
     graph = builder.compile(checkpointer=persistence.checkpointer)
     async with _holding(persistence, run_id, token) as held:
-        config = {"configurable": {"thread_id": thread_id}, "callbacks": [FlushBeforeNodes(held)]}
+        config = {
+            "configurable": {"thread_id": thread_id},
+            "callbacks": [FlushBeforeNodes(held, wait=True)],
+        }
         await graph.ainvoke({"seen": []}, config, durability="sync")
     assert landed == [True]
 
@@ -293,3 +299,42 @@ async def test_a_flush_meeting_a_send_that_just_ended_returns(persistence: Persi
         assert await _count(persistence, "checkpoints", thread_id) == 1
         held._sending = ended
         assert await held.take() == []
+
+
+async def test_with_async_durability_a_node_starts_while_the_writes_before_it_are_sent(
+    persistence: Persistence,
+) -> None:
+    """``durability="async"``: the step's writes go out as the next node starts, without holding
+    it up (here they cannot land until the test lets go of the run's row, which their lease
+    fence needs)."""
+    thread_id, run_id, token = await _claimed_run(persistence)
+    second_started = asyncio.Event()
+
+    async def first(state: Log) -> dict[str, Any]:
+        return {"seen": ["first"]}
+
+    async def second(state: Log) -> dict[str, Any]:
+        second_started.set()
+        return {"seen": ["second"]}
+
+    builder = StateGraph(Log)
+    builder.add_node("first", first)
+    builder.add_node("second", second)
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "second")
+    builder.add_edge("second", END)
+    graph = builder.compile(checkpointer=persistence.checkpointer)
+    async with persistence.pool.connection() as blocker:
+        await blocker.execute("BEGIN")
+        await blocker.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (run_id,))
+        async with _holding(persistence, run_id, token) as held:
+            config = {
+                "configurable": {"thread_id": thread_id},
+                "callbacks": [FlushBeforeNodes(held, wait=False)],
+            }
+            run = asyncio.create_task(graph.ainvoke({"seen": []}, config, durability="async"))
+            await asyncio.wait_for(second_started.wait(), timeout=10)
+            await blocker.execute("COMMIT")  # the writes may land now
+            assert await asyncio.wait_for(run, timeout=10) == {"seen": ["first", "second"]}
+            await held.flush()
+    assert await _count(persistence, "checkpoints", thread_id) == 4
