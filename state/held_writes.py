@@ -39,7 +39,7 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from psycopg_pool import AsyncConnectionPool
 
 from state.checkpoint_writes import Statement, execute, fenced_statements
-from state.fencing import RunFence, lease_lost_as
+from state.fencing import LeaseLost, RunFence, lease_lost_as
 
 __all__ = ["HELD_WRITES", "HOLD_SECONDS", "FlushBeforeNodes", "HeldWrites"]
 
@@ -69,6 +69,8 @@ class HeldWrites:
         self._quiet: asyncio.Task[None] | None = None
         self.open = True
         """False once taken or discarded: later writes go to Postgres at once."""
+        self.lost = False
+        """A send nobody waited for found the run's lease lost."""
 
     def add(self, kind: str, params: dict[str, Any]) -> None:
         """Hold one write (see :mod:`state.checkpoint_writes` for ``kind``)."""
@@ -152,6 +154,8 @@ class HeldWrites:
     async def _flush_quietly(self) -> None:
         try:
             await self.flush()
+        except LeaseLost:
+            self.lost = True
         except Exception as exc:  # held still: the next node, read or the finish sends them
             log.info("held writes of run %s not sent yet: %s", self.fence.run_id, exc)
 
@@ -202,5 +206,7 @@ class FlushBeforeNodes(AsyncCallbackHandler):
             return
         if self._wait:
             await self._held.flush()
+        elif self._held.lost:  # no next node for a run that is no longer this worker's
+            raise LeaseLost(self._held.fence)
         else:
             self._held.send_soon()

@@ -343,14 +343,12 @@ class Executor:
                     ),
                     what=f"recording the end of run {run_id}",
                 )
-        except LeaseLost:
-            if not last_writes:
-                raise
-            # The fence of the last writes refused them (nothing landed): the lease was lost,
-            # or the run or its thread was deleted. The finish alone tells which, as it did
-            # before writes were held (stale, or an end its followers are told of).
-            log.info("run %s: its last checkpoint writes were refused; finishing without", run_id)
-            return await self._finish(row, active, outcome, usage, owner=owner)
+        except LeaseLost as exc:  # the last writes' fence refused them: nothing landed
+            log.warning("run %s stopped: %s", run_id, exc)
+            active.lost = True
+            resumable = bool(row["kwargs"].get("resumable"))
+            await announce_if_deleted(self._runs, self._broker, row, resumable=resumable)
+            return None
         except psycopg.errors.DataError as exc:
             if not last_writes:
                 raise

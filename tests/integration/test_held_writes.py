@@ -338,3 +338,48 @@ async def test_with_async_durability_a_node_starts_while_the_writes_before_it_ar
             assert await asyncio.wait_for(run, timeout=10) == {"seen": ["first", "second"]}
             await held.flush()
     assert await _count(persistence, "checkpoints", thread_id) == 4
+
+
+async def test_with_async_durability_no_node_starts_once_a_send_found_the_lease_lost(
+    persistence: Persistence,
+) -> None:
+    thread_id, run_id, token = await _claimed_run(persistence)
+    ran: list[str] = []
+
+    async def first(state: Log) -> dict[str, Any]:
+        ran.append("first")
+        async with persistence.pool.connection() as conn:  # another worker takes the run over
+            await conn.execute(
+                "UPDATE runs SET fencing_token = fencing_token + 1 WHERE run_id = %s", (run_id,)
+            )
+        return {"seen": ["first"]}
+
+    async def second(state: Log) -> dict[str, Any]:
+        ran.append("second")
+        held = HELD_WRITES.get()
+        assert held is not None
+        deadline = asyncio.get_running_loop().time() + 5
+        while not held.lost and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(HOLD_SECONDS / 5)  # the send this node's start set off
+        return {"seen": ["second"]}
+
+    async def third(state: Log) -> dict[str, Any]:
+        ran.append("third")
+        return {"seen": ["third"]}
+
+    builder = StateGraph(Log)
+    for name, node in (("first", first), ("second", second), ("third", third)):
+        builder.add_node(name, node)
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "second")
+    builder.add_edge("second", "third")
+    builder.add_edge("third", END)
+    graph = builder.compile(checkpointer=persistence.checkpointer)
+    async with _holding(persistence, run_id, token) as held:
+        config = {
+            "configurable": {"thread_id": thread_id},
+            "callbacks": [FlushBeforeNodes(held, wait=False)],
+        }
+        with pytest.raises(LeaseLost):
+            await graph.ainvoke({"seen": []}, config, durability="async")
+    assert ran == ["first", "second"]

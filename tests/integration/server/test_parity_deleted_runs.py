@@ -14,6 +14,7 @@ join of a missing run's stream is that one event. A run cancelled with ``interru
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -21,6 +22,7 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 
+from server.runtime.broker import HEARTBEAT_SECONDS
 from tests.support.parity import ParityServer, parity_server
 from tests.support.sse import parse_frames
 
@@ -191,15 +193,20 @@ async def test_a_cancelled_stateless_run_is_not_reported_as_deleted(
         assert "error" not in [f.event for f in parse_frames(body)]
 
 
+@pytest.mark.parametrize(
+    "stop", [{}, {"interrupt_before": ["after_nap"]}], ids=["a node after", "the last node"]
+)
 async def test_a_run_whose_row_vanishes_unannounced_is_closed_out_by_its_lease_fence(
-    parity_server: ParityServer,
+    parity_server: ParityServer, stop: dict[str, list[str]]
 ) -> None:
     # The window a delete leaves: the row is gone before the run's worker is told to stop. Its
-    # next checkpoint write fails the lease fence; the worker then ends its stream and settles
-    # its thread, rather than leaving waiters to Postgres and the thread busy.
+    # next checkpoint write fails the lease fence (as the next node starts, or, after the last
+    # node, with the run's finish); the worker then ends its stream and settles its thread,
+    # rather than leaving waiters to Postgres and the thread busy.
     async with httpx.AsyncClient(base_url=parity_server.url, timeout=60) as http:
         thread = (await http.post("/threads", json={})).json()["thread_id"]
-        nap = {"assistant_id": "slow", "input": {"seconds": 1}}
+        nap = {"assistant_id": "slow", "input": {"seconds": 1}, **stop}
+        asked = time.monotonic()
         wait = asyncio.create_task(http.post(f"/threads/{thread}/runs/wait", json=nap))
         (run_id,) = await _run_of(http, thread)
         database = parity_server.server.env["DATABASE_URL"]
@@ -207,4 +214,7 @@ async def test_a_run_whose_row_vanishes_unannounced_is_closed_out_by_its_lease_f
             await conn.execute("DELETE FROM runs WHERE run_id = %s", (run_id,))
         answer = await wait
         assert (answer.status_code, answer.json()) == (200, RUN_NOT_FOUND)
+        # Told by the worker as the run ends (the nap's second), not by the waiter's own check
+        # of Postgres once its stream has been quiet for a heartbeat.
+        assert time.monotonic() - asked < HEARTBEAT_SECONDS
         assert (await http.get(f"/threads/{thread}")).json()["status"] == "idle"
