@@ -71,6 +71,17 @@ async def _holding(persistence: Persistence, run_id: str, token: int) -> AsyncIt
         held.close()
 
 
+def _in_line(persistence: Persistence, *nodes: Any) -> Any:
+    """The ``nodes`` one after the other (each named after its function), on Postgres."""
+    builder = StateGraph(Log)
+    names = [getattr(node, "__name__", "node") for node in nodes]
+    for name, node in zip(names, nodes, strict=True):
+        builder.add_node(name, node)
+    for before, after in zip([START, *names], [*names, END], strict=True):
+        builder.add_edge(before, after)
+    return builder.compile(checkpointer=persistence.checkpointer)
+
+
 async def _count(persistence: Persistence, table: str, thread_id: str) -> int:
     async with persistence.pool.connection() as conn:
         cur = await conn.execute(
@@ -106,13 +117,7 @@ async def test_a_node_starts_only_once_the_steps_before_it_landed(persistence: P
         seen.append(await _count(persistence, "checkpoints", thread_id))
         return {"seen": ["second"]}
 
-    builder = StateGraph(Log)
-    builder.add_node("first", first)
-    builder.add_node("second", second)
-    builder.add_edge(START, "first")
-    builder.add_edge("first", "second")
-    builder.add_edge("second", END)
-    graph = builder.compile(checkpointer=persistence.checkpointer)
+    graph = _in_line(persistence, first, second)
     async with _holding(persistence, run_id, token) as held:
         config = {
             "configurable": {"thread_id": thread_id},
@@ -226,11 +231,7 @@ async def test_a_rollback_drops_what_the_run_still_held(persistence: Persistence
     """Nothing of a rolled-back run lands after its checkpoints were deleted (reading the
     state afterwards would otherwise send what was held)."""
     thread_id, run_id, token = await _claimed_run(persistence)
-    builder = StateGraph(Log)
-    builder.add_node("noop", lambda state: {})
-    builder.add_edge(START, "noop")
-    builder.add_edge("noop", END)
-    graph = builder.compile(checkpointer=persistence.checkpointer)
+    graph = _in_line(persistence, lambda state: {})
     row = {"thread_id": thread_id, "run_id": run_id}
     async with _holding(persistence, run_id, token):
         await _hold_a_checkpoint(persistence, thread_id, run_id)
@@ -317,13 +318,7 @@ async def test_with_async_durability_a_node_starts_while_the_writes_before_it_ar
         second_started.set()
         return {"seen": ["second"]}
 
-    builder = StateGraph(Log)
-    builder.add_node("first", first)
-    builder.add_node("second", second)
-    builder.add_edge(START, "first")
-    builder.add_edge("first", "second")
-    builder.add_edge("second", END)
-    graph = builder.compile(checkpointer=persistence.checkpointer)
+    graph = _in_line(persistence, first, second)
     async with persistence.pool.connection() as blocker:
         await blocker.execute("BEGIN")
         await blocker.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (run_id,))
@@ -367,14 +362,7 @@ async def test_with_async_durability_no_node_starts_once_a_send_found_the_lease_
         ran.append("third")
         return {"seen": ["third"]}
 
-    builder = StateGraph(Log)
-    for name, node in (("first", first), ("second", second), ("third", third)):
-        builder.add_node(name, node)
-    builder.add_edge(START, "first")
-    builder.add_edge("first", "second")
-    builder.add_edge("second", "third")
-    builder.add_edge("third", END)
-    graph = builder.compile(checkpointer=persistence.checkpointer)
+    graph = _in_line(persistence, first, second, third)
     async with _holding(persistence, run_id, token) as held:
         config = {
             "configurable": {"thread_id": thread_id},
