@@ -21,6 +21,7 @@ from server.runtime import Runtime
 from server.runtime.events import StreamConverter
 from server.runtime.outcome import cancelled
 from server.schemas.runs import RunCreate
+from state import held_writes
 from state.db import Persistence
 from state.fencing import RUN_FENCE, LeaseLost, RunFence, lease_lost_as
 from state.held_writes import HELD_WRITES, HOLD_SECONDS, FlushBeforeNodes, HeldWrites
@@ -103,6 +104,14 @@ async def _quick_wrote(persistence: Persistence, thread_id: str) -> bool:
     return row is not None and int(row["n"]) > 0
 
 
+@pytest.fixture
+def no_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes are held until something sends them: none goes by the timer during the test (a
+    slow machine could otherwise send them before the test looks)."""
+    monkeypatch.setattr(held_writes, "HOLD_SECONDS", 3600.0)
+
+
+@pytest.mark.usefixtures("no_timer")
 async def test_a_node_starts_only_once_the_steps_before_it_landed(persistence: Persistence) -> None:
     """``durability="sync"``'s promise holds with writes held: each node starts from a durable
     checkpoint (sent as the node starts, not a moment later)."""
@@ -179,6 +188,7 @@ async def _hold_a_checkpoint(
 
 
 @pytest.mark.parametrize("lease", ["held", "lost"])
+@pytest.mark.usefixtures("no_timer")
 async def test_the_last_writes_commit_with_the_runs_end_or_not_at_all(
     persistence: Persistence, lease: str
 ) -> None:
@@ -227,6 +237,7 @@ async def test_the_last_writes_commit_with_the_runs_end_or_not_at_all(
     assert row is not None and row["checkpoint"] == row["run"]  # one transaction
 
 
+@pytest.mark.usefixtures("no_timer")
 async def test_a_rollback_drops_what_the_run_still_held(persistence: Persistence) -> None:
     """Nothing of a rolled-back run lands after its checkpoints were deleted (reading the
     state afterwards would otherwise send what was held)."""
@@ -242,6 +253,7 @@ async def test_a_rollback_drops_what_the_run_still_held(persistence: Persistence
     assert await _count(persistence, "checkpoints", thread_id) == 0
 
 
+@pytest.mark.usefixtures("no_timer")
 async def test_a_run_through_the_server_commits_its_final_state_with_its_end(
     persistence: Persistence, database_url: str
 ) -> None:
