@@ -16,7 +16,6 @@ from typing_extensions import TypedDict
 
 from server.config import load_config
 from server.graphs import GraphRegistry
-from server.ids import new_id
 from server.repos import AssistantsRepo, RunsRepo
 from server.runtime import Runtime
 from server.schemas.runs import RunCreate
@@ -28,6 +27,7 @@ from state.checkpoints import (
 )
 from state.db import Persistence, open_pool
 from state.settings import Settings
+from tests.support.runs import create_run
 from tests.support.server import TEST_CONFIG
 
 ASSISTANT = str(uuid.uuid4())
@@ -62,21 +62,8 @@ async def _latest_row(persistence: Persistence, thread_id: str) -> Any:
 
 
 async def _create(runs: RunsRepo, thread_id: str, *, owner: str | None, temporary: bool = False):  # type: ignore[no-untyped-def]
-    return await runs.create(
-        run_id=new_id(),
-        thread_id=thread_id,
-        assistant_id=ASSISTANT,
-        metadata={},
-        kwargs={"input": None},
-        config={},
-        context={},
-        strategy="enqueue",
-        if_not_exists="create",
-        temporary=temporary,
-        on_completion="delete" if temporary else None,
-        after_seconds=0,
-        owner=owner,
-        lease_seconds=30,
+    return await create_run(
+        runs, thread_id, assistant_id=ASSISTANT, owner=owner, temporary=temporary
     )
 
 

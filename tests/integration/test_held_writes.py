@@ -26,6 +26,7 @@ from state.db import Persistence
 from state.fencing import RUN_FENCE, LeaseLost, RunFence, lease_lost_as
 from state.held_writes import HELD_WRITES, HOLD_SECONDS, FlushBeforeNodes, HeldWrites
 from state.settings import Settings
+from tests.support.runs import create_run
 from tests.support.server import TEST_CONFIG
 
 
@@ -37,25 +38,12 @@ async def _claimed_run(persistence: Persistence) -> tuple[str, str, int]:
     """A run created on a new thread and claimed: (thread_id, run_id, lease token)."""
     assistant = str(uuid.uuid4())
     await AssistantsRepo(persistence.pool).sync_defaults([(assistant, "simple")])
-    thread_id, run_id = str(uuid.uuid4()), str(uuid.uuid4())
-    created = await RunsRepo(persistence.pool).create(
-        run_id=run_id,
-        thread_id=thread_id,
-        assistant_id=assistant,
-        metadata={},
-        kwargs={"input": None},
-        config={},
-        context={},
-        strategy="enqueue",
-        if_not_exists="create",
-        temporary=False,
-        on_completion=None,
-        after_seconds=0,
-        owner="w1",
-        lease_seconds=30,
+    thread_id = str(uuid.uuid4())
+    created = await create_run(
+        RunsRepo(persistence.pool), thread_id, assistant_id=assistant, owner="w1"
     )
     assert created.run is not None and created.run["status"] == "running"
-    return thread_id, run_id, int(created.run["fencing_token"])
+    return thread_id, str(created.run["run_id"]), int(created.run["fencing_token"])
 
 
 @asynccontextmanager

@@ -24,6 +24,7 @@ from server.runtime.worker import WorkerPool
 from server.schemas.runs import RunCreate
 from state.db import Persistence, open_pool
 from state.settings import Settings
+from tests.support.runs import create_run
 from tests.support.server import TEST_CONFIG
 
 ASSISTANT = str(uuid.uuid4())
@@ -34,35 +35,9 @@ async def _setup(persistence: Persistence) -> tuple[RunsRepo, ThreadsRepo]:
     return RunsRepo(persistence.pool), ThreadsRepo(persistence.pool)
 
 
-async def _created(
-    runs: RunsRepo,
-    thread_id: str,
-    *,
-    assistant_id: str = ASSISTANT,
-    kwargs: dict[str, Any] | None = None,
-    strategy: str = "enqueue",
-    owner: str | None = None,
-    lease_seconds: float = 30,
-    conn: Any = None,
-) -> CreateResult:
-    """A run created on ``thread_id`` (made if missing), claimed at once by ``owner`` if any."""
-    return await runs.create(
-        run_id=new_id(),
-        thread_id=thread_id,
-        assistant_id=assistant_id,
-        metadata={},
-        kwargs=kwargs or {"input": None},
-        config={},
-        context={},
-        strategy=strategy,
-        if_not_exists="create",
-        temporary=False,
-        on_completion=None,
-        after_seconds=0,
-        owner=owner,
-        lease_seconds=lease_seconds,
-        conn=conn,
-    )
+async def _created(runs: RunsRepo, thread_id: str, **how: Any) -> CreateResult:
+    """A run created on ``thread_id`` (see :func:`tests.support.runs.create_run`)."""
+    return await create_run(runs, thread_id, **{"assistant_id": ASSISTANT, **how})
 
 
 async def _create(
