@@ -102,6 +102,9 @@ _SQL = {
 MAX_BATCH = 8
 """Most writes of a run sent as one statement; more in one turn start another batch."""
 
+_BATCH_WHAT = "saving checkpoint writes"
+"""What a send of several writes is called in the retry log."""
+
 _PLACEHOLDER = re.compile(r"%\((\w+)\)")
 
 
@@ -200,9 +203,6 @@ class WriteBatcher:
         statements = fenced_statements(fence, [(kind, params) for kind, params, _ in batch])
         with lease_lost_as(fence):
             await execute(pool, statements, what=what if len(batch) == 1 else _BATCH_WHAT)
-
-
-_BATCH_WHAT = "saving checkpoint writes"
 
 
 def fenced_statements(

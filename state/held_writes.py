@@ -131,6 +131,8 @@ class HeldWrites:
 
     async def _send(self, count: int) -> None:
         batch = self._held[:count]
+        if not batch:  # dropped by close() before this send began
+            return
         with lease_lost_as(self.fence):
             await execute(self._pool, fenced_statements(self.fence, batch), what="saving a step")
         del self._held[:count]  # writes added meanwhile stay for the next send

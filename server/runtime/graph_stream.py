@@ -35,17 +35,23 @@ async def graph_events(
             options[key] = kwargs[key]
     options["context"] = run_context(graph, kwargs)
     if PROTOCOL_MODE in converter.requested:  # see server.runtime.protocol
-        special: AsyncIterator[Converted] | None = protocol_events(
-            graph, graph_input, config, options, converter
-        )
+        events = protocol_events(graph, graph_input, config, options, converter)
     elif "events" in converter.requested:
-        special = _stream_events(graph, graph_input, config, options, converter)
+        events = _stream_events(graph, graph_input, config, options, converter)
     else:
-        special = None
-    if special is not None:
-        async for converted in special:
-            yield converted
-        return
+        events = _stream(graph, graph_input, config, options, converter)
+    async for converted in events:
+        yield converted
+
+
+async def _stream(
+    graph: Pregel,
+    graph_input: Any,
+    config: Any,
+    options: dict[str, Any],
+    converter: StreamConverter,
+) -> AsyncIterator[Converted]:
+    """Plain ``astream``: the requested modes' chunks."""
     subgraphs = options["subgraphs"]
     async for chunk in graph.astream(graph_input, config, **options):
         if subgraphs:
