@@ -22,8 +22,9 @@ A write that never lands because the process died is one LangGraph recovers from
 durable checkpoint with its pending writes gives the same next step (it is what ``"async"``
 durability relies on), and a run's end is never recorded without its final writes.
 
-Not for runs whose stream hands checkpoint ids to the client (``checkpoints`` and ``debug``
-modes): those could be read before they land. The executor does not hold their writes.
+Not for runs whose stream lets the client read state before the run's finish (checkpoint ids
+in ``checkpoints`` and ``debug`` modes; protocol v2's ``completed`` event): the executor does
+not hold their writes.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ from server.runtime.outcome import (
     error_body,
     succeeded,
 )
+from server.runtime.protocol import PROTOCOL_MODE
 from server.runtime.run_config import command_from, queue_wait, run_config
 from server.serde import dumps
 from state.checkpoints import PREFETCHED_CHECKPOINT
@@ -68,6 +69,12 @@ log = logging.getLogger(__name__)
 
 MAX_INFRA_ATTEMPTS = 5
 """Attempts after which a run that keeps meeting infrastructure failures ends in ``error``."""
+
+
+_SENDS_AT_ONCE = frozenset({"checkpoints", "debug", PROTOCOL_MODE})
+"""Stream modes whose runs write each checkpoint at once rather than hold them: their events
+let a client read state before the run's finish (checkpoint ids; protocol v2's ``completed``
+lifecycle event, on which the SDK's ``thread.output`` reads the thread's state)."""
 
 
 class _Requeue(Exception):
@@ -165,8 +172,7 @@ class Executor:
         requested: list[str] = list(kwargs.get("stream_mode") or ["values"])
         scratch = bool(row.get("temporary")) and row.get("on_completion") != "keep"
         converter = StreamConverter(requested, emit_checkpoints=not scratch)
-        # Not when the stream hands out checkpoint ids: they could be read before they land.
-        hold = not scratch and not {"checkpoints", "debug"} & set(requested)
+        hold = not scratch and not _SENDS_AT_ONCE & set(requested)
         fence = RUN_FENCE.get()
         HELD_WRITES.set(HeldWrites(self._runs.pool, fence) if hold and fence else None)
         usage = UsageCallbackHandler()
