@@ -284,6 +284,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 "blobs": ByteaArray(row[5] for row in rows),
             },
             what="saving a checkpoint",
+            source=metadata.get("source"),
         )
         return {
             "configurable": {
@@ -341,12 +342,16 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             what="saving pending writes",
         )
 
-    async def _write(self, kind: str, params: dict[str, Any], *, what: str) -> None:
+    async def _write(
+        self, kind: str, params: dict[str, Any], *, what: str, source: str | None = None
+    ) -> None:
         """Make one write, fenced by the run's lease inside a run (held: see
-        :mod:`state.held_writes`; else batched: see :mod:`state.checkpoint_writes`); retried."""
+        :mod:`state.held_writes`; else batched: see :mod:`state.checkpoint_writes`); retried.
+
+        ``source``: a checkpoint's metadata source (which held checkpoints a node waits for)."""
         held = HELD_WRITES.get()
         if held is not None and held.open:
-            held.add(kind, params)
+            held.add(kind, params, source=source)
             return
         pool = self.conn
         assert isinstance(pool, AsyncConnectionPool)

@@ -6,10 +6,14 @@ next checkpoint, and after them the run's finish, each its own transaction. Insi
 (:data:`HELD_WRITES` set by the executor) :class:`FencedPostgresSaver` hands its writes to a
 :class:`HeldWrites` instead, which sends them, in order and behind the run's lease fence:
 
-- **as any node starts** (:class:`FlushBeforeNodes`, a callback on ``on_chain_start``): with
-  ``durability="sync"``, before it, so every step starts from a durable checkpoint as that mode
-  promises and a node's side effects never run ahead of the state they came from; otherwise
-  alongside it, as LangGraph's own ``"async"`` writes go on while the next step runs;
+- **as a node starts after a finished step** (:class:`FlushBeforeNodes`, a callback on
+  ``on_chain_start``, once a checkpoint a finished step made is held): with
+  ``durability="sync"``, before the node, so every step after the first starts from the durable
+  checkpoint of the one before, as LangGraph's own sync mode waits for that checkpoint between
+  steps; otherwise alongside it, as LangGraph's own ``"async"`` writes go on while the next step
+  runs. The run's input checkpoint alone is not sent as its first step starts: LangGraph saves
+  it while that step runs (sync mode included), and the run's stored input makes the step again
+  should the process die. So a one-node run makes its writes with its finish, in one round trip;
 - **before the run reads a checkpoint** (the saver flushes first): it reads what it wrote;
 - **within :data:`HOLD_SECONDS`** of the first write held (a timer): a step whose parallel
   branches run for minutes keeps the writes of those that finished, and the thread's state
@@ -37,9 +41,10 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackHandler
+from langgraph.constants import START
 from psycopg_pool import AsyncConnectionPool
 
-from state.checkpoint_writes import Statement, execute, fenced_statements
+from state.checkpoint_writes import CHECKPOINT, Statement, execute, fenced_statements
 from state.fencing import LeaseLost, RunFence, lease_lost_as
 
 __all__ = ["HELD_WRITES", "HOLD_SECONDS", "FlushBeforeNodes", "HeldWrites"]
@@ -48,6 +53,9 @@ log = logging.getLogger(__name__)
 
 HOLD_SECONDS = 0.05
 """Longest a write is held when nothing sends it sooner (no node starts, the run goes on)."""
+
+_START_TASK_PATH = f"~__pregel_pull, {START}"
+"""The ``task_path`` LangGraph saves the writes of a graph's ``__start__`` task under."""
 
 
 class HeldWrites:
@@ -64,7 +72,8 @@ class HeldWrites:
         self._pool = pool
         self.fence = fence
         self.loop = asyncio.get_running_loop()
-        self._held: list[tuple[str, dict[str, Any]]] = []
+        self._held: list[tuple[str, dict[str, Any], str | None]] = []
+        """``(kind, params, source)``: ``source``, a checkpoint's metadata source."""
         self._sending: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._quiet: asyncio.Task[None] | None = None
@@ -73,11 +82,37 @@ class HeldWrites:
         self.lost = False
         """A send nobody waited for found the run's lease lost."""
 
-    def add(self, kind: str, params: dict[str, Any]) -> None:
-        """Hold one write (see :mod:`state.checkpoint_writes` for ``kind``)."""
-        self._held.append((kind, params))
+    def add(self, kind: str, params: dict[str, Any], *, source: str | None = None) -> None:
+        """Hold one write (see :mod:`state.checkpoint_writes` for ``kind``); ``source``: a
+        checkpoint's metadata source (``"input"``, ``"loop"``...)."""
+        self._held.append((kind, params, source))
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._on_timer)
+
+    def holds_step(self) -> bool:
+        """Whether a checkpoint that nodes made is held or being sent (not landed yet).
+
+        The run's input checkpoint is not one, nor the checkpoint after it whose step only the
+        graph's ``__start__`` task wrote in (a ``StateGraph`` maps its input into its channels
+        there): both come from the run's input and the thread's state before it. A checkpoint
+        whose step's writes were not all seen before it counts as one.
+        """
+        inputs: set[tuple[str, str]] = set()
+        start_only: dict[tuple[str, str], bool] = {}  # (ns, checkpoint id) of the writes
+        for kind, params, source in self._held:
+            ns = params["ns"]
+            if kind != CHECKPOINT:
+                key = (ns, params["checkpoint_id"])
+                start_only[key] = start_only.get(key, True) and (
+                    params["task_path"] == _START_TASK_PATH
+                )
+            elif source == "input":
+                inputs.add((ns, params["checkpoint_id"]))
+            elif not start_only.get(parent := (ns, params["parent_id"]), False) or (
+                parent not in inputs
+            ):
+                return True
+        return False
 
     async def flush(self) -> None:
         """Send every write held, and wait until they (and any send in flight) landed.
@@ -102,7 +137,7 @@ class HeldWrites:
         self._cancel_timer()
         await self._settle()
         held, self._held = self._held, []
-        return fenced_statements(self.fence, held) if held else []
+        return fenced_statements(self.fence, _writes(held)) if held else []
 
     async def discard(self) -> None:
         """Stop holding and drop what is held, once a send in flight has ended (the run's
@@ -135,7 +170,8 @@ class HeldWrites:
         if not batch:  # dropped by close() before this send began
             return
         with lease_lost_as(self.fence):
-            await execute(self._pool, fenced_statements(self.fence, batch), what="saving a step")
+            statements = fenced_statements(self.fence, _writes(batch))
+            await execute(self._pool, statements, what="saving a step")
         del self._held[:count]  # writes added meanwhile stay for the next send
 
     def _cancel_timer(self) -> None:
@@ -163,6 +199,12 @@ class HeldWrites:
             log.info("held writes of run %s not sent yet: %s", self.fence.run_id, exc)
 
 
+def _writes(
+    held: list[tuple[str, dict[str, Any], str | None]],
+) -> list[tuple[str, dict[str, Any]]]:
+    return [(kind, params) for kind, params, _ in held]
+
+
 def _retrieved(task: asyncio.Task[None]) -> None:
     """Mark a send's error seen: whoever waited has it, and it is not logged as lost."""
     if not task.cancelled():
@@ -174,9 +216,12 @@ HELD_WRITES: ContextVar[HeldWrites | None] = ContextVar("staffgraph_held_writes"
 
 
 class FlushBeforeNodes(AsyncCallbackHandler):
-    """Sends a run's held writes as any of its nodes (any runnable) starts: before it, for a run
-    with ``durability="sync"`` (each step starts from a durable checkpoint); alongside it
-    otherwise (``"async"``: LangGraph's own writes go on while the next step runs)."""
+    """Sends a run's held writes as any of its nodes (any runnable) starts once a finished
+    step's checkpoint is among them: before the node, for a run with ``durability="sync"`` (each
+    step starts from the durable checkpoint of the one before); alongside it otherwise
+    (``"async"``: LangGraph's own writes go on while the next step runs). Without such a
+    checkpoint (the run's first step, or a step's first branch to finish) the timer, a read or
+    the finish sends them."""
 
     run_inline = True
     raise_error = True  # a lost lease or a failed send stops the node, as a failed write did
@@ -205,11 +250,14 @@ class FlushBeforeNodes(AsyncCallbackHandler):
         event loop of its own in another thread, where the run's pool cannot be used. The node
         itself started (and sent what was held) on the run's loop.
         """
-        if asyncio.get_running_loop() is not self._held.loop:
+        held = self._held
+        if asyncio.get_running_loop() is not held.loop:
+            return
+        if held.lost:  # no next node for a run that is no longer this worker's
+            raise LeaseLost(held.fence)
+        if not held.holds_step():
             return
         if self._wait:
-            await self._held.flush()
-        elif self._held.lost:  # no next node for a run that is no longer this worker's
-            raise LeaseLost(self._held.fence)
+            await held.flush()
         else:
-            self._held.send_soon()
+            held.send_soon()

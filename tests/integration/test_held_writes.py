@@ -101,8 +101,10 @@ def no_timer(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_timer")
 async def test_a_node_starts_only_once_the_steps_before_it_landed(persistence: Persistence) -> None:
-    """``durability="sync"``'s promise holds with writes held: each node starts from a durable
-    checkpoint (sent as the node starts, not a moment later)."""
+    """``durability="sync"``'s promise holds with writes held: a node after another starts from
+    the durable checkpoint that node's step made (sent as the node starts, not a moment later).
+    The first node does not wait for the checkpoints the run's input made (the input one and
+    the one after ``__start__``): LangGraph saves them while the first step runs."""
     thread_id, run_id, token = await _claimed_run(persistence)
     seen: list[int] = []
 
@@ -121,8 +123,8 @@ async def test_a_node_starts_only_once_the_steps_before_it_landed(persistence: P
             "callbacks": [FlushBeforeNodes(held, wait=True)],
         }
         await graph.ainvoke({"seen": []}, config, durability="sync")
-        # The input checkpoint and the one before ``first``; then the one after it.
-        assert seen == [2, 3]
+        # None before ``first`` (its input's two are held); all three before ``second``.
+        assert seen == [0, 3]
         assert await _count(persistence, "checkpoints", thread_id) == 3  # the last one is held
         await held.flush()
     assert await _count(persistence, "checkpoints", thread_id) == 4
@@ -281,8 +283,70 @@ async def test_a_run_through_the_server_commits_its_final_state_with_its_end(
         rows = await cur.fetchall()
     tx = {str(r["step"]): str(r["tx"]) for r in rows}
     assert tx["2"] == tx["run"]  # the final checkpoint: committed by the finish
-    # Sent as ``nap`` started, as ``after_nap`` started, and with the end: three transactions.
-    assert len(set(tx.values())) == 3, rows
+    # Sent as ``after_nap`` started (the input's two checkpoints with ``nap``'s), and with the
+    # end: two transactions.
+    assert tx["-1"] == tx["0"] == tx["1"] != tx["run"], rows
+    assert len(set(tx.values())) == 2, rows
+
+
+_START = "~__pregel_pull, __start__"
+_INPUT = ("checkpoint", {"ns": "", "checkpoint_id": "in", "parent_id": "before"}, "input")
+
+
+def _writes_on(checkpoint_id: str, task_path: str, ns: str = "") -> tuple[str, dict[str, Any]]:
+    return ("writes, kept", {"ns": ns, "checkpoint_id": checkpoint_id, "task_path": task_path})
+
+
+def _loop_after(parent_id: str, ns: str = "") -> tuple[str, dict[str, Any], str]:
+    return ("checkpoint", {"ns": ns, "checkpoint_id": "next", "parent_id": parent_id}, "loop")
+
+
+@pytest.mark.parametrize(
+    ("writes", "waited_for"),
+    [
+        pytest.param([_INPUT], False, id="the input checkpoint alone"),
+        pytest.param(
+            [_INPUT, _writes_on("in", _START), _loop_after("in")], False, id="after __start__"
+        ),
+        pytest.param(
+            [_INPUT, _writes_on("in", _START), _loop_after("in"), _writes_on("next", "~x, a")],
+            False,
+            id="after __start__, with a branch's writes",
+        ),
+        pytest.param(
+            [_INPUT, _writes_on("in", "~__pregel_pull, a"), _loop_after("in")],
+            True,
+            id="after a node",
+        ),
+        pytest.param(
+            [_INPUT, _writes_on("in", _START), _writes_on("in", "~x, a"), _loop_after("in")],
+            True,
+            id="after __start__ and a node",
+        ),
+        pytest.param([_INPUT, _loop_after("in")], True, id="after a step whose writes are unseen"),
+        pytest.param(
+            [_writes_on("in", _START), _loop_after("in")], True, id="after an input already sent"
+        ),
+        pytest.param(
+            [_INPUT, _writes_on("in", _START, "sub"), _loop_after("in", "sub")],
+            True,
+            id="after __start__ of another namespace",
+        ),
+    ],
+)
+async def test_a_node_waits_for_the_checkpoints_nodes_made_not_the_inputs(
+    persistence: Persistence, writes: list[tuple[Any, ...]], waited_for: bool
+) -> None:
+    """What a node starting under ``durability="sync"`` waits for: a checkpoint that nodes'
+    writes made, not the run's input checkpoint nor the one ``__start__`` made from it (they
+    are the run's input; LangGraph's own sync mode runs the first step while they are saved).
+    A checkpoint whose step's writes were not all seen before it is waited for."""
+    thread_id, run_id, token = await _claimed_run(persistence)
+    async with _holding(persistence, run_id, token) as held:
+        for kind, params, *source in writes:
+            held.add(kind, params, source=source[0] if source else None)
+        assert held.holds_step() is waited_for
+        held.close()
 
 
 @pytest.mark.timeout(20)
