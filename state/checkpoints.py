@@ -24,9 +24,10 @@
   them, and Postgres refuses the checkpoint). The checkpoint's JSON is written by orjson.
 
 - Inside a run whose writes may be held (:mod:`state.held_writes`), writes wait in the run's
-  :class:`~state.held_writes.HeldWrites` until a node starts, the run reads, a short timer
-  fires or the run's finish sends them in its own transaction; every read (or delete) the run
-  makes sends them first. Their JSON is written when they are made, not when they are sent.
+  :class:`~state.held_writes.HeldWrites` until a node starts after a step that ran nodes,
+  the run reads, a short timer fires or the run's finish sends them in its own transaction;
+  every read (or delete) the run makes sends them first. Their JSON is written when they are
+  made, not when they are sent.
 
 - A run's first read of its thread's latest checkpoint can be answered from
   :class:`PrefetchedCheckpoint`: the server reads that checkpoint in the transaction that

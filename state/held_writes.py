@@ -6,14 +6,15 @@ next checkpoint, and after them the run's finish, each its own transaction. Insi
 (:data:`HELD_WRITES` set by the executor) :class:`FencedPostgresSaver` hands its writes to a
 :class:`HeldWrites` instead, which sends them, in order and behind the run's lease fence:
 
-- **as a node starts after a finished step** (:class:`FlushBeforeNodes`, a callback on
-  ``on_chain_start``, once a checkpoint a finished step made is held): with
-  ``durability="sync"``, before the node, so every step after the first starts from the durable
-  checkpoint of the one before, as LangGraph's own sync mode waits for that checkpoint between
-  steps; otherwise alongside it, as LangGraph's own ``"async"`` writes go on while the next step
-  runs. The run's input checkpoint alone is not sent as its first step starts: LangGraph saves
-  it while that step runs (sync mode included), and the run's stored input makes the step again
-  should the process die. So a one-node run makes its writes with its finish, in one round trip;
+- **as a node starts once nodes made a checkpoint** (:class:`FlushBeforeNodes`, a callback on
+  ``on_chain_start``; :meth:`HeldWrites.holds_step`): with ``durability="sync"``, before the
+  node, so every step after the first starts from the durable checkpoint of the step before, as
+  LangGraph's own sync mode waits for that checkpoint between steps; otherwise alongside it, as
+  LangGraph's own ``"async"`` writes go on while the next step runs. The checkpoints the run's
+  input made (the input checkpoint, and the one after the graph's ``__start__`` step) are not
+  sent as the first real step starts: LangGraph saves them while that step runs (in sync mode
+  too), and should the process die the run's stored input makes them again. So a one-node run
+  sends all its writes with its finish;
 - **before the run reads a checkpoint** (the saver flushes first): it reads what it wrote;
 - **within :data:`HOLD_SECONDS`** of the first write held (a timer): a step whose parallel
   branches run for minutes keeps the writes of those that finished, and the thread's state
