@@ -20,6 +20,7 @@ from server.repos import AssistantsRepo, RunsRepo
 from server.runtime import Runtime
 from server.runtime.events import StreamConverter
 from server.runtime.outcome import cancelled
+from server.runtime.protocol import PROTOCOL_MODE
 from server.schemas.runs import RunCreate
 from state import held_writes
 from state.db import Persistence
@@ -243,12 +244,12 @@ async def test_a_rollback_drops_what_the_run_still_held(persistence: Persistence
     assert await _count(persistence, "checkpoints", thread_id) == 0
 
 
-@pytest.mark.usefixtures("no_timer")
-async def test_a_run_through_the_server_commits_its_final_state_with_its_end(
-    persistence: Persistence, database_url: str
-) -> None:
-    """Two nodes, ``durability="sync"``: what came before each node lands as it starts, and the
-    last node's writes with the final checkpoint land in the transaction that ends the run."""
+async def _run_slow_through_runtime(
+    persistence: Persistence, database_url: str, stream_modes: list[str] | None
+) -> dict[str, str]:
+    """Run the two-node ``slow`` graph (``durability="sync"``) through a real :class:`Runtime`;
+    the transaction (``xmin``) of each of its checkpoints by step, of each task's writes, and of
+    its run row (``"run"``)."""
     runtime = Runtime(
         settings=Settings(),
         graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
@@ -266,7 +267,7 @@ async def test_a_run_through_the_server_commits_its_final_state_with_its_end(
             }
         )
         thread_id = str(uuid.uuid4())
-        created = await runtime.create_run(body, thread_id=thread_id)
+        created = await runtime.create_run(body, thread_id=thread_id, stream_modes=stream_modes)
         status, _ = await asyncio.wait_for(runtime.wait(created.run_id), timeout=20)
     finally:
         await runtime.stop()
@@ -281,12 +282,109 @@ async def test_a_run_through_the_server_commits_its_final_state_with_its_end(
             {"t": thread_id, "r": created.run_id},
         )
         rows = await cur.fetchall()
-    tx = {str(r["step"]): str(r["tx"]) for r in rows}
+    return {str(r["step"]): str(r["tx"]) for r in rows}
+
+
+@pytest.mark.usefixtures("no_timer")
+async def test_a_run_through_the_server_commits_its_final_state_with_its_end(
+    persistence: Persistence, database_url: str
+) -> None:
+    """Two nodes, ``durability="sync"``: what came before the second node lands as it starts,
+    and the last node's writes with the final checkpoint land in the transaction that ends the
+    run."""
+    tx = await _run_slow_through_runtime(persistence, database_url, None)
     assert tx["2"] == tx["run"]  # the final checkpoint: committed by the finish
     # Sent as ``after_nap`` started (the input's two checkpoints with ``nap``'s), and with the
     # end: two transactions.
-    assert tx["-1"] == tx["0"] == tx["1"] != tx["run"], rows
-    assert len(set(tx.values())) == 2, rows
+    assert tx["-1"] == tx["0"] == tx["1"] != tx["run"], tx
+    assert len(set(tx.values())) == 2, tx
+
+
+@pytest.mark.usefixtures("no_timer")
+@pytest.mark.parametrize("mode", ["checkpoints", "debug", PROTOCOL_MODE])
+async def test_a_run_whose_stream_hands_out_state_writes_each_checkpoint_at_once(
+    persistence: Persistence, database_url: str, mode: str
+) -> None:
+    """``checkpoints`` and ``debug`` events name checkpoints a client may read at once, and
+    protocol v2's ``completed`` event (on which the SDK reads the thread's state) goes out
+    before the run's finish: such a run's checkpoints land as they are made, none with the
+    run's end."""
+    tx = await _run_slow_through_runtime(persistence, database_url, [mode])
+    steps = [tx[step] for step in ("-1", "0", "1", "2")]
+    assert tx["run"] not in steps, tx
+    assert len(set(steps)) == 4, tx  # one transaction each
+
+
+async def _a_fenced_write_waits(persistence: Persistence) -> bool:
+    """Whether a fenced checkpoint write waits for a lock (the run's row, held by the test)."""
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE %s",
+            ("%staffgraph_check_fence%",),
+        )
+        row = await cur.fetchone()
+    return row is not None and int(row["n"]) > 0
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+async def test_the_executor_holds_a_node_back_for_the_step_before_only_under_sync(
+    persistence: Persistence, database_url: str, durability: str
+) -> None:
+    """Through a real :class:`Runtime`: under ``durability="sync"`` the second node starts only
+    once the first node's checkpoint landed; under ``"async"`` it runs while that checkpoint
+    cannot land yet (the test holds the run's row, which the writes' lease fence needs)."""
+    runtime = Runtime(
+        settings=Settings(),
+        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
+        persistence=persistence,
+        database_url=database_url,
+    )
+    await runtime.start()
+    try:
+        body = RunCreate.model_validate(
+            {
+                "assistant_id": "slow",
+                "input": {"seconds": 0.3},  # long enough for the test to take the row
+                "durability": durability,
+                "stream_mode": "updates",
+                "if_not_exists": "create",
+            }
+        )
+        thread_id = str(uuid.uuid4())
+        created = await runtime.create_run(body, thread_id=thread_id)
+        second_ran = asyncio.Event()
+
+        async def watch() -> None:
+            async for event in runtime.follow(created.run_id):
+                if event is not None and b"after_nap" in event.data:
+                    second_ran.set()
+
+        watcher = asyncio.create_task(watch())
+        async with persistence.pool.connection() as blocker:
+            await blocker.execute("BEGIN")
+            await blocker.execute(
+                "SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (created.run_id,)
+            )
+            if durability == "async":
+                await asyncio.wait_for(second_ran.wait(), timeout=10)
+                assert await _count(persistence, "checkpoints", thread_id) == 0
+            else:
+                while not await _a_fenced_write_waits(persistence):  # the send at its start
+                    await asyncio.sleep(0.02)  # Postgres tells no one that a lock is awaited
+                # A node that must not run gives no event to await: let it have half a second
+                # (it runs within milliseconds of the send's start if it does not wait for it).
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(second_ran.wait(), timeout=0.5)
+                assert await _count(persistence, "checkpoints", thread_id) == 0
+            await blocker.execute("COMMIT")
+        await asyncio.wait_for(second_ran.wait(), timeout=10)
+        status, _ = await asyncio.wait_for(runtime.wait(created.run_id), timeout=20)
+        await asyncio.wait_for(watcher, timeout=10)
+    finally:
+        await runtime.stop()
+    assert status == "success"
+    assert await _count(persistence, "checkpoints", thread_id) == 4
 
 
 _START = "~__pregel_pull, __start__"
