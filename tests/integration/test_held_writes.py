@@ -244,12 +244,9 @@ async def test_a_rollback_drops_what_the_run_still_held(persistence: Persistence
     assert await _count(persistence, "checkpoints", thread_id) == 0
 
 
-async def _run_slow_through_runtime(
-    persistence: Persistence, database_url: str, stream_modes: list[str] | None
-) -> dict[str, str]:
-    """Run the two-node ``slow`` graph (``durability="sync"``) through a real :class:`Runtime`;
-    the transaction (``xmin``) of each of its checkpoints by step, of each task's writes, and of
-    its run row (``"run"``)."""
+@asynccontextmanager
+async def _runtime(persistence: Persistence, database_url: str) -> AsyncIterator[Runtime]:
+    """A started :class:`Runtime` with the test graphs, stopped after the block."""
     runtime = Runtime(
         settings=Settings(),
         graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
@@ -258,19 +255,36 @@ async def _run_slow_through_runtime(
     )
     await runtime.start()
     try:
-        body = RunCreate.model_validate(
-            {
-                "assistant_id": "slow",
-                "input": {"seconds": 0},
-                "durability": "sync",
-                "if_not_exists": "create",
-            }
-        )
-        thread_id = str(uuid.uuid4())
-        created = await runtime.create_run(body, thread_id=thread_id, stream_modes=stream_modes)
-        status, _ = await asyncio.wait_for(runtime.wait(created.run_id), timeout=20)
+        yield runtime
     finally:
         await runtime.stop()
+
+
+def _slow_run(seconds: float, durability: str, **fields: Any) -> RunCreate:
+    """A run of the two-node ``slow`` graph (``nap`` for ``seconds``, then ``after_nap``)."""
+    return RunCreate.model_validate(
+        {
+            "assistant_id": "slow",
+            "input": {"seconds": seconds},
+            "durability": durability,
+            "if_not_exists": "create",
+            **fields,
+        }
+    )
+
+
+async def _run_slow_through_runtime(
+    persistence: Persistence, database_url: str, stream_modes: list[str] | None
+) -> dict[str, str]:
+    """Run the two-node ``slow`` graph (``durability="sync"``) through a real :class:`Runtime`;
+    the transaction (``xmin``) of each of its checkpoints by step, of each task's writes, and of
+    its run row (``"run"``)."""
+    thread_id = str(uuid.uuid4())
+    async with _runtime(persistence, database_url) as runtime:
+        created = await runtime.create_run(
+            _slow_run(0, "sync"), thread_id=thread_id, stream_modes=stream_modes
+        )
+        status, _ = await asyncio.wait_for(runtime.wait(created.run_id), timeout=20)
     assert status == "success"
     async with persistence.pool.connection() as conn:
         cur = await conn.execute(
@@ -334,24 +348,10 @@ async def test_the_executor_holds_a_node_back_for_the_step_before_only_under_syn
     """Through a real :class:`Runtime`: under ``durability="sync"`` the second node starts only
     once the first node's checkpoint landed; under ``"async"`` it runs while that checkpoint
     cannot land yet (the test holds the run's row, which the writes' lease fence needs)."""
-    runtime = Runtime(
-        settings=Settings(),
-        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
-        persistence=persistence,
-        database_url=database_url,
-    )
-    await runtime.start()
-    try:
-        body = RunCreate.model_validate(
-            {
-                "assistant_id": "slow",
-                "input": {"seconds": 0.3},  # long enough for the test to take the row
-                "durability": durability,
-                "stream_mode": "updates",
-                "if_not_exists": "create",
-            }
-        )
-        thread_id = str(uuid.uuid4())
+    thread_id = str(uuid.uuid4())
+    async with _runtime(persistence, database_url) as runtime:
+        # ``nap`` long enough for the test to take the run's row first
+        body = _slow_run(0.3, durability, stream_mode="updates")
         created = await runtime.create_run(body, thread_id=thread_id)
         second_ran = asyncio.Event()
 
@@ -381,8 +381,6 @@ async def test_the_executor_holds_a_node_back_for_the_step_before_only_under_syn
         await asyncio.wait_for(second_ran.wait(), timeout=10)
         status, _ = await asyncio.wait_for(runtime.wait(created.run_id), timeout=20)
         await asyncio.wait_for(watcher, timeout=10)
-    finally:
-        await runtime.stop()
     assert status == "success"
     assert await _count(persistence, "checkpoints", thread_id) == 4
 
