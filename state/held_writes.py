@@ -12,9 +12,9 @@ next checkpoint, and after them the run's finish, each its own transaction. Insi
   LangGraph's own sync mode waits for that checkpoint between steps; otherwise alongside it, as
   LangGraph's own ``"async"`` writes go on while the next step runs. The checkpoints the run's
   input made (the input checkpoint, and the one after the graph's ``__start__`` step) are not
-  sent as the first real step starts: LangGraph saves them while that step runs (in sync mode
-  too), and should the process die the run's stored input makes them again. So a one-node run
-  sends all its writes with its finish;
+  sent as the first real step starts: no node has run yet, and should the process die the
+  run's stored input makes them again. (LangGraph's own sync mode does not wait for the first
+  either, but waits for the second.) So a one-node run sends all its writes with its finish;
 - **before the run reads a checkpoint** (the saver flushes first): it reads what it wrote;
 - **within :data:`HOLD_SECONDS`** of the first write held (a timer): a step whose parallel
   branches run for minutes keeps the writes of those that finished, and the thread's state
@@ -217,12 +217,12 @@ HELD_WRITES: ContextVar[HeldWrites | None] = ContextVar("staffgraph_held_writes"
 
 
 class FlushBeforeNodes(AsyncCallbackHandler):
-    """Sends a run's held writes as any of its nodes (any runnable) starts once a finished
-    step's checkpoint is among them: before the node, for a run with ``durability="sync"`` (each
-    step starts from the durable checkpoint of the one before); alongside it otherwise
-    (``"async"``: LangGraph's own writes go on while the next step runs). Without such a
-    checkpoint (the run's first step, or a step's first branch to finish) the timer, a read or
-    the finish sends them."""
+    """Sends a run's held writes as any of its nodes (any runnable) starts once a checkpoint
+    that nodes made is among them (:meth:`HeldWrites.holds_step`): before the node, for a run
+    with ``durability="sync"`` (each step after the first starts from the durable checkpoint of
+    the one before); alongside it otherwise (``"async"``: LangGraph's own writes go on while the
+    next step runs). Without such a checkpoint (the run's first real step, or a step's first
+    branch to finish) the timer, a read or the finish sends them."""
 
     run_inline = True
     raise_error = True  # a lost lease or a failed send stops the node, as a failed write did

@@ -105,7 +105,7 @@ async def test_a_node_starts_only_once_the_steps_before_it_landed(persistence: P
     """``durability="sync"``'s promise holds with writes held: a node after another starts from
     the durable checkpoint that node's step made (sent as the node starts, not a moment later).
     The first node does not wait for the checkpoints the run's input made (the input one and
-    the one after ``__start__``): LangGraph saves them while the first step runs."""
+    the one after ``__start__``): no node has run yet, and the run's input makes them again."""
     thread_id, run_id, token = await _claimed_run(persistence)
     seen: list[int] = []
 
@@ -435,7 +435,7 @@ async def test_a_node_waits_for_the_checkpoints_nodes_made_not_the_inputs(
 ) -> None:
     """What a node starting under ``durability="sync"`` waits for: a checkpoint that nodes'
     writes made, not the run's input checkpoint nor the one ``__start__`` made from it (they
-    are the run's input; LangGraph's own sync mode runs the first step while they are saved).
+    come from the run's input alone; no node has run before them).
     A checkpoint whose step's writes were not all seen before it is waited for."""
     thread_id, run_id, token = await _claimed_run(persistence)
     async with _holding(persistence, run_id, token) as held:
