@@ -21,7 +21,8 @@
   waits for the loop's switch interval.
 - A channel value stays inline in the checkpoint's jsonb only when jsonb can hold it: NaN,
   infinities and strings with a NUL character are stored as blobs (LangGraph's saver inlines
-  them, and Postgres refuses the checkpoint). The checkpoint's JSON is written by orjson.
+  them, and Postgres refuses the checkpoint). The checkpoint's JSON and its metadata's are
+  written by orjson (``json.dumps`` where orjson refuses a value).
 
 - Inside a run whose writes may be held (:mod:`state.held_writes`), writes wait in the run's
   :class:`~state.held_writes.HeldWrites` until a node starts after a step that ran nodes,
@@ -275,10 +276,8 @@ class FencedPostgresSaver(AsyncPostgresSaver):
                 "checkpoint_id": checkpoint["id"],
                 "parent_id": configurable.get("checkpoint_id"),
                 # Written now: a held write must not see what LangGraph changes afterwards.
-                "checkpoint": _encoded(_checkpoint_json({**checkpoint, "channel_values": inline})),
-                "metadata": _encoded(
-                    json.dumps(get_serializable_checkpoint_metadata(config, metadata))
-                ),
+                "checkpoint": _encoded(_json({**checkpoint, "channel_values": inline})),
+                "metadata": _encoded(_json(get_serializable_checkpoint_metadata(config, metadata))),
                 "channels": TextArray(row[2] for row in rows),
                 "versions": TextArray(row[3] for row in rows),
                 "types": TextArray(row[4] for row in rows),
@@ -429,11 +428,16 @@ def _as_written(data: bytes | str) -> bytes | str:
     return data
 
 
-def _checkpoint_json(value: Any) -> bytes | str:
-    """The checkpoint's JSON, written by orjson (several times faster than ``json.dumps``).
+def _json(value: Any) -> bytes | str:
+    """A checkpoint's (or its metadata's) JSON, written by orjson (several times faster than
+    ``json.dumps``, which LangGraph's saver uses for both).
 
-    Its inline values are JSON-safe (:func:`_fits_jsonb`), so orjson writes what ``json.dumps``
-    would; it refuses integers past 64 bits, which ``json.dumps`` then writes.
+    For what ``json.dumps`` writes as JSON Postgres accepts, orjson writes the same document.
+    It refuses integers past 64 bits and keys that are not strings, which ``json.dumps`` then
+    writes. It writes a few values ``json.dumps`` refuses (datetimes, UUIDs, dataclasses) and
+    NaN as ``null`` where ``json.dumps`` writes ``NaN``, which Postgres refuses: metadata that
+    failed the save before is stored now. The checkpoint's inline values are JSON-safe
+    (:func:`_fits_jsonb`).
     """
     try:
         return orjson.dumps(value)

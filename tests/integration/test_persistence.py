@@ -323,6 +323,43 @@ async def test_checkpoint_reads_match_langgraphs_own_saver(persistence: Persiste
     assert history == their_history
 
 
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        # orjson writes these: text beyond ASCII, nesting, floats, booleans, null
+        {"team": "café ☕", "nested": {"tags": ["a", "b"], "n": 3}, "ratio": 0.1, "ok": None},
+        # orjson refuses these (an integer past 64 bits, a key that is not a string) and
+        # json.dumps writes them, as LangGraph's saver does
+        {"big": 2**70, "by_id": {7: "seven"}},
+    ],
+    ids=["orjson", "json.dumps"],
+)
+async def test_checkpoint_metadata_is_stored_as_langgraphs_own_saver_stores_it(
+    persistence: Persistence, metadata: dict[str, Any]
+) -> None:
+    """The run's metadata lands in every checkpoint's metadata; ours is written by orjson where
+    it can be, and must read back as what LangGraph's saver (``json.dumps``) stores."""
+    langgraph_saver = AsyncPostgresSaver(
+        persistence.pool,  # type: ignore[arg-type]  # a pool of dict-row connections
+        serde=persistence.checkpointer.serde,
+    )
+    stored = []
+    for saver in (persistence.checkpointer, langgraph_saver):
+        config: RunnableConfig = {
+            "configurable": {"thread_id": str(uuid.uuid4())},
+            "metadata": metadata,
+        }
+        graph = _builder().compile(checkpointer=saver)
+        await graph.ainvoke({"messages": [HumanMessage(content="hi")]}, config)
+        saved = await langgraph_saver.aget_tuple(config)
+        assert saved is not None
+        stored.append(saved.metadata)
+
+    ours, theirs = stored
+    assert ours == theirs
+    assert ours["team" if "team" in metadata else "big"] == metadata.get("team", 2**70)
+
+
 class Scores(TypedDict, total=False):
     score: float
     low: float
