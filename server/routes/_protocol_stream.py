@@ -156,13 +156,14 @@ async def protocol_stream(
 ) -> AsyncIterator[bytes]:
     """Frames of the thread's latest run and every later one, until the client leaves."""
     cursor = _Cursor(since=since)
-    queue = await _runs_to_replay(runtime, thread_id)
-    followed: set[str] = set()
-    live: set[str] = set()
-    watcher = runtime.broker.watch_thread(thread_id)
-    if not queue:
-        yield HEARTBEAT  # headers and a first byte now: the client knows it is subscribed
+    # Watching first: a run that starts while the runs to replay are read is in one or both.
+    watcher = await runtime.broker.watch_thread(thread_id)
     try:
+        queue = await _runs_to_replay(runtime, thread_id)
+        followed: set[str] = set()
+        live: set[str] = set()
+        if not queue:
+            yield HEARTBEAT  # headers and a first byte now: the client knows it is subscribed
         while True:
             while queue:
                 run_id = queue.pop(0)
@@ -172,7 +173,8 @@ async def protocol_stream(
                 async for chunk in _run_frames(runtime, run_id, cursor, want, live=run_id in live):
                     if chunk:
                         yield chunk
-                # Runs queued meanwhile may have been announced before the watcher listened.
+                # Postgres knows a run another process started before the watcher's want
+                # reached it (the watcher holds every other run announced meanwhile).
                 queue += [r for r in await runtime.runs.inflight(thread_id) if r not in followed]
             announced = await anext(watcher)
             if announced is None:

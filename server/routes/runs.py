@@ -244,9 +244,20 @@ async def join_thread_stream(
     unknown = modes - {"run_modes", "lifecycle", "state_update"}
     if unknown:
         fail(422, f"Invalid stream_modes {sorted(unknown)}")
-    first = await runtime.runs.inflight(thread_id)
+    # Watching first: a run that starts while the runs in flight are read is in one or both.
+    watcher = await runtime.broker.watch_thread(thread_id)
+    try:
+        first = await runtime.runs.inflight(thread_id)
+    except BaseException:
+        await watcher.aclose()
+        raise
     events = thread_events(
-        runtime, thread_id, first=first, run_modes="run_modes" in modes, after=last_event_id
+        runtime,
+        thread_id,
+        watcher,
+        first=first,
+        run_modes="run_modes" in modes,
+        after=last_event_id,
     )
     return sse_response(events)
 

@@ -23,6 +23,7 @@ __all__ = [
     "Broker",
     "InProcessBroker",
     "StreamEvent",
+    "WATCHING",
     "parse_event_id",
 ]
 
@@ -31,6 +32,9 @@ DONE_EVENT = "__done__"
 
 HEARTBEAT_SECONDS = 5.0
 """Idle time after which subscribers get ``None`` (the SSE layer sends ``: heartbeat``)."""
+
+WATCHING = ""
+"""First item of a broker's ``_watch_thread``: announcements from here on reach the watcher."""
 
 MAX_EVENTS_PER_RUN = 10_000
 """Oldest events beyond this many are dropped from a run's log (memory bound)."""
@@ -116,9 +120,31 @@ class Broker(ABC):
     async def announce(self, thread_id: str, run_id: str) -> None:
         """Tell thread watchers that ``run_id`` started on ``thread_id``."""
 
+    async def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
+        """Ids of runs that start on the thread, ``None`` on idle ticks: every run announced
+        once this returns, whenever the generator is read.
+
+        A thread stream starts watching before it reads the runs in flight, so a run that
+        starts in between is in one or the other (or both: the stream skips a run it
+        followed). Started lazily, at its first read, the watcher missed a run announced
+        between that read and the read of the runs in flight, for good if the run also ended
+        before the stream next asked Postgres. Close the generator (``aclose``) when done.
+        """
+        watcher = self._watch_thread(thread_id)
+        try:
+            first = await anext(watcher)
+        except BaseException:
+            await watcher.aclose()
+            raise
+        if first != WATCHING:
+            await watcher.aclose()
+            raise RuntimeError(f"{type(self).__name__}._watch_thread did not yield WATCHING first")
+        return watcher
+
     @abstractmethod
-    def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
-        """Ids of runs that start on the thread from now on; ``None`` on idle ticks."""
+    def _watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
+        """:data:`WATCHING` once announcements on the thread reach this generator, then the
+        ids of runs announced since, and ``None`` on idle ticks."""
 
     async def send_cancel(self, run_id: str, action: str) -> None:  # noqa: B027
         """Ask whichever process runs ``run_id`` to stop it (only if :attr:`carries_cancel`)."""
@@ -295,14 +321,15 @@ class InProcessBroker(Broker):
         log.expires_at = time.monotonic() + 86_400
         log.notify()
 
-    async def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
-        """Run ids as they start on the thread."""
+    async def _watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
+        """Run ids as they start on the thread (announced runs are kept while it is watched)."""
         log = self._threads.get(thread_id)
         if log is None:
             log = self._threads[thread_id] = _Log(expires_at=time.monotonic() + 86_400)
         log.watchers += 1
         last = parse_event_id(log.events[-1].id) if log.events else (0, 0)
         try:
+            yield WATCHING
             while True:
                 changed = log.changed
                 for ev in list(log.events):

@@ -27,8 +27,10 @@ A reader elsewhere therefore gets every event, history included, at most one hea
 if its first notification was lost. A run's events written this way are the log of the process
 that ran it: a run taken over by another process after its first lost its lease may show both
 attempts' events, as the log of a Redis stream would. Thread announcements are written only
-while some thread stream wants them; a run announced before the want arrived is found by the
-thread stream in Postgres (its in-flight runs) at its next heartbeat.
+while some thread stream wants them. A thread stream's want counts in its own process at once
+and in another once the notification reaches it; a run another process announced before then
+is found by the thread stream in Postgres (its in-flight runs) after each run it follows and at
+each heartbeat, or missed if it also ended before that check.
 
 Logs of resumable runs (replayable from any process, ids and all) and done markers written for
 runs this process does not execute (a queued run cancelled or deleted, a run whose worker was
@@ -41,7 +43,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +53,7 @@ from psycopg_pool import AsyncConnectionPool
 from server.runtime.broker import (
     DONE_EVENT,
     HEARTBEAT_SECONDS,
+    WATCHING,
     Broker,
     CancelHandler,
     InProcessBroker,
@@ -316,35 +319,39 @@ class PostgresBroker(Broker):
         """
         waiter = asyncio.Event()
         self._waiters.setdefault(stream, set()).add(waiter)
-        renewing: asyncio.Task[None] | None = None
         try:
-            if want:
-                await self._want(stream)
-                renewing = asyncio.create_task(
-                    self._keep_wanting(stream), name=f"pg-broker-want-{stream}"
-                )
-            while True:
-                # Cleared before reading: an append notified during the read sets it again.
-                waiter.clear()
-                batch = await self._rows(stream, cursor)
-                for ev in batch:
-                    cursor = parse_event_id(ev.id) or cursor
-                    yield ev
-                if len(batch) == _PAGE:
-                    continue
-                try:
-                    async with asyncio.timeout(HEARTBEAT_SECONDS):
-                        await waiter.wait()
-                except TimeoutError:
-                    yield None
+            async with self._wanting(stream) if want else contextlib.nullcontext():
+                while True:
+                    # Cleared before reading: an append notified during the read sets it again.
+                    waiter.clear()
+                    batch = await self._rows(stream, cursor)
+                    for ev in batch:
+                        cursor = parse_event_id(ev.id) or cursor
+                        yield ev
+                    if len(batch) == _PAGE:
+                        continue
+                    try:
+                        async with asyncio.timeout(HEARTBEAT_SECONDS):
+                            await waiter.wait()
+                    except TimeoutError:
+                        yield None
         finally:
-            if renewing is not None:
-                renewing.cancel()
             waiters = self._waiters.get(stream)
             if waiters is not None:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[stream]
+
+    @contextlib.asynccontextmanager
+    async def _wanting(self, stream: str) -> AsyncIterator[None]:
+        """Ask for ``stream`` now, and again every
+        :data:`~server.runtime.broker.HEARTBEAT_SECONDS` until the block ends."""
+        await self._want(stream)
+        renewing = asyncio.create_task(self._keep_wanting(stream), name=f"pg-broker-want-{stream}")
+        try:
+            yield
+        finally:
+            renewing.cancel()
 
     async def subscribe(
         self, run_id: str, *, after: str | None = None, live: bool = False
@@ -388,15 +395,25 @@ class PostgresBroker(Broker):
         finally:
             await events.aclose()
 
-    async def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
-        """Ids of runs that start on the thread from now on; ``None`` on idle ticks."""
+    async def _watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
+        """Ids of runs that start on the thread from now on; ``None`` on idle ticks.
+
+        Runs this process starts are announced from :data:`~server.runtime.broker.WATCHING`
+        on (the want is noted here at once); another process announces them once the want
+        has reached it, a notification away, and until then the thread stream's checks of the
+        runs in flight stand in.
+        """
         stream = f"thread:{thread_id}"
-        events = self._follow(stream, await self._tail(stream), want=True)
-        try:
-            async for ev in events:
-                yield None if ev is None else ev.data.decode()
-        finally:
-            await events.aclose()
+        cursor = await self._tail(stream)
+        self._wanted[stream] = time.monotonic() + WANT_SECONDS
+        async with self._wanting(stream):  # from now, not from the watcher's first read
+            events = self._follow(stream, cursor)
+            try:
+                yield WATCHING
+                async for ev in events:
+                    yield None if ev is None else ev.data.decode()
+            finally:
+                await events.aclose()
 
     # -- background -------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from server.runtime.broker import (
     DONE_EVENT,
     HEARTBEAT_SECONDS,
     MAX_EVENTS_PER_RUN,
+    WATCHING,
     Broker,
     CancelHandler,
     StreamEvent,
@@ -272,10 +273,11 @@ class RedisBroker(Broker):
             what=f"announcing run {run_id}",
         )
 
-    async def watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
+    async def _watch_thread(self, thread_id: str) -> AsyncGenerator[str | None, None]:
         """Run ids as they start on the thread, from now on."""
         key = self._thread_key(thread_id)
         cursor = await retrying(lambda: self._tail_id(key), what="reading a thread's stream")
+        yield WATCHING
         while True:
             reply = await self._read(key, cursor, count=100)
             if not reply:

@@ -6,7 +6,7 @@ resumable streams, ``: heartbeat`` comments while idle, and no ``end`` event: th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from starlette.responses import StreamingResponse
 
@@ -94,6 +94,7 @@ async def run_events(
 async def thread_events(
     runtime: Runtime,
     thread_id: str,
+    watcher: AsyncGenerator[str | None, None],
     *,
     first: list[str],
     run_modes: bool,
@@ -106,6 +107,9 @@ async def thread_events(
     Args:
         runtime: the process runtime.
         thread_id: the thread.
+        watcher: the thread's :meth:`~server.runtime.broker.Broker.watch_thread`, started
+            before ``first`` was read (so a run starting in between is in one of them); this
+            closes it.
         first: runs in flight when the client connected, followed before any new one.
         run_modes: send the runs' own frames (else only the ``run_done`` markers).
         after: ``Last-Event-ID`` of a reconnecting client: the runs in ``first`` are replayed
@@ -116,7 +120,6 @@ async def thread_events(
     replay = {run_id: after for run_id in first} if parse_event_id(after) is not None else {}
     queue = list(first)
     followed: set[str] = set()
-    watcher = runtime.broker.watch_thread(thread_id)
     try:
         while True:
             while queue:
@@ -140,8 +143,8 @@ async def thread_events(
                 if ended or run_id not in replay:
                     done = dumps({"status": "run_done", "run_id": run_id})
                     yield frame("metadata", done, last_id)
-                # Runs queued while we followed this one may have been announced before the
-                # watcher started listening: ask Postgres.
+                # The watcher holds what was announced meanwhile; Postgres also knows a run
+                # another process started before the watcher's want reached it.
                 queue.extend(r for r in await runtime.runs.inflight(thread_id) if r not in followed)
             announced = await anext(watcher)
             if announced is None:

@@ -68,7 +68,7 @@ async def test_a_thread_watcher_left_unread_keeps_wanting_its_announcements(
     thread_id = str(uuid.uuid4())
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
         await listener.execute("LISTEN staffgraph_event_wants")
-        watcher = ours.watch_thread(thread_id)
+        watcher = await ours.watch_thread(thread_id)
         first = asyncio.ensure_future(_next_run(watcher, within=10))
         await _wanted(listener, f"thread:{thread_id}")
         # A first announcement the watcher reads, written as any process's would be (whether

@@ -98,7 +98,7 @@ async def test_a_watcher_hears_of_runs_started_while_it_watches_and_takes_its_lo
 ) -> None:
     monkeypatch.setattr(broker_module, "HEARTBEAT_SECONDS", 0.05)
     broker = InProcessBroker()
-    first, second = broker.watch_thread("thread-w"), broker.watch_thread("thread-w")
+    first, second = await broker.watch_thread("thread-w"), await broker.watch_thread("thread-w")
     ticks = [await asyncio.wait_for(anext(w), timeout=5) for w in (first, second)]
     assert ticks == [None, None]  # both watching, nothing started yet
 
