@@ -408,7 +408,8 @@ class Executor:
 
     async def _observed(self, config: Any, kwargs: Mapping[str, Any], handlers: list[Any]) -> Any:
         """The run's config with its ``handlers`` (usage counting...) and, when tracing is on,
-        its tracer."""
+        its tracer after them: a handler that refuses a node's start (a lost lease) runs
+        before the tracer opens the node's span, which would otherwise never be closed."""
         if self._tracing is None:
             # Stored configs are JSON and hold no callbacks: nothing to merge with.
             config["callbacks"] = handlers
@@ -426,7 +427,7 @@ class Executor:
             user_id=config["metadata"].get("user_id") or None,
             config=stored,
         )
-        return merge_configs(config, pieces, {"callbacks": handlers})
+        return merge_configs(config, {"callbacks": handlers}, pieces)
 
     async def _assistant_name(self, assistant_id: Any) -> str | None:
         if self._assistants is None or not assistant_id:

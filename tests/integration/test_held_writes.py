@@ -12,10 +12,13 @@ from typing import Annotated, Any
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.graph import END, START, StateGraph
+from langsmith import Client
 from typing_extensions import TypedDict
 
+from bench.langsmith_collector import LangSmithCollector
 from server.config import load_config
 from server.graphs import GraphRegistry
+from server.observability.tracing import LangSmithTracing
 from server.repos import AssistantsRepo, RunsRepo
 from server.runtime import Runtime
 from server.runtime.events import StreamConverter
@@ -245,13 +248,16 @@ async def test_a_rollback_drops_what_the_run_still_held(persistence: Persistence
 
 
 @asynccontextmanager
-async def _runtime(persistence: Persistence, database_url: str) -> AsyncIterator[Runtime]:
+async def _runtime(
+    persistence: Persistence, database_url: str, tracing: LangSmithTracing | None = None
+) -> AsyncIterator[Runtime]:
     """A started :class:`Runtime` with the test graphs, stopped after the block."""
     runtime = Runtime(
         settings=Settings(),
         graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
         persistence=persistence,
         database_url=database_url,
+        tracing=tracing,
     )
     await runtime.start()
     try:
@@ -531,3 +537,38 @@ async def test_with_async_durability_no_node_starts_once_a_send_found_the_lease_
         with pytest.raises(LeaseLost):
             await graph.ainvoke({"seen": []}, config, durability="async")
     assert ran == ["first", "second"]
+
+
+async def test_a_node_refused_at_its_start_leaves_no_span_open(
+    persistence: Persistence, database_url: str
+) -> None:
+    """The lease is lost while ``nap`` sleeps: the send before ``after_nap`` is refused, and
+    the node never runs. The refusal comes from a callback at the node's start; were the tracer
+    called before it, it would open a span for the node that nothing ever closes (in LangSmith,
+    a node running for ever under an attempt that ended)."""
+    thread_id = str(uuid.uuid4())
+    with LangSmithCollector() as collector:
+        tracing = LangSmithTracing(
+            Client(api_url=collector.url, api_key="test"), project="staffgraph-tests"
+        )
+        async with _runtime(persistence, database_url, tracing=tracing) as runtime:
+            created = await runtime.create_run(_slow_run(0.3, "sync"), thread_id=thread_id)
+            async with persistence.pool.connection() as conn:  # another worker takes it over
+                await conn.execute(
+                    "UPDATE runs SET fencing_token = fencing_token + 1 WHERE run_id = %s",
+                    (created.run_id,),
+                )
+
+            def attempt_ended(c: LangSmithCollector) -> bool:
+                return any(
+                    root.metadata.get("run_id") == created.run_id and root.run.get("end_time")
+                    for root in c.tree()
+                )
+
+            assert await asyncio.to_thread(collector.wait_for, attempt_ended, timeout=20)
+            assert await tracing.aflush(10)
+        (root,) = [r for r in collector.tree() if r.metadata.get("run_id") == created.run_id]
+        spans = list(root.walk())
+    assert root.error and "LeaseLost" in root.error
+    assert "nap" in [span.name for span in spans]
+    assert [span.name for span in spans if not span.run.get("end_time")] == []
