@@ -344,8 +344,10 @@ class PostgresBroker(Broker):
 
     @contextlib.asynccontextmanager
     async def _wanting(self, stream: str) -> AsyncIterator[None]:
-        """Ask for ``stream`` now, and again every
-        :data:`~server.runtime.broker.HEARTBEAT_SECONDS` until the block ends."""
+        """Ask for ``stream`` now (it counts in this process at once, before the notification
+        comes back), and again every :data:`~server.runtime.broker.HEARTBEAT_SECONDS` until the
+        block ends."""
+        self._on_want(stream)
         await self._want(stream)
         renewing = asyncio.create_task(self._keep_wanting(stream), name=f"pg-broker-want-{stream}")
         try:
@@ -399,13 +401,12 @@ class PostgresBroker(Broker):
         """Ids of runs that start on the thread from now on; ``None`` on idle ticks.
 
         Runs this process starts are announced from :data:`~server.runtime.broker.WATCHING`
-        on (the want is noted here at once); another process announces them once the want
-        has reached it, a notification away, and until then the thread stream's checks of the
-        runs in flight stand in.
+        on (:meth:`_wanting` notes the want here at once); another process announces them once
+        the want has reached it, a notification away, and until then the thread stream's
+        checks of the runs in flight stand in.
         """
         stream = f"thread:{thread_id}"
         cursor = await self._tail(stream)
-        self._wanted[stream] = time.monotonic() + WANT_SECONDS
         async with self._wanting(stream):  # from now, not from the watcher's first read
             events = self._follow(stream, cursor)
             try:

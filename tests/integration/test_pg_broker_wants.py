@@ -18,6 +18,7 @@ from server.runtime import pg_broker
 from server.runtime.broker import DONE_EVENT
 from server.runtime.pg_broker import PostgresBroker
 from state.db import Persistence
+from tests.support.runs import next_announced
 
 HEARTBEAT = 0.2
 
@@ -47,18 +48,6 @@ async def _wanted(listener: psycopg.AsyncConnection[object], stream: str) -> Non
     raise AssertionError(f"no want for {stream}")
 
 
-async def _next_run(watcher: AsyncIterator[str | None], within: float) -> str | None:
-    """The next announced run id within ``within`` seconds (idle ticks skipped), else None."""
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                announced = await anext(watcher)
-                if announced is not None:
-                    return announced
-    except TimeoutError:
-        return None
-
-
 async def test_a_thread_watcher_left_unread_keeps_wanting_its_announcements(
     brokers: tuple[PostgresBroker, PostgresBroker], database_url: str
 ) -> None:
@@ -69,7 +58,7 @@ async def test_a_thread_watcher_left_unread_keeps_wanting_its_announcements(
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
         await listener.execute("LISTEN staffgraph_event_wants")
         watcher = await ours.watch_thread(thread_id)
-        first = asyncio.ensure_future(_next_run(watcher, within=10))
+        first = asyncio.ensure_future(next_announced(watcher, within=10))
         await _wanted(listener, f"thread:{thread_id}")
         # A first announcement the watcher reads, written as any process's would be (whether
         # the other broker has handled the want this very moment is not the point here).
@@ -81,7 +70,7 @@ async def test_a_thread_watcher_left_unread_keeps_wanting_its_announcements(
         # Unread for five wants' lifetimes, as while the stream follows run-1.
         await asyncio.sleep(5 * 3 * HEARTBEAT)
         await theirs.announce(thread_id, "run-2")
-        assert await _next_run(watcher, within=10 * HEARTBEAT) == "run-2"
+        assert await next_announced(watcher, within=10 * HEARTBEAT) == "run-2"
         await watcher.aclose()
 
 

@@ -21,6 +21,7 @@ from server.runtime.broker import Broker, InProcessBroker
 from server.runtime.pg_broker import PostgresBroker
 from server.runtime.redis_broker import RedisBroker
 from state.db import Persistence
+from tests.support.runs import next_announced
 
 HEARTBEAT = 0.2
 
@@ -49,17 +50,6 @@ async def broker(
         await made.close()
 
 
-async def _next_run(watcher: AsyncIterator[str | None], within: float) -> str | None:
-    """The next announced run id within ``within`` seconds (idle ticks skipped), else None."""
-    try:
-        async with asyncio.timeout(within):
-            while (announced := await anext(watcher)) is None:
-                pass
-            return announced
-    except TimeoutError:
-        return None
-
-
 async def test_a_run_announced_before_the_watcher_is_first_read_reaches_it(broker: Broker) -> None:
     thread_id = str(uuid.uuid4())
     watcher = await broker.watch_thread(thread_id)
@@ -67,10 +57,10 @@ async def test_a_run_announced_before_the_watcher_is_first_read_reaches_it(broke
         # The stream reads the runs in flight (or follows one) before it reads the watcher.
         await broker.announce(thread_id, "run-1")
         await broker.announce(thread_id, "run-2")
-        assert await _next_run(watcher, within=10 * HEARTBEAT) == "run-1"
-        assert await _next_run(watcher, within=10 * HEARTBEAT) == "run-2"
+        assert await next_announced(watcher, within=10 * HEARTBEAT) == "run-1"
+        assert await next_announced(watcher, within=10 * HEARTBEAT) == "run-2"
         # And on, as before: a run announced while the watcher waits.
-        waiting = asyncio.ensure_future(_next_run(watcher, within=10 * HEARTBEAT))
+        waiting = asyncio.ensure_future(next_announced(watcher, within=10 * HEARTBEAT))
         await asyncio.sleep(HEARTBEAT)
         await broker.announce(thread_id, "run-3")
         assert await waiting == "run-3"
@@ -86,7 +76,7 @@ async def test_a_watcher_hears_nothing_announced_before_it_watched(broker: Broke
         watcher = await broker.watch_thread(thread_id)
         try:
             await broker.announce(thread_id, "after")
-            assert await _next_run(watcher, within=10 * HEARTBEAT) == "after"
+            assert await next_announced(watcher, within=10 * HEARTBEAT) == "after"
         finally:
             await watcher.aclose()
     finally:

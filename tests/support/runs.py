@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from server.ids import new_id
@@ -39,3 +41,15 @@ async def create_run(
         lease_seconds=lease_seconds,
         conn=conn,
     )
+
+
+async def next_announced(watcher: AsyncIterator[str | None], within: float) -> str | None:
+    """The next run id a thread watcher yields within ``within`` seconds (idle ticks skipped),
+    else None."""
+    try:
+        async with asyncio.timeout(within):
+            while (announced := await anext(watcher)) is None:
+                pass
+            return announced
+    except TimeoutError:
+        return None
