@@ -77,6 +77,13 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process alone: not the servers it started, whose
+    time :func:`tree_cpu_seconds` of this process would add."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
 @dataclass
 class ServerProcess:
     """A server started by a bench: its URL, process, log and when it answered."""

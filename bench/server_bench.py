@@ -37,8 +37,12 @@ whichever target was being measured then. Each round measures:
   target, cut into W windows (``--windows``, default 3) that the targets take in turn, in
   alternating order, and errors;
 - CPU milliseconds per run over the throughput phase: the server process's CPU time (psutil,
-  children included) divided by the runs completed (for the floor: this process's own), and
-  for staffgraph and the floor the Postgres server's (postmaster and backends) as well.
+  children included) divided by the runs completed (for the floor: this process's own, not
+  the idle servers it started), and for staffgraph and the floor the Postgres server's
+  (postmaster and backends) as well; for the servers, also this process's own CPU per run:
+  what the load generator (httpx, the same for every server) costs on the cores the server
+  shares with it, which is why a server that uses all the CPU it gets cannot reach the
+  floor's throughput on a 2-core machine.
 
 Then it prints each figure's median and spread (min–max) over the rounds, and the ratios of
 staffgraph's medians to the official server's and to the floor's.
@@ -86,6 +90,7 @@ from bench._support import (  # noqa: E402
     UNREACHED_LIMITS,
     ServerProcess,
     free_port,
+    own_cpu_seconds,
     pct,
     run_server,
     spread,
@@ -115,6 +120,7 @@ class Round:
     errors: int = 0
     cpu_ms_per_run: float = float("nan")
     pg_cpu_ms_per_run: float = float("nan")
+    client_cpu_ms_per_run: float = float("nan")
     busy_pct: float = float("nan")
     idle_pct: float = float("nan")
     drain_s: float = 0.0
@@ -129,6 +135,8 @@ class Target:
     wait_run: Callable[[str], Awaitable[bool]]
     first_event: Callable[[str], Awaitable[float | None]]
     cpu_pid: int | None
+    """The server process whose CPU (its children's included) the runs cost; ``None`` for a
+    target run in this process (the floors), whose CPU is this process's own."""
     pg_pid: int | None = None
     round_trip: Callable[[], Awaitable[None]] | None = None
     """One request that does nothing (``GET /ok``); ``None`` where there is no HTTP."""
@@ -214,7 +222,7 @@ def floor_target(checkpointer: Any, *, pg_pid: int | None, name: str = "floor") 
                 first = (time.perf_counter() - start) * 1000
         return first
 
-    return Target(name, new_thread, wait_run, first_event, cpu_pid=os.getpid(), pg_pid=pg_pid)
+    return Target(name, new_thread, wait_run, first_event, cpu_pid=None, pg_pid=pg_pid)
 
 
 # -- phases -------------------------------------------------------------------------------------
@@ -283,6 +291,7 @@ class _Tally:
     elapsed: float = 0.0
     drain: float = 0.0
     cpu: float = 0.0
+    own_cpu: float = 0.0
     pg_cpu: float = 0.0
     machine: float = 0.0
     machine_idle: float = 0.0
@@ -308,6 +317,7 @@ async def _window(target: Target, threads: list[str], duration: float, tally: _T
     work it had not finished.
     """
     cpu_before = tree_cpu_seconds(target.cpu_pid) if target.cpu_pid else 0.0
+    own_before = own_cpu_seconds()
     pg_before = tree_cpu_seconds(target.pg_pid) if target.pg_pid else 0.0
     machine_before, idle_before = _machine_seconds()
     started = time.perf_counter()
@@ -325,6 +335,7 @@ async def _window(target: Target, threads: list[str], duration: float, tally: _T
 
     await asyncio.gather(*(worker(t) for t in threads))
     ended = time.perf_counter()
+    tally.own_cpu += own_cpu_seconds() - own_before
     machine_after, idle_after = _machine_seconds()
     tally.machine += machine_after - machine_before
     tally.machine_idle += idle_after - idle_before
@@ -358,7 +369,12 @@ async def _throughput(
         result.throughput = tally.completed / tally.elapsed
         result.errors = tally.errors
         result.drain_s = tally.drain
-        if tally.completed and target.cpu_pid:
+        if tally.completed:
+            if target.cpu_pid is None:  # run in this process: its CPU is the target's
+                tally.cpu = tally.own_cpu
+            else:
+                result.client_cpu_ms_per_run = tally.own_cpu * 1000 / tally.completed
+        if tally.completed and (target.cpu_pid is None or target.cpu_pid > 0):
             result.cpu_ms_per_run = tally.cpu * 1000 / tally.completed
             result.busy_pct = tally.cpu * 100 / tally.elapsed
         if tally.machine:
@@ -399,6 +415,11 @@ async def measure_round(targets: list[Target], args: argparse.Namespace, number:
                 if result.pg_cpu_ms_per_run == result.pg_cpu_ms_per_run
                 else ""
             )
+            + (
+                f"; bench client {result.client_cpu_ms_per_run:.2f} ms/run"
+                if result.client_cpu_ms_per_run == result.client_cpu_ms_per_run
+                else ""
+            )
             + f"; process {result.busy_pct:.0f}% of a core, machine {result.idle_pct:.0f}% idle",
             flush=True,
         )
@@ -425,10 +446,17 @@ FIGURES: list[tuple[str, str, Callable[[Round], float]]] = [
     ("errors", "", lambda r: float(r.errors)),
     ("CPU ms per run", " ms", lambda r: r.cpu_ms_per_run),
     ("+ Postgres CPU ms/run", " ms", lambda r: r.pg_cpu_ms_per_run),
+    ("bench client CPU ms/run", " ms", lambda r: r.client_cpu_ms_per_run),
     ("process busy (1 core)", "%", lambda r: r.busy_pct),
     ("machine idle", "%", lambda r: r.idle_pct),
 ]
-UNRATIOED = ("errors", "+ Postgres CPU ms/run", "process busy (1 core)", "machine idle")
+UNRATIOED = (
+    "errors",
+    "+ Postgres CPU ms/run",
+    "bench client CPU ms/run",
+    "process busy (1 core)",
+    "machine idle",
+)
 """Figures printed for every target but not divided: they say why, not how fast."""
 
 
