@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import operator
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -249,12 +251,16 @@ async def test_a_rollback_drops_what_the_run_still_held(persistence: Persistence
 
 @asynccontextmanager
 async def _runtime(
-    persistence: Persistence, database_url: str, tracing: LangSmithTracing | None = None
+    persistence: Persistence,
+    database_url: str,
+    tracing: LangSmithTracing | None = None,
+    config: Path = TEST_CONFIG,
 ) -> AsyncIterator[Runtime]:
-    """A started :class:`Runtime` with the test graphs, stopped after the block."""
+    """A started :class:`Runtime` with the graphs of ``config`` (the test graphs), stopped
+    after the block."""
     runtime = Runtime(
         settings=Settings(),
-        graphs=GraphRegistry.from_config(load_config(TEST_CONFIG)),
+        graphs=GraphRegistry.from_config(load_config(config)),
         persistence=persistence,
         database_url=database_url,
         tracing=tracing,
@@ -572,3 +578,67 @@ async def test_a_node_refused_at_its_start_leaves_no_span_open(
     assert root.error and "LeaseLost" in root.error
     assert "nap" in [span.name for span in spans]
     assert [span.name for span in spans if not span.run.get("end_time")] == []
+
+
+# A state key Postgres cannot store as text: its name holds a NUL character (chr(0)).
+_NUL_KEY_GRAPH = """
+from typing_extensions import TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+State = TypedDict("State", {"n": int, "odd" + chr(0) + "key": int}, total=False)
+
+
+def count(state: State) -> dict:
+    return {"n": state.get("n", 0) + 1}
+
+
+def mark(state: State) -> dict:
+    return {"odd" + chr(0) + "key": 1}
+
+
+builder = StateGraph(State)
+builder.add_node("count", count)
+builder.add_node("mark", mark)
+builder.add_edge(START, "count")
+builder.add_edge("count", "mark")
+builder.add_edge("mark", END)
+graph = builder.compile()
+"""
+
+
+@pytest.mark.usefixtures("no_timer")
+async def test_last_writes_postgres_refuses_end_the_run_in_error_and_keep_the_thread_usable(
+    persistence: Persistence, database_url: str, tmp_path: Path
+) -> None:
+    """The last node's writes are held until the finish; when Postgres refuses them (a channel
+    name with a NUL in it cannot be stored as text), the run ends in error with that error, as
+    it would have had the write been sent at once, and the thread keeps what landed before."""
+    (tmp_path / "nul_graph.py").write_text(_NUL_KEY_GRAPH)
+    config = tmp_path / "langgraph.json"
+    config.write_text('{"dependencies": ["."], "graphs": {"nul": "./nul_graph.py:graph"}}')
+    thread_id = str(uuid.uuid4())
+    run = RunCreate.model_validate(
+        {"assistant_id": "nul", "input": {"n": 0}, "durability": "sync", "if_not_exists": "create"}
+    )
+    async with _runtime(persistence, database_url, config=config) as runtime:
+        created = await runtime.create_run(run, thread_id=thread_id)
+        status, output = await asyncio.wait_for(runtime.wait(created.run_id), timeout=20)
+        assert status == "error", output
+        assert json.loads(output)["__error__"]["error"] == "CharacterNotInRepertoire", output
+        row = await runtime.runs.get(thread_id, created.run_id)
+        assert row is not None and row["status"] == "error"
+        thread = await runtime.threads.get(thread_id)
+        assert thread is not None and thread["status"] == "error"
+        # What landed before the last step is the thread's state: ``count`` ran, ``mark`` did not.
+        latest = {"configurable": {"thread_id": thread_id}}
+        state = await persistence.checkpointer.aget_tuple(latest)
+        assert state is not None and state.checkpoint["channel_values"].get("n") == 1
+        # The thread is not left busy: a run resuming it runs ``mark`` again, which fails alike.
+        again = await runtime.create_run(
+            RunCreate.model_validate({"assistant_id": "nul", "input": None, "durability": "sync"}),
+            thread_id=thread_id,
+        )
+        status, output = await asyncio.wait_for(runtime.wait(again.run_id), timeout=20)
+        assert status == "error", output
+        assert json.loads(output)["__error__"]["error"] == "CharacterNotInRepertoire", output
