@@ -359,9 +359,10 @@ class Executor:
             if not last_writes:
                 raise
             # Postgres refused the last writes' data (what a graph's own write would have
-            # failed with at once): the run ends in error, as it would have then.
+            # failed with at once): the run ends in error, as it would have then. Postgres's
+            # primary message only: its CONTEXT names a parameter of our statement, not the run's.
             log.error("run %s: its last checkpoint writes failed", run_id, exc_info=exc)
-            body = error_body(exc)
+            body = {"error": type(exc).__name__, "message": exc.diag.message_primary or str(exc)}
             outcome.status, outcome.error, outcome.interrupts = "error", body, {}
             outcome.thread_status, outcome.output = None, dumps({"__error__": body})
             return await self._finish(row, active, outcome, usage, owner=owner)
