@@ -598,10 +598,8 @@ def mark(state: State) -> dict:
 
 
 builder = StateGraph(State)
-builder.add_node("count", count)
-builder.add_node("mark", mark)
+builder.add_sequence([count, mark])
 builder.add_edge(START, "count")
-builder.add_edge("count", "mark")
 builder.add_edge("mark", END)
 graph = builder.compile()
 """
