@@ -41,8 +41,7 @@ whichever target was being measured then. Each round measures:
   the idle servers it started), and for staffgraph and the floor the Postgres server's
   (postmaster and backends) as well; for the servers, also this process's own CPU per run:
   what the load generator (httpx, the same for every server) costs on the cores the server
-  shares with it, which is why a server that uses all the CPU it gets cannot reach the
-  floor's throughput on a 2-core machine.
+  shares with it.
 
 Then it prints each figure's median and spread (min–max) over the rounds, and the ratios of
 staffgraph's medians to the official server's and to the floor's.
@@ -291,7 +290,7 @@ class _Tally:
     elapsed: float = 0.0
     drain: float = 0.0
     cpu: float = 0.0
-    own_cpu: float = 0.0
+    client_cpu: float = 0.0
     pg_cpu: float = 0.0
     machine: float = 0.0
     machine_idle: float = 0.0
@@ -335,7 +334,11 @@ async def _window(target: Target, threads: list[str], duration: float, tally: _T
 
     await asyncio.gather(*(worker(t) for t in threads))
     ended = time.perf_counter()
-    tally.own_cpu += own_cpu_seconds() - own_before
+    own = own_cpu_seconds() - own_before
+    if target.cpu_pid is None:  # run in this process: its CPU is the target's
+        tally.cpu += own
+    else:  # the load generator's, for a server
+        tally.client_cpu += own
     machine_after, idle_after = _machine_seconds()
     tally.machine += machine_after - machine_before
     tally.machine_idle += idle_after - idle_before
@@ -369,14 +372,11 @@ async def _throughput(
         result.throughput = tally.completed / tally.elapsed
         result.errors = tally.errors
         result.drain_s = tally.drain
-        if tally.completed:
-            if target.cpu_pid is None:  # run in this process: its CPU is the target's
-                tally.cpu = tally.own_cpu
-            else:
-                result.client_cpu_ms_per_run = tally.own_cpu * 1000 / tally.completed
-        if tally.completed and (target.cpu_pid is None or target.cpu_pid > 0):
+        if tally.completed and target.cpu_pid != 0:  # 0: a server whose process is not known
             result.cpu_ms_per_run = tally.cpu * 1000 / tally.completed
             result.busy_pct = tally.cpu * 100 / tally.elapsed
+        if tally.completed and target.cpu_pid is not None:
+            result.client_cpu_ms_per_run = tally.client_cpu * 1000 / tally.completed
         if tally.machine:
             result.idle_pct = tally.machine_idle * 100 / tally.machine
         if tally.completed and target.pg_pid:
