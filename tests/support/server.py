@@ -155,6 +155,22 @@ def start_server(
     raise RuntimeError(f"the server's app did not start within {timeout}s:\n{server.log()}")
 
 
+def wait_for_ready(url: str, timeout: float = 60.0) -> None:
+    """Poll ``url``'s ``/ready`` until it answers 200: the app is up before its graphs finish
+    importing in the background, and ``/ready`` answers 503 until they have.
+
+    Raises:
+        RuntimeError: ``/ready`` did not answer 200 within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            if client.get(f"{url}/ready").status_code == 200:
+                return
+            time.sleep(0.05)  # the server gives no readiness event other than answering
+    raise RuntimeError(f"server was not ready within {timeout}s")
+
+
 def wait_for_ok(process: subprocess.Popen[Any], url: str, timeout: float) -> None:
     """Poll ``url``'s ``/ok`` until it answers 200.
 

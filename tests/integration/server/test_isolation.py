@@ -32,7 +32,7 @@ from tests.support.auth.matrix import (
     routes_without_decision,
     seed,
 )
-from tests.support.server import LiveServer, fresh_database, start_server
+from tests.support.server import LiveServer, fresh_database, start_server, wait_for_ready
 
 KEYS_CONFIG = HERE / "langgraph.json"
 OWNER_CONFIG = HERE / "langgraph_owner.json"
@@ -211,6 +211,7 @@ def test_deny_all_auth_makes_every_protected_route_401_or_403(database_url: str)
     app = build_app(DENY_CONFIG)
     problems = []
     try:
+        wait_for_ready(server.url)  # /ready is one of the public routes that must answer 200
         with httpx.Client(base_url=server.url) as client:
             for method, path, route in operations(app):
                 if is_public(route):
