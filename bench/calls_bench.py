@@ -23,7 +23,7 @@ median and spread over the rounds, the packages that make most of them, and the 
 staffgraph's median to the baseline's.
 
 Usage: ``python bench/calls_bench.py [--rounds 3] [--clients 32] [--runs-per-client 20]
-[--baseline REV]``
+[--baseline REV] [--keep-stats DIR]``
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import asyncio
 import collections
 import os
 import pstats
+import shutil
 import signal
 import statistics
 import sys
@@ -187,11 +188,18 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--runs-per-client", type=int, default=20)
     parser.add_argument("--baseline", metavar="REV", help="measure git revision REV as well")
+    parser.add_argument(
+        "--keep-stats",
+        metavar="DIR",
+        type=Path,
+        help="keep each target's last round as DIR/<target>.prof (pstats), to see which calls",
+    )
     args = parser.parse_args()
     results: dict[str, tuple[list[float], collections.Counter[str]]] = {}
     with ExitStack() as stack:
         database_url, _ = _database(stack)
         scratch = Path(tempfile.mkdtemp(prefix="bench-calls-"))
+        stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         targets: list[tuple[str, list[str], dict[str, str], Path]] = []
         port = free_port()
         targets.append(("staffgraph", _argv(port, CONFIG), _staffgraph_env(database_url), REPO))
@@ -211,6 +219,9 @@ def main() -> int:
             with run_server(name, argv, {**env, STATS_ENV: str(out)}, port, cwd=cwd) as server:
                 wait_for(server.url, "/ready", process=server.process, name=name, timeout=120)
                 results[name] = measure(name, server, cwd, out, args)
+            if args.keep_stats is not None:
+                args.keep_stats.mkdir(parents=True, exist_ok=True)
+                shutil.copy(out, args.keep_stats / out.name)
     _report(results, args)
     return 0
 
