@@ -216,7 +216,10 @@ def main() -> int:
             # but its start-up would slow this one's rounds for nothing.
             port = int(argv[argv.index("--port") + 1])
             out = scratch / f"{name}.prof"
-            with run_server(name, argv, {**env, STATS_ENV: str(out)}, port, cwd=cwd) as server:
+            # One process, whatever the cores: the signals reach the process that serves. (An
+            # environment variable, not `--processes`, which older revisions do not take.)
+            env = {**env, STATS_ENV: str(out), "STAFFGRAPH_PROCESSES": "1"}
+            with run_server(name, argv, env, port, cwd=cwd) as server:
                 wait_for(server.url, "/ready", process=server.process, name=name, timeout=120)
                 results[name] = measure(name, server, cwd, out, args)
             if args.keep_stats is not None:
