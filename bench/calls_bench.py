@@ -1,18 +1,22 @@
-"""Python function calls a run costs the server: a figure that a busy machine does not move.
+"""Function calls a run costs the server: a figure that a busy machine hardly moves.
 
 ``bench/server_bench.py`` measures the server's CPU milliseconds per run. On this project's
 shared two-core machine that figure moves by up to a tenth from one run of the bench to the
 next with the same code (the client, the server and Postgres contend for the cores), which
-hides any change smaller than that. The number of Python function calls the server makes per
-run depends on the code and the load's shape only, so it shows a change of a few percent, and
-which part of the stack it came from.
+hides any change smaller than that. The number of function calls the server makes per run
+(cProfile's count: Python functions, and the built-in ones they call) depends on the code and
+the load's shape, and only a little on time (the background loops, heartbeats and sweeps,
+count per second rather than per run), so it shows a change of a few percent, and which part
+of the stack it came from. It does not see what a call costs, nor system calls: a change that
+saves a round trip to Postgres saves CPU this figure misses.
 
 Each target is ``staffgraph serve`` (one process) started by a small bootstrap
 (:data:`BOOTSTRAP`) that turns :mod:`cProfile` on in the event loop's thread on ``SIGUSR1``
 and writes its statistics on ``SIGUSR2``: start-up, warm-up and shutdown are not counted, and
-no other thread is. With ``--baseline REV`` the same is measured for the revision ``REV``
-(its files from ``git archive``, this checkout's Python environment, its own database of the
-same Postgres), in the same run.
+on Python 3.11 (the project's) no other thread is (from 3.12 cProfile sees every thread).
+With ``--baseline REV`` the same is measured for the revision ``REV`` (its files from ``git
+archive``, this checkout's Python environment, its own database of the same Postgres), in the
+same run; both serve the bench graph from a working directory of their own.
 
 Each round, per target: ``--clients`` concurrent clients (one thread each) make
 ``--runs-per-client`` runs each of the bench's one-node graph with ``POST
@@ -40,6 +44,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -55,7 +60,6 @@ from bench._support import (  # noqa: E402
     wait_for,
 )
 from bench.server_bench import (  # noqa: E402
-    CONFIG,
     RUN_BODY,
     _baseline_database,
     _baseline_tree,
@@ -97,85 +101,113 @@ def _argv(port: int, config: Path) -> list[str]:
     return [sys.executable, "-c", BOOTSTRAP, "serve", "--port", str(port), "--config", str(config)]
 
 
-async def _runs(url: str, clients: int, per_client: int, threads: list[str] | None) -> list[str]:
-    """``per_client`` runs on each of ``clients`` threads at once (new threads unless given)."""
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        if threads is None:
-            threads = []
-            for _ in range(clients):
-                answer = await client.post("/threads", json={})
-                answer.raise_for_status()
-                threads.append(str(answer.json()["thread_id"]))
+@dataclass
+class Target:
+    """A server to profile: how to start it, and which files are its own code and the graph."""
 
-        async def one_client(thread_id: str) -> None:
-            for _ in range(per_client):
-                answer = await client.post(f"/threads/{thread_id}/runs/wait", json=RUN_BODY)
-                if answer.status_code != 200 or "__error__" in answer.json():
-                    raise RuntimeError(f"run failed: {answer.status_code} {answer.text[:200]}")
-
-        await asyncio.gather(*(one_client(t) for t in threads))
-    return threads
+    name: str
+    env: dict[str, str]
+    cwd: Path
+    """Where it runs from (its code's root: this checkout, or the baseline's tree)."""
+    config: Path
+    """Its ``langgraph.json``, in a working directory of its own with the bench graph."""
 
 
-def _wait_for_file(path: Path, server: ServerProcess, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_for_file(path: Path, server: ServerProcess, what: str) -> None:
+    deadline = time.monotonic() + 60
     while not path.exists():
         if server.process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the server did not {what}; log in {server.log_path}")
-        time.sleep(0.01)  # the server's only sign is the file
+        await asyncio.sleep(0.01)  # the server's only sign is the file
 
 
-def _profiled_round(
-    server: ServerProcess, out: Path, clients: int, per_client: int, threads: list[str]
-) -> pstats.Stats:
-    """One round's statistics: the profiler on, the runs made, the statistics written."""
-    for stale in (out, out.with_name(out.name + ".on")):
-        stale.unlink(missing_ok=True)
-    os.kill(server.process.pid, signal.SIGUSR1)
-    _wait_for_file(out.with_name(out.name + ".on"), server, "turn its profiler on")
-    asyncio.run(_runs(server.url, clients, per_client, threads))
-    os.kill(server.process.pid, signal.SIGUSR2)
-    _wait_for_file(out, server, "write its profile")
-    return pstats.Stats(str(out))
+async def _measure(
+    server: ServerProcess, out: Path, args: argparse.Namespace
+) -> list[pstats.Stats]:
+    """Each round's statistics, all with one client (its connections opened in the warm-up,
+    before the profiler is first on): the profiler on, the runs made, the statistics written."""
+    clients = args.clients
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
+        threads = []
+        for _ in range(clients):
+            answer = await client.post("/threads", json={})
+            answer.raise_for_status()
+            threads.append(str(answer.json()["thread_id"]))
+
+        async def runs(count: int) -> None:
+            async def one_client(thread_id: str) -> None:
+                for _ in range(count):
+                    answer = await client.post(f"/threads/{thread_id}/runs/wait", json=RUN_BODY)
+                    if answer.status_code != 200 or "__error__" in answer.json():
+                        raise RuntimeError(f"run failed: {answer.status_code} {answer.text[:200]}")
+
+            await asyncio.gather(*(one_client(t) for t in threads))
+
+        await runs(WARM_UP)
+        rounds = []
+        switched_on = out.with_name(out.name + ".on")
+        for _ in range(args.rounds):
+            out.unlink(missing_ok=True)
+            switched_on.unlink(missing_ok=True)
+            os.kill(server.process.pid, signal.SIGUSR1)
+            await _wait_for_file(switched_on, server, "turn its profiler on")
+            await runs(args.runs_per_client)
+            os.kill(server.process.pid, signal.SIGUSR2)
+            await _wait_for_file(out, server, "write its profile")
+            rounds.append(pstats.Stats(str(out)))
+    return rounds
 
 
-def _package(filename: str, root: Path) -> str:
-    """The package a profiled function of the server in ``root`` belongs to (``builtins``
-    for functions written in C)."""
+def _package(filename: str, target: Target) -> str:
+    """The package a profiled function of ``target`` belongs to: ``builtins`` for functions
+    written in C, ``graph`` for the bench graph's module."""
     if filename == "~":
         return "builtins"
     if "site-packages/" in filename:
         return filename.split("site-packages/", 1)[1].split("/", 1)[0]
     path = Path(filename)
-    if path.is_relative_to(root):
-        return "staffgraph:" + path.relative_to(root).parts[0]
+    if path.is_relative_to(target.config.parent):
+        return "graph"
+    if path.is_relative_to(target.cwd):
+        return "staffgraph:" + path.relative_to(target.cwd).parts[0]
     return "stdlib and others"
 
 
-def _calls(stats: pstats.Stats, root: Path) -> tuple[int, collections.Counter[str]]:
-    """All calls, and the calls per package."""
+def _calls(stats: pstats.Stats, target: Target) -> collections.Counter[str]:
+    """The calls per package."""
     by_package: collections.Counter[str] = collections.Counter()
     for (filename, _, _), row in stats.stats.items():  # type: ignore[attr-defined]
-        by_package[_package(filename, root)] += row[1]
-    return sum(by_package.values()), by_package
+        by_package[_package(filename, target)] += row[1]
+    return by_package
 
 
 def measure(
-    name: str, server: ServerProcess, root: Path, out: Path, args: argparse.Namespace
+    target: Target, scratch: Path, args: argparse.Namespace
 ) -> tuple[list[float], collections.Counter[str]]:
     """Calls per run in each round, and the calls per run by package over all rounds."""
-    threads = asyncio.run(_runs(server.url, args.clients, WARM_UP, None))
+    out = scratch / f"{target.name}.prof"
+    # One process, whatever the cores: the signals reach the process that serves. (An
+    # environment variable, not `--processes`, which older revisions do not take.)
+    env = {**target.env, STATS_ENV: str(out), "STAFFGRAPH_PROCESSES": "1"}
+    port = free_port()
+    with run_server(target.name, _argv(port, target.config), env, port, cwd=target.cwd) as server:
+        wait_for(server.url, "/ready", process=server.process, name=target.name, timeout=120)
+        rounds = asyncio.run(_measure(server, out, args))
+    if args.keep_stats is not None:
+        args.keep_stats.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out, args.keep_stats / out.name)
+    runs = args.clients * args.runs_per_client
     per_run: list[float] = []
     total: collections.Counter[str] = collections.Counter()
-    runs = args.clients * args.runs_per_client
-    for number in range(1, args.rounds + 1):
-        calls, by_package = _calls(
-            _profiled_round(server, out, args.clients, args.runs_per_client, threads), root
-        )
-        per_run.append(calls / runs)
+    for number, stats in enumerate(rounds, 1):
+        by_package = _calls(stats, target)
+        per_run.append(by_package.total() / runs)
         total.update(by_package)
-        print(f"[round {number} {name}] {calls / runs:,.0f} calls a run over {runs} runs")
+        print(
+            f"[round {number} {target.name}] {per_run[-1]:,.0f} calls a run over {runs} runs",
+            flush=True,
+        )
     return per_run, collections.Counter(
         {k: round(v / (runs * args.rounds)) for k, v in total.items()}
     )
@@ -195,36 +227,36 @@ def main() -> int:
         help="keep each target's last round as DIR/<target>.prof (pstats), to see which calls",
     )
     args = parser.parse_args()
+    for option in ("rounds", "clients", "runs_per_client"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1")
     results: dict[str, tuple[list[float], collections.Counter[str]]] = {}
     with ExitStack() as stack:
         database_url, _ = _database(stack)
         scratch = Path(tempfile.mkdtemp(prefix="bench-calls-"))
         stack.callback(shutil.rmtree, scratch, ignore_errors=True)
-        targets: list[tuple[str, list[str], dict[str, str], Path]] = []
-        port = free_port()
-        targets.append(("staffgraph", _argv(port, CONFIG), _staffgraph_env(database_url), REPO))
+        # Both run the bench graph from a working directory of their own, so its calls are
+        # told apart alike; paths resolved, as the profiled process sees them.
+        workdir = _graph_workdir(stack, "bench-calls-graph-").resolve()
+        targets = [
+            Target("staffgraph", _staffgraph_env(database_url), REPO, workdir / "langgraph.json")
+        ]
         if args.baseline:
             short, tree = _baseline_tree(stack, args.baseline)
-            config = _graph_workdir(stack, f"bench-baseline-{short}-graph-") / "langgraph.json"
-            env = {
-                **_staffgraph_env(_baseline_database(stack, database_url, short)),
-                "PYTHONPATH": str(tree),
-            }
-            targets.append((f"staffgraph@{short}", _argv(free_port(), config), env, tree))
-        for name, argv, env, cwd in targets:
-            # One server at a time: the other's idle work is not in this one's profile anyway,
-            # but its start-up would slow this one's rounds for nothing.
-            port = int(argv[argv.index("--port") + 1])
-            out = scratch / f"{name}.prof"
-            # One process, whatever the cores: the signals reach the process that serves. (An
-            # environment variable, not `--processes`, which older revisions do not take.)
-            env = {**env, STATS_ENV: str(out), "STAFFGRAPH_PROCESSES": "1"}
-            with run_server(name, argv, env, port, cwd=cwd) as server:
-                wait_for(server.url, "/ready", process=server.process, name=name, timeout=120)
-                results[name] = measure(name, server, cwd, out, args)
-            if args.keep_stats is not None:
-                args.keep_stats.mkdir(parents=True, exist_ok=True)
-                shutil.copy(out, args.keep_stats / out.name)
+            workdir = _graph_workdir(stack, f"bench-baseline-{short}-graph-").resolve()
+            env = _staffgraph_env(_baseline_database(stack, database_url, short))
+            targets.append(
+                Target(
+                    f"staffgraph@{short}",
+                    {**env, "PYTHONPATH": str(tree.resolve())},
+                    tree.resolve(),
+                    workdir / "langgraph.json",
+                )
+            )
+        # One server at a time: the other's idle work is not in this one's profile anyway,
+        # but its start-up would slow this one's rounds for nothing.
+        for target in targets:
+            results[target.name] = measure(target, scratch, args)
     _report(results, args)
     return 0
 
