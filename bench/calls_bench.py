@@ -60,12 +60,12 @@ from bench._support import (  # noqa: E402
     wait_for,
 )
 from bench.server_bench import (  # noqa: E402
-    RUN_BODY,
     _baseline_database,
     _baseline_tree,
     _database,
     _graph_workdir,
     _staffgraph_env,
+    http_target,
 )
 
 STATS_ENV = "STAFFGRAPH_BENCH_CALLS_OUT"
@@ -129,18 +129,14 @@ async def _measure(
     clients = args.clients
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
-        threads = []
-        for _ in range(clients):
-            answer = await client.post("/threads", json={})
-            answer.raise_for_status()
-            threads.append(str(answer.json()["thread_id"]))
+        target = http_target("server", client, cpu_pid=server.process.pid)  # the server bench's
+        threads = [await target.new_thread() for _ in range(clients)]
 
         async def runs(count: int) -> None:
             async def one_client(thread_id: str) -> None:
                 for _ in range(count):
-                    answer = await client.post(f"/threads/{thread_id}/runs/wait", json=RUN_BODY)
-                    if answer.status_code != 200 or "__error__" in answer.json():
-                        raise RuntimeError(f"run failed: {answer.status_code} {answer.text[:200]}")
+                    if not await target.wait_run(thread_id):
+                        raise RuntimeError(f"a run failed; log in {server.log_path}")
 
             await asyncio.gather(*(one_client(t) for t in threads))
 

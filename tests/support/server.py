@@ -162,13 +162,7 @@ def wait_for_ready(url: str, timeout: float = 60.0) -> None:
     Raises:
         RuntimeError: ``/ready`` did not answer 200 within ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            if client.get(f"{url}/ready").status_code == 200:
-                return
-            time.sleep(0.05)  # the server gives no readiness event other than answering
-    raise RuntimeError(f"server was not ready within {timeout}s")
+    _poll(None, url, "/ready", timeout)
 
 
 def wait_for_ok(process: subprocess.Popen[Any], url: str, timeout: float) -> None:
@@ -177,18 +171,23 @@ def wait_for_ok(process: subprocess.Popen[Any], url: str, timeout: float) -> Non
     Raises:
         RuntimeError: the process exited, or ``/ok`` did not answer within ``timeout`` seconds.
     """
+    _poll(process, url, "/ok", timeout)
+
+
+def _poll(process: subprocess.Popen[Any] | None, url: str, path: str, timeout: float) -> None:
+    """Ask ``url + path`` until it answers 200 (failing early if ``process`` exits)."""
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            if process is not None and process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}")
             try:
-                if client.get(f"{url}/ok").status_code == 200:
+                if client.get(f"{url}{path}").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.05)  # the process gives no readiness event other than answering
-    raise RuntimeError(f"server did not answer /ok within {timeout}s")
+    raise RuntimeError(f"server did not answer {path} within {timeout}s")
 
 
 @pytest.fixture
