@@ -242,11 +242,11 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
 
     ``app.include_router`` adds a router as one entry that FastAPI searches on each request,
     then searches again once it matched, with bookkeeping for every route it tries: a run
-    through ``POST /threads/{id}/runs/wait`` made 6,190 function calls that way and makes 5,893
-    now (``bench/calls_bench.py``). In the app's own table a request tries each route's pattern
-    in turn.
-    The routers here have no prefix or settings of their own, so a route is the same in either
-    table; a router included with a prefix, whose routes' paths would differ, is refused.
+    through ``POST /threads/{id}/runs/wait`` made about 6,200 function calls that way and makes
+    about 5,900 now (``bench/calls_bench.py --baseline 722648d``: 0.94× and 0.95× in two
+    runs). In the app's own table a request tries each route's pattern in turn. The routers
+    here have no prefix or settings of their own, so a route is the same in either table; a
+    router included with a prefix, whose routes' paths would differ, is refused.
 
     Raises:
         ValueError: a route's path inside ``router`` differs from its own.
