@@ -22,6 +22,7 @@ from server.runtime.broker import DONE_EVENT
 from server.runtime.outcome import decode_done
 from server.runtime.protocol import PROTOCOL_MODE, synth_id
 from server.runtime.sse import HEARTBEAT, frame
+from server.runtime.thread_runs import UnannouncedRuns
 from server.serde import dumps
 
 __all__ = ["CHANNELS", "EventFilter", "protocol_stream"]
@@ -156,7 +157,9 @@ async def protocol_stream(
 ) -> AsyncIterator[bytes]:
     """Frames of the thread's latest run and every later one, until the client leaves."""
     cursor = _Cursor(since=since)
-    # Watching first: a run that starts while the runs to replay are read is in one or both.
+    # The clock before watching, watching before reading the runs to replay: a run that starts
+    # while they are read is in one or both, and one the watcher is not told of is found later.
+    unannounced = await UnannouncedRuns.begin(runtime.runs, thread_id)
     watcher = await runtime.broker.watch_thread(thread_id)
     try:
         queue = await _runs_to_replay(runtime, thread_id)
@@ -175,12 +178,12 @@ async def protocol_stream(
                         yield chunk
                 # Postgres knows a run another process started before the watcher's want
                 # reached it (the watcher holds every other run announced meanwhile).
-                queue += [r for r in await runtime.runs.inflight(thread_id) if r not in followed]
+                queue += await unannounced.check(followed)
             announced = await anext(watcher)
             if announced is None:
                 yield HEARTBEAT
-                # Announced before the broker learnt of this watcher (see sse.thread_events).
-                queue += [r for r in await runtime.runs.inflight(thread_id) if r not in followed]
+                # Not announced: the broker had not learnt of this watcher (see thread_runs).
+                queue += await unannounced.check(followed)
             else:
                 live.add(announced)
                 queue.append(announced)

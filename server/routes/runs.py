@@ -21,6 +21,7 @@ from server.routes._waiting import JsonWaitResponse, join_body
 from server.runtime import RunError, Runtime, RuntimeDep
 from server.runtime.outcome import RUN_NOT_FOUND
 from server.runtime.sse import run_events, run_not_found, sse_response, thread_events
+from server.runtime.thread_runs import UnannouncedRuns
 from server.schemas import STREAM_MODES, RunCreate
 
 __all__ = ["router"]
@@ -244,17 +245,19 @@ async def join_thread_stream(
     unknown = modes - {"run_modes", "lifecycle", "state_update"}
     if unknown:
         fail(422, f"Invalid stream_modes {sorted(unknown)}")
-    # Watching first: a run that starts while the runs in flight are read is in one or both.
+    # The clock before watching, watching before reading the runs: a run that starts while
+    # they are read is in one or both, and one the watcher is not told of is found later.
+    unannounced = await UnannouncedRuns.begin(runtime.runs, thread_id)
     watcher = await runtime.broker.watch_thread(thread_id)
     try:
-        first = await runtime.runs.inflight(thread_id)
+        first = await unannounced.check()
     except BaseException:
         await watcher.aclose()
         raise
     events = thread_events(
         runtime,
-        thread_id,
         watcher,
+        unannounced,
         first=first,
         run_modes="run_modes" in modes,
         after=last_event_id,

@@ -28,9 +28,11 @@ if its first notification was lost. A run's events written this way are the log 
 that ran it: a run taken over by another process after its first lost its lease may show both
 attempts' events, as the log of a Redis stream would. Thread announcements are written only
 while some thread stream wants them. A thread stream's want counts in its own process at once
-and in another once the notification reaches it; a run another process announced before then
-is found by the thread stream in Postgres (its in-flight runs) after each run it follows and at
-each heartbeat, or missed if it also ended before that check.
+and in another once the notification reaches it (a process that was not listening when it was
+sent learns it at the next renewal); a run another process started before then is found by the
+thread stream in Postgres after each run it follows and at each heartbeat, among the runs in
+flight or ended since the previous check (:mod:`server.runtime.thread_runs`), its log then
+written for the stream as for any reader elsewhere.
 
 Logs of resumable runs (replayable from any process, ids and all) and done markers written for
 runs this process does not execute (a queued run cancelled or deleted, a run whose worker was
@@ -403,7 +405,7 @@ class PostgresBroker(Broker):
         Runs this process starts are announced from :data:`~server.runtime.broker.WATCHING`
         on (:meth:`_wanting` notes the want here at once); another process announces them once
         the want has reached it, a notification away, and until then the thread stream's
-        checks of the runs in flight stand in.
+        checks in Postgres stand in (:mod:`server.runtime.thread_runs`).
         """
         stream = f"thread:{thread_id}"
         cursor = await self._tail(stream)

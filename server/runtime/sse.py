@@ -14,6 +14,7 @@ from server.runtime.broker import DONE_EVENT, parse_event_id
 from server.runtime.events import mode_of_event
 from server.runtime.outcome import RUN_NOT_FOUND, RUN_NOT_FOUND_ERROR, decode_done
 from server.runtime.runtime import Runtime
+from server.runtime.thread_runs import UnannouncedRuns
 from server.serde import dumps
 
 __all__ = ["HEARTBEAT", "frame", "run_events", "run_not_found", "sse_response", "thread_events"]
@@ -93,8 +94,8 @@ async def run_events(
 
 async def thread_events(
     runtime: Runtime,
-    thread_id: str,
     watcher: AsyncGenerator[str | None, None],
+    unannounced: UnannouncedRuns,
     *,
     first: list[str],
     run_modes: bool,
@@ -106,11 +107,13 @@ async def thread_events(
 
     Args:
         runtime: the process runtime.
-        thread_id: the thread.
         watcher: the thread's :meth:`~server.runtime.broker.Broker.watch_thread`, started
             before ``first`` was read (so a run starting in between is in one of them); this
             closes it.
-        first: runs in flight when the client connected, followed before any new one.
+        unannounced: the thread's runs in Postgres that ``watcher`` may not announce, begun
+            before it; asked after each run followed and on each idle tick.
+        first: runs in flight when the client connected (``unannounced``'s first answer),
+            followed before any new one.
         run_modes: send the runs' own frames (else only the ``run_done`` markers).
         after: ``Last-Event-ID`` of a reconnecting client: the runs in ``first`` are replayed
             after it. Broker ids grow across runs, so a run whose first event is newer than
@@ -145,13 +148,13 @@ async def thread_events(
                     yield frame("metadata", done, last_id)
                 # The watcher holds what was announced meanwhile; Postgres also knows a run
                 # another process started before the watcher's want reached it.
-                queue.extend(r for r in await runtime.runs.inflight(thread_id) if r not in followed)
+                queue.extend(await unannounced.check(followed))
             announced = await anext(watcher)
             if announced is None:
                 yield HEARTBEAT
                 # A broker may tell watchers of a run only once it learnt that they watch
-                # (Postgres: a want on its way): ask Postgres for one that started meanwhile.
-                queue.extend(r for r in await runtime.runs.inflight(thread_id) if r not in followed)
+                # (Postgres: a want on its way): ask Postgres for one that ran meanwhile.
+                queue.extend(await unannounced.check(followed))
             else:
                 queue.append(announced)
     finally:

@@ -7,9 +7,14 @@ started through one is streamed, joined, replayed and cancelled through the othe
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import psycopg
@@ -22,15 +27,17 @@ from tests.support.server import LiveServer, fresh_database, start_server
 from tests.support.sse import Frame, get_stream, parse_frames
 
 Pair = tuple[LiveServer, LiveServer]
+FIRST_APP = "staffgraph-first"
 
 
 @pytest.fixture(scope="module")
 def pg_pair(database_url: str) -> Iterator[Pair]:
     """Two server processes on the same fresh database, run events in Postgres."""
     env = {"DATABASE_URL": fresh_database(database_url), "STAFFGRAPH_BROKER": "postgres"}
-    first = start_server(env=env)
+    # Each process's connections carry its name (libpq reads PGAPPNAME): see _deaf_to_wants.
+    first = start_server(env={**env, "PGAPPNAME": FIRST_APP})
     try:
-        second = start_server(env=env)
+        second = start_server(env={**env, "PGAPPNAME": "staffgraph-second"})
     except BaseException:
         first.stop()
         raise
@@ -138,17 +145,34 @@ async def test_a_thread_stream_follows_a_run_started_through_the_other_process(
     assert frames[-1].data["run_id"] == run.json()["run_id"]
 
 
-async def _until_run_done(chunks: AsyncIterator[bytes]) -> list[Frame]:
-    """A thread stream's frames up to the first ``run_done``."""
+async def _until(chunks: AsyncIterator[bytes], stop: Callable[[Frame], bool]) -> list[Frame]:
+    """A stream's frames up to the first that ``stop`` holds for."""
     frames: list[Frame] = []
     buffer = b""
     async for chunk in chunks:
         buffer += chunk
         complete, _, buffer = buffer.rpartition(b"\r\n\r\n")
         frames += parse_frames(complete + b"\r\n\r\n") if complete else []
-        if any(f.event == "metadata" and f.data.get("status") == "run_done" for f in frames):
+        if any(stop(f) for f in frames):
             break
     return frames
+
+
+def _run_done(frame: Frame) -> bool:
+    return frame.event == "metadata" and frame.data.get("status") == "run_done"
+
+
+def _root_lifecycle_end(frame: Frame) -> bool:
+    return (
+        frame.event == "lifecycle"
+        and frame.data["params"]["namespace"] == []
+        and frame.data["params"]["data"]["event"] in ("completed", "failed", "interrupted")
+    )
+
+
+async def _until_run_done(chunks: AsyncIterator[bytes]) -> list[Frame]:
+    """A thread stream's frames up to the first ``run_done``."""
+    return await _until(chunks, _run_done)
 
 
 async def _thread_through_first(pair: Pair) -> tuple[LiveServer, str, LangGraphClient, str]:
@@ -242,3 +266,103 @@ async def test_a_thread_stream_opened_first_hears_of_a_run_started_through_the_o
     assert frames[-1].data == {"status": "run_done", "run_id": run["run_id"]}
     assert [f.data["log"] for f in frames if f.event == "values"][-1] == ["slept 0", "done"]
     assert [event for _, event in await _event_rows(url, f"thread:{tid}")] == ["run"]
+
+
+@asynccontextmanager
+async def _deaf_to_wants(server: LiveServer, app: str) -> AsyncIterator[None]:
+    """``server`` stopped (SIGSTOP) with its ``LISTEN`` connection ended, until the block ends.
+
+    A want sent meanwhile never reaches it, as for a process that starts up or reconnects its
+    listener while a stream's want goes out: it learns of the want at the stream's renewal
+    (every heartbeat, 5 s), not before. Once continued it listens again within a moment.
+    """
+    url = server.env["DATABASE_URL"]
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            cur = await conn.execute(
+                # The broker's listener (its last statement); returns once the backend has
+                # exited (the timeout is in milliseconds).
+                "SELECT pg_terminate_backend(pid, 20000) FROM pg_stat_activity "
+                "WHERE application_name = %s AND query = 'LISTEN staffgraph_event_wants'",
+                (app,),
+            )
+            assert [row[0] for row in await cur.fetchall()] == [True]
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+
+
+async def _want_sent(listener: psycopg.AsyncConnection[Any], tid: str) -> None:
+    async for note in listener.notifies(timeout=30):
+        if note.payload == f"thread:{tid}":
+            return
+    raise AssertionError(f"no want for thread:{tid}")
+
+
+async def test_a_thread_stream_finds_a_short_run_its_process_never_announced(
+    pg_pair: Pair,
+) -> None:
+    """A run that starts and ends on a process that missed the stream's want is still streamed.
+
+    The process announces it to nobody; the stream used to look for unannounced runs among
+    those still running only, and missed a short one for good.
+    """
+    second, url, one, tid = await _thread_through_first(pg_pair)
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as listener,
+        httpx.AsyncClient(base_url=second.url, timeout=60) as two,
+    ):
+        await listener.execute("LISTEN staffgraph_event_wants")
+        async with _deaf_to_wants(pg_pair[0], FIRST_APP):
+            request = two.build_request("GET", f"/threads/{tid}/stream")
+            response = await two.send(request, stream=True)
+            await _want_sent(listener, tid)
+        try:
+            assert response.status_code == 200
+            run = await one.runs.create(tid, "slow", input={"seconds": 0}, stream_mode="values")
+            assert (await one.runs.join(tid, run["run_id"]))["log"] == ["slept 0", "done"]
+            # Never announced: found at the stream's next check (a heartbeat), though ended.
+            async with asyncio.timeout(20):
+                frames = await _until_run_done(response.aiter_bytes())
+        finally:
+            await response.aclose()
+    assert frames[-1].data == {"status": "run_done", "run_id": run["run_id"]}
+    assert [f.data["log"] for f in frames if f.event == "values"][-1] == ["slept 0", "done"]
+    assert await _event_rows(url, f"thread:{tid}") == []  # nothing was announced
+
+
+async def test_a_protocol_thread_stream_finds_a_short_run_its_process_never_announced(
+    pg_pair: Pair,
+) -> None:
+    """The same for ``POST /threads/{id}/stream/events``: the run's events, to its end."""
+    second, url, one, tid = await _thread_through_first(pg_pair)
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as listener,
+        httpx.AsyncClient(base_url=pg_pair[0].url, timeout=60) as first,
+        httpx.AsyncClient(base_url=second.url, timeout=60) as two,
+    ):
+        await listener.execute("LISTEN staffgraph_event_wants")
+        body = {"channels": ["lifecycle"]}
+        async with _deaf_to_wants(pg_pair[0], FIRST_APP):
+            request = two.build_request("POST", f"/threads/{tid}/stream/events", json=body)
+            response = await two.send(request, stream=True)
+            await _want_sent(listener, tid)
+        try:
+            assert response.status_code == 200
+            start = {
+                "id": 1,
+                "method": "run.start",
+                "params": {"assistant_id": "slow", "input": {"seconds": 0}},
+            }
+            answer = await first.post(f"/threads/{tid}/commands", content=json.dumps(start))
+            assert answer.status_code == 200, answer.text
+            run_id = answer.json()["result"]["run_id"]
+            assert (await one.runs.join(tid, run_id))["log"] == ["slept 0", "done"]
+            async with asyncio.timeout(20):
+                frames = await _until(response.aiter_bytes(), _root_lifecycle_end)
+        finally:
+            await response.aclose()
+    assert [f.data["params"]["data"]["event"] for f in frames] == ["running", "completed"]
+    assert frames[-1].data["event_id"] == f"synth:{run_id}:lc||completed"
+    assert await _event_rows(url, f"thread:{tid}") == []

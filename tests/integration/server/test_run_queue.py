@@ -514,3 +514,31 @@ async def test_runs_queued_in_one_transaction_run_in_the_order_they_were_created
         assert str(first["run_id"]) == queued[0]
         result = await _finish(scanned, first, owner="w1")
         assert result.next_run is not None and str(result.next_run["run_id"]) == queued[1]
+
+
+async def test_inflight_or_ended_adds_the_runs_that_ended_since_the_last_call(
+    persistence: Persistence,
+) -> None:
+    """A thread stream asks this after each run and each idle tick, passing on the clock it got.
+
+    Each call holds every run in flight, and every run that ended after the clock passed in,
+    ended ones first; a run that ended before it is left out. So a run that ends between two
+    calls is in the second, whether or not the stream was told of it.
+    """
+    runs, _ = await _setup(persistence)
+    tid = str(uuid.uuid4())
+    before = (await _created(runs, tid, owner="w1")).run
+    assert before is not None
+    await _finish(runs, before, owner="w1")
+    since = await runs.clock()
+    running = (await _created(runs, tid, owner="w1")).run
+    queued = (await _create(runs, tid))[1]
+    assert running is not None
+    first, clock = await runs.inflight_or_ended(tid, since)
+    assert first == [str(running["run_id"]), queued]
+    assert clock >= since
+    await _finish(runs, running, owner="w1")
+    second, later = await runs.inflight_or_ended(tid, clock)
+    assert second == [str(running["run_id"]), queued]  # ended first, then the one in flight
+    third, _ = await runs.inflight_or_ended(tid, later)
+    assert third == [queued]
