@@ -342,34 +342,6 @@ class RunsRepo:
         async with self._pool.connection() as conn:
             await _settle_thread(conn, thread_id)
 
-    async def clock(self) -> datetime:
-        """The database's clock (``now()``): what the runs' own timestamps are read against."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT now() AS now")
-            row: Any = await cur.fetchone()
-        return row["now"]
-
-    async def inflight_or_ended(
-        self, thread_id: str, since: datetime
-    ) -> tuple[list[str], datetime]:
-        """Runs of the thread queued or running, or that ended at or after ``since``.
-
-        Ended ones first, then the running run, then the queue, each by creation. Also returns
-        the database's clock as the runs were read: passed as the next call's ``since``, no
-        run that ends in between is left out (one whose end had begun but was not committed
-        when they were read is still running then).
-        """
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT now() AS now, ARRAY(SELECT run_id::text FROM runs WHERE thread_id = %s "
-                "AND (status IN ('pending', 'running') OR ended_at >= %s) "
-                "ORDER BY status IN ('pending', 'running'), status = 'running' DESC, "
-                "created_at, run_id) AS run_ids",
-                (thread_id, since),
-            )
-            row: Any = await cur.fetchone()
-        return list(row["run_ids"]), row["now"]
-
     async def inflight(self, thread_id: str) -> list[str]:
         """Runs of the thread that are queued or running, in the order they run.
 

@@ -159,7 +159,7 @@ async def protocol_stream(
     cursor = _Cursor(since=since)
     # The clock before watching, watching before reading the runs to replay: a run that starts
     # while they are read is in one or both, and one the watcher is not told of is found later.
-    unannounced = await UnannouncedRuns.begin(runtime.runs, thread_id)
+    unannounced = await UnannouncedRuns.begin(runtime.runs.pool, thread_id)
     watcher = await runtime.broker.watch_thread(thread_id)
     try:
         queue = await _runs_to_replay(runtime, thread_id)

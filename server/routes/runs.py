@@ -247,7 +247,7 @@ async def join_thread_stream(
         fail(422, f"Invalid stream_modes {sorted(unknown)}")
     # The clock before watching, watching before reading the runs: a run that starts while
     # they are read is in one or both, and one the watcher is not told of is found later.
-    unannounced = await UnannouncedRuns.begin(runtime.runs, thread_id)
+    unannounced = await UnannouncedRuns.begin(runtime.runs.pool, thread_id)
     watcher = await runtime.broker.watch_thread(thread_id)
     try:
         first = await unannounced.check()

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Container
 from datetime import datetime
+from typing import Any
 
-from server.repos.runs import RunsRepo
+from psycopg_pool import AsyncConnectionPool
+
+from server.repos.run_ends import database_now, inflight_or_ended
 
 __all__ = ["UnannouncedRuns"]
 
@@ -29,21 +32,21 @@ __all__ = ["UnannouncedRuns"]
 class UnannouncedRuns:
     """One thread stream's questions to Postgres for runs its watcher may not announce."""
 
-    def __init__(self, runs: RunsRepo, thread_id: str, since: datetime) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], thread_id: str, since: datetime) -> None:
         """Start asking from ``since`` (the database's clock; see :meth:`begin`)."""
-        self._runs = runs
+        self._pool = pool
         self._thread_id = thread_id
         self._since = since
 
     @classmethod
-    async def begin(cls, runs: RunsRepo, thread_id: str) -> UnannouncedRuns:
+    async def begin(cls, pool: AsyncConnectionPool[Any], thread_id: str) -> UnannouncedRuns:
         """Take the database's clock now: call it before the stream starts watching."""
-        return cls(runs, thread_id, await runs.clock())
+        return cls(pool, thread_id, await database_now(pool))
 
     async def check(self, followed: Container[str] = ()) -> list[str]:
         """The thread's runs in flight or ended since the last check, less ``followed``.
 
         Ended ones come first, then the running run, then the queue, each by creation.
         """
-        run_ids, self._since = await self._runs.inflight_or_ended(self._thread_id, self._since)
+        run_ids, self._since = await inflight_or_ended(self._pool, self._thread_id, self._since)
         return [run_id for run_id in run_ids if run_id not in followed]

@@ -17,6 +17,7 @@ from server.config import load_config
 from server.graphs import GraphRegistry, assistant_id_for
 from server.ids import new_id
 from server.repos import AssistantsRepo, CreateResult, RunsRepo, ThreadsRepo, UnstorableJson
+from server.repos.run_ends import database_now, inflight_or_ended
 from server.runtime import Runtime
 from server.runtime.active import ActiveRun
 from server.runtime.broker import InProcessBroker
@@ -530,15 +531,15 @@ async def test_inflight_or_ended_adds_the_runs_that_ended_since_the_last_call(
     before = (await _created(runs, tid, owner="w1")).run
     assert before is not None
     await _finish(runs, before, owner="w1")
-    since = await runs.clock()
+    since = await database_now(persistence.pool)
     running = (await _created(runs, tid, owner="w1")).run
     queued = (await _create(runs, tid))[1]
     assert running is not None
-    first, clock = await runs.inflight_or_ended(tid, since)
+    first, clock = await inflight_or_ended(persistence.pool, tid, since)
     assert first == [str(running["run_id"]), queued]
     assert clock >= since
     await _finish(runs, running, owner="w1")
-    second, later = await runs.inflight_or_ended(tid, clock)
+    second, later = await inflight_or_ended(persistence.pool, tid, clock)
     assert second == [str(running["run_id"]), queued]  # ended first, then the one in flight
-    third, _ = await runs.inflight_or_ended(tid, later)
+    third, _ = await inflight_or_ended(persistence.pool, tid, later)
     assert third == [queued]
