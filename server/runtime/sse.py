@@ -112,8 +112,8 @@ async def thread_events(
             closes it.
         unannounced: the thread's runs in Postgres that ``watcher`` may not announce, begun
             before it; asked after each run followed and on each idle tick.
-        first: runs in flight when the client connected (``unannounced``'s first answer),
-            followed before any new one.
+        first: runs in flight when the client connected, or that ended as it connected
+            (``unannounced``'s first answer), followed before any new one.
         run_modes: send the runs' own frames (else only the ``run_done`` markers).
         after: ``Last-Event-ID`` of a reconnecting client: the runs in ``first`` are replayed
             after it. Broker ids grow across runs, so a run whose first event is newer than

@@ -14,6 +14,10 @@ the first question looking back to a moment of the database's clock taken before
 started. Every run that ends after that moment is therefore found by the first question asked
 after its end, running or not; the broker's announcements stay the fast path, and the stream
 follows each run once whichever way it came.
+
+Not found: a run deleted as it ended (``on_completion=delete``, a rollback), and a run whose
+end began before that first moment and committed after it (``ended_at`` is the finishing
+transaction's start): it ended as the client connected, and is treated as ended before.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 -- A thread's runs by their end: what a thread stream asks for after each run it follows and on
 -- each idle tick (server/repos/run_ends.py: the runs in flight, or ended since it last asked).
--- Without it the question reads every run the thread ever had; with it, the ones that ended
--- since. Partial: a run gets its entry once, when it ends, and none while queued or running.
+-- Without it the question reads every run the thread ever had; with it, only the entries of
+-- the runs that ended since. Partial: a run gets its entry once, when it ends, and none while
+-- queued or running.
 CREATE INDEX runs_thread_ended ON runs (thread_id, ended_at) WHERE ended_at IS NOT NULL;
