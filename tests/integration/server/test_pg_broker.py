@@ -27,7 +27,6 @@ from tests.support.server import LiveServer, fresh_database, start_server
 from tests.support.sse import Frame, get_stream, parse_frames
 
 Pair = tuple[LiveServer, LiveServer]
-FIRST_APP = "staffgraph-first"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def pg_pair(database_url: str) -> Iterator[Pair]:
     """Two server processes on the same fresh database, run events in Postgres."""
     env = {"DATABASE_URL": fresh_database(database_url), "STAFFGRAPH_BROKER": "postgres"}
     # Each process's connections carry its name (libpq reads PGAPPNAME): see _deaf_to_wants.
-    first = start_server(env={**env, "PGAPPNAME": FIRST_APP})
+    first = start_server(env={**env, "PGAPPNAME": "staffgraph-first"})
     try:
         second = start_server(env={**env, "PGAPPNAME": "staffgraph-second"})
     except BaseException:
@@ -256,9 +255,7 @@ async def test_a_thread_stream_opened_first_hears_of_a_run_started_through_the_o
             chunks = response.aiter_bytes()
             # The stream asks every process for the thread's announcements; the first process
             # heard it when this connection does (both listen on the channel).
-            async for note in listener.notifies(timeout=30):
-                if note.payload == f"thread:{tid}":
-                    break
+            await _want_sent(listener, tid)
             run = await one.runs.create(tid, "slow", input={"seconds": 0}, stream_mode="values")
             # Unannounced, the run (done at once) would never be streamed: fail, not hang.
             async with asyncio.timeout(20):
@@ -269,7 +266,7 @@ async def test_a_thread_stream_opened_first_hears_of_a_run_started_through_the_o
 
 
 @asynccontextmanager
-async def _deaf_to_wants(server: LiveServer, app: str) -> AsyncIterator[None]:
+async def _deaf_to_wants(server: LiveServer) -> AsyncIterator[None]:
     """``server`` stopped (SIGSTOP) with its ``LISTEN`` connection ended, until the block ends.
 
     A want sent meanwhile never reaches it, as for a process that starts up or reconnects its
@@ -285,7 +282,7 @@ async def _deaf_to_wants(server: LiveServer, app: str) -> AsyncIterator[None]:
                 # exited (the timeout is in milliseconds).
                 "SELECT pg_terminate_backend(pid, 20000) FROM pg_stat_activity "
                 "WHERE application_name = %s AND query = 'LISTEN staffgraph_event_wants'",
-                (app,),
+                (server.env["PGAPPNAME"],),
             )
             assert [row[0] for row in await cur.fetchall()] == [True]
         yield
@@ -300,6 +297,27 @@ async def _want_sent(listener: psycopg.AsyncConnection[Any], tid: str) -> None:
     raise AssertionError(f"no want for thread:{tid}")
 
 
+@asynccontextmanager
+async def _opened_while_first_is_deaf(
+    pair: Pair, client: httpx.AsyncClient, request: httpx.Request, tid: str
+) -> AsyncIterator[httpx.Response]:
+    """The stream ``request`` (to the second process) opened, its want sent, while the first
+    process cannot hear it (:func:`_deaf_to_wants`); closed after the block."""
+    first = pair[0]
+    async with await psycopg.AsyncConnection.connect(
+        first.env["DATABASE_URL"], autocommit=True
+    ) as listener:
+        await listener.execute("LISTEN staffgraph_event_wants")
+        async with _deaf_to_wants(first):
+            response = await client.send(request, stream=True)
+            await _want_sent(listener, tid)
+    try:
+        assert response.status_code == 200
+        yield response
+    finally:
+        await response.aclose()
+
+
 async def test_a_thread_stream_finds_a_short_run_its_process_never_announced(
     pg_pair: Pair,
 ) -> None:
@@ -309,24 +327,14 @@ async def test_a_thread_stream_finds_a_short_run_its_process_never_announced(
     those still running only, and missed a short one for good.
     """
     second, url, one, tid = await _thread_through_first(pg_pair)
-    async with (
-        await psycopg.AsyncConnection.connect(url, autocommit=True) as listener,
-        httpx.AsyncClient(base_url=second.url, timeout=60) as two,
-    ):
-        await listener.execute("LISTEN staffgraph_event_wants")
-        async with _deaf_to_wants(pg_pair[0], FIRST_APP):
-            request = two.build_request("GET", f"/threads/{tid}/stream")
-            response = await two.send(request, stream=True)
-            await _want_sent(listener, tid)
-        try:
-            assert response.status_code == 200
+    async with httpx.AsyncClient(base_url=second.url, timeout=60) as two:
+        request = two.build_request("GET", f"/threads/{tid}/stream")
+        async with _opened_while_first_is_deaf(pg_pair, two, request, tid) as response:
             run = await one.runs.create(tid, "slow", input={"seconds": 0}, stream_mode="values")
             assert (await one.runs.join(tid, run["run_id"]))["log"] == ["slept 0", "done"]
             # Never announced: found at the stream's next check (a heartbeat), though ended.
             async with asyncio.timeout(20):
                 frames = await _until_run_done(response.aiter_bytes())
-        finally:
-            await response.aclose()
     assert frames[-1].data == {"status": "run_done", "run_id": run["run_id"]}
     assert [f.data["log"] for f in frames if f.event == "values"][-1] == ["slept 0", "done"]
     assert await _event_rows(url, f"thread:{tid}") == []  # nothing was announced
@@ -338,18 +346,12 @@ async def test_a_protocol_thread_stream_finds_a_short_run_its_process_never_anno
     """The same for ``POST /threads/{id}/stream/events``: the run's events, to its end."""
     second, url, one, tid = await _thread_through_first(pg_pair)
     async with (
-        await psycopg.AsyncConnection.connect(url, autocommit=True) as listener,
         httpx.AsyncClient(base_url=pg_pair[0].url, timeout=60) as first,
         httpx.AsyncClient(base_url=second.url, timeout=60) as two,
     ):
-        await listener.execute("LISTEN staffgraph_event_wants")
         body = {"channels": ["lifecycle"]}
-        async with _deaf_to_wants(pg_pair[0], FIRST_APP):
-            request = two.build_request("POST", f"/threads/{tid}/stream/events", json=body)
-            response = await two.send(request, stream=True)
-            await _want_sent(listener, tid)
-        try:
-            assert response.status_code == 200
+        request = two.build_request("POST", f"/threads/{tid}/stream/events", json=body)
+        async with _opened_while_first_is_deaf(pg_pair, two, request, tid) as response:
             start = {
                 "id": 1,
                 "method": "run.start",
@@ -361,8 +363,6 @@ async def test_a_protocol_thread_stream_finds_a_short_run_its_process_never_anno
             assert (await one.runs.join(tid, run_id))["log"] == ["slept 0", "done"]
             async with asyncio.timeout(20):
                 frames = await _until(response.aiter_bytes(), _root_lifecycle_end)
-        finally:
-            await response.aclose()
     assert [f.data["params"]["data"]["event"] for f in frames] == ["running", "completed"]
     assert frames[-1].data["event_id"] == f"synth:{run_id}:lc||completed"
     assert await _event_rows(url, f"thread:{tid}") == []
