@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 _SETUP_LOCK_KEY = 0x5747_4650  # "SGFP"
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_OUTSIDE_TRANSACTION = "-- staffgraph: outside transaction"
+"""First line of a migration that :func:`apply_migrations` runs statement by statement in
+autocommit (for ``CREATE INDEX CONCURRENTLY``)."""
 
 # Chosen with bench/memory_bench.py at 100k items (384-dim vectors; targets: search p95 <= 20
 # ms, recall@10 >= 0.95 against exact search). pgvector's defaults (m=16, ef_construction=64)
@@ -227,11 +230,40 @@ def _migrations() -> list[tuple[int, str, str]]:
     return found
 
 
+def _outside_transaction_statements(name: str, text: str) -> list[str] | None:
+    """The statements of a migration marked :data:`_OUTSIDE_TRANSACTION`, one by one; ``None``
+    for an ordinary migration.
+
+    Such a migration holds plain statements, each ended by ``;`` at the end of a line, with no
+    ``;`` or dollar quote inside one (``CREATE INDEX CONCURRENTLY`` and ``DROP INDEX
+    CONCURRENTLY`` need no more). Postgres runs a string of several statements as one
+    transaction, which those two refuse, so they are sent one at a time.
+    """
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != _OUTSIDE_TRANSACTION:
+        return None
+    body = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
+    if "$" in body:
+        raise RuntimeError(f"migration {name} runs outside a transaction: no dollar quotes")
+    statements = [part.strip() for part in re.split(r";[ \t]*(?:\n|$)", body)]
+    if any(";" in statement for statement in statements):
+        raise RuntimeError(f"migration {name}: one statement a line group, each ended by ';'")
+    return [statement for statement in statements if statement]
+
+
 async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> list[int]:
     """Apply pending migrations, each in its own transaction. Returns the versions applied.
 
     The caller holds the setup advisory lock, so two processes starting together apply each
     migration exactly once.
+
+    A migration whose first line is :data:`_OUTSIDE_TRANSACTION` runs one statement at a time
+    in autocommit (``conn`` must be in autocommit), and is recorded once all have run. That is
+    for ``CREATE INDEX CONCURRENTLY``: a plain ``CREATE INDEX`` on a table in use blocks every
+    write to it while it builds, and while it waits for a transaction already writing to it,
+    so an upgrade would stall the running service. A concurrent build that stops part-way (a
+    cancel, a crash) leaves an invalid index behind and no record, so such a migration first
+    drops what an earlier attempt may have left (``DROP INDEX CONCURRENTLY IF EXISTS``).
     """
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -244,11 +276,18 @@ async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> list[int]:
     for version, name, text in _migrations():
         if version in done:
             continue
-        async with conn.transaction():
-            await conn.execute(text.encode())  # several statements: no parameters
-            await conn.execute(
-                "INSERT INTO schema_version (version, name) VALUES (%s, %s)", (version, name)
-            )
+        record = "INSERT INTO schema_version (version, name) VALUES (%s, %s)"
+        statements = _outside_transaction_statements(name, text)
+        if statements is not None:
+            if not conn.autocommit:
+                raise RuntimeError(f"migration {name} runs outside a transaction: use autocommit")
+            for statement in statements:
+                await conn.execute(statement.encode())
+            await conn.execute(record, (version, name))
+        else:
+            async with conn.transaction():
+                await conn.execute(text.encode())  # several statements: no parameters
+                await conn.execute(record, (version, name))
         log.info("applied migration %s", name)
         applied.append(version)
     return applied

@@ -1,6 +1,12 @@
+-- staffgraph: outside transaction
 -- A thread's runs by their end: what a thread stream asks for after each run it follows and on
 -- each idle tick (server/repos/run_ends.py: the runs in flight, or ended since it last asked).
 -- Without it the question reads every run the thread ever had; with it, only the entries of
 -- the runs that ended since. Partial: a run gets its entry once, when it ends, and none while
 -- queued or running.
-CREATE INDEX runs_thread_ended ON runs (thread_id, ended_at) WHERE ended_at IS NOT NULL;
+--
+-- Built concurrently: on an upgrade the runs table is in use, and a plain CREATE INDEX would
+-- block every run's creation and end until it is built. An attempt stopped part-way leaves an
+-- invalid index and no record of this migration, so the next start drops it and builds anew.
+DROP INDEX CONCURRENTLY IF EXISTS runs_thread_ended;
+CREATE INDEX CONCURRENTLY runs_thread_ended ON runs (thread_id, ended_at) WHERE ended_at IS NOT NULL;
