@@ -17,7 +17,6 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 from state.checkpoints import FencedPostgresSaver
 from state.json_columns import register_json_loads
 from state.pool import OutageAwarePool
+from state.schema import apply_migrations
 from state.settings import POOL_MAX_SIZE, redact_url
 from state.vectors import register_vector_dumper
 
@@ -55,11 +55,17 @@ log = logging.getLogger(__name__)
 
 # Any constant works: it only has to be the same in every staffgraph process.
 _SETUP_LOCK_KEY = 0x5747_4650  # "SGFP"
-_MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-_MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-_OUTSIDE_TRANSACTION = "-- staffgraph: outside transaction"
-"""First line of a migration that :func:`apply_migrations` runs statement by statement in
-autocommit (for ``CREATE INDEX CONCURRENTLY``)."""
+# An advisory lock on one bigint shows in pg_locks as classid (its high 32 bits), objid (the
+# low 32) and objsubid 1.
+_TRY_SETUP_LOCK = """
+SELECT pg_try_advisory_lock(%(key)s::bigint) AS locked,
+       EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+               WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND l.classid::bigint = %(key)s::bigint >> 32
+                 AND l.objid::bigint = %(key)s::bigint & 4294967295
+                 AND l.objsubid = 1 AND a.state = 'active') AS holder_busy
+"""
 
 # Chosen with bench/memory_bench.py at 100k items (384-dim vectors; targets: search p95 <= 20
 # ms, recall@10 >= 0.95 against exact search). pgvector's defaults (m=16, ef_construction=64)
@@ -217,100 +223,34 @@ async def open_pool(
     return pool
 
 
-def _migrations() -> list[tuple[int, str, str]]:
-    found = []
-    for entry in _MIGRATIONS_DIR.iterdir():
-        match = _MIGRATION_FILE.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"two migrations share a version number: {versions}")
-    return found
-
-
-def _outside_transaction_statements(name: str, text: str) -> list[str] | None:
-    """The statements of a migration marked :data:`_OUTSIDE_TRANSACTION`, one by one; ``None``
-    for an ordinary migration.
-
-    Such a migration holds plain statements, each ended by ``;`` at the end of a line, with no
-    ``;`` or dollar quote inside one (``CREATE INDEX CONCURRENTLY`` and ``DROP INDEX
-    CONCURRENTLY`` need no more). Postgres runs a string of several statements as one
-    transaction, which those two refuse, so they are sent one at a time.
-    """
-    lines = text.splitlines()
-    if not lines or lines[0].strip() != _OUTSIDE_TRANSACTION:
-        return None
-    body = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
-    if "$" in body:
-        raise RuntimeError(f"migration {name} runs outside a transaction: no dollar quotes")
-    statements = [part.strip() for part in re.split(r";[ \t]*(?:\n|$)", body)]
-    if any(";" in statement for statement in statements):
-        raise RuntimeError(f"migration {name}: one statement a line group, each ended by ';'")
-    return [statement for statement in statements if statement]
-
-
-async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> list[int]:
-    """Apply pending migrations, each in its own transaction. Returns the versions applied.
-
-    The caller holds the setup advisory lock, so two processes starting together apply each
-    migration exactly once.
-
-    A migration whose first line is :data:`_OUTSIDE_TRANSACTION` runs one statement at a time
-    in autocommit (``conn`` must be in autocommit), and is recorded once all have run. That is
-    for ``CREATE INDEX CONCURRENTLY``: a plain ``CREATE INDEX`` on a table in use blocks every
-    write to it while it builds, and while it waits for a transaction already writing to it,
-    so an upgrade would stall the running service. A concurrent build that stops part-way (a
-    cancel, a crash) leaves an invalid index behind and no record, so such a migration first
-    drops what an earlier attempt may have left (``DROP INDEX CONCURRENTLY IF EXISTS``).
-    """
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version ("
-        " version integer PRIMARY KEY, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    cur = await conn.execute("SELECT version FROM schema_version")
-    done = {row["version"] if isinstance(row, dict) else row[0] for row in await cur.fetchall()}
-    applied = []
-    for version, name, text in _migrations():
-        if version in done:
-            continue
-        record = "INSERT INTO schema_version (version, name) VALUES (%s, %s)"
-        statements = _outside_transaction_statements(name, text)
-        if statements is not None:
-            if not conn.autocommit:
-                raise RuntimeError(f"migration {name} runs outside a transaction: use autocommit")
-            for statement in statements:
-                await conn.execute(statement.encode())
-            await conn.execute(record, (version, name))
-        else:
-            async with conn.transaction():
-                await conn.execute(text.encode())  # several statements: no parameters
-                await conn.execute(record, (version, name))
-        log.info("applied migration %s", name)
-        applied.append(version)
-    return applied
-
-
 async def _acquire_setup_lock(conn: psycopg.AsyncConnection[Any], *, timeout: float) -> None:
     """Take the session-level setup lock so concurrent starters never race on CREATE TABLE.
 
     Polls ``pg_try_advisory_lock`` rather than blocking in ``pg_advisory_lock``: a session blocked
-    inside a statement holds a snapshot, and LangGraph's ``CREATE INDEX CONCURRENTLY`` in the
-    lock holder would wait for that snapshot forever.
+    inside a statement holds a snapshot, and a ``CREATE INDEX CONCURRENTLY`` in the lock holder
+    (LangGraph's, or a migration's) would wait for that snapshot forever.
+
+    Waits as long as the holder is running statements, since a migration's index build on a big
+    table takes as long as it takes, and gives up ``timeout`` seconds after the holder was last
+    seen running one (a holder whose process hangs). The holder's activity is read from
+    ``pg_stat_activity``, which shows another role's sessions only to a superuser or a member of
+    ``pg_read_all_stats``: where it cannot be read, the wait is ``timeout`` seconds in all.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     delay = 0.02
     while True:
-        cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK_KEY,))
+        cur = await conn.execute(_TRY_SETUP_LOCK, {"key": _SETUP_LOCK_KEY})
         row = await cur.fetchone()
-        if row is not None and (row["locked"] if isinstance(row, dict) else row[0]):
+        locked, holder_busy = list(row.values()) if isinstance(row, dict) else row or (0, 0)
+        if locked:
             return
-        if loop.time() > deadline:
+        if holder_busy:
+            deadline = loop.time() + timeout
+        elif loop.time() > deadline:
             raise DatabaseUnavailable(
-                f"another staffgraph process has held the schema setup lock for over {timeout:.0f}s"
+                "another staffgraph process has held the schema setup lock without running a "
+                f"statement for over {timeout:.0f}s"
             )
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)

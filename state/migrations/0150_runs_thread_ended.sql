@@ -5,8 +5,7 @@
 -- the runs that ended since. Partial: a run gets its entry once, when it ends, and none while
 -- queued or running.
 --
--- Built concurrently: on an upgrade the runs table is in use, and a plain CREATE INDEX would
--- block every run's creation and end until it is built. An attempt stopped part-way leaves an
--- invalid index and no record of this migration, so the next start drops it and builds anew.
-DROP INDEX CONCURRENTLY IF EXISTS runs_thread_ended;
-CREATE INDEX CONCURRENTLY runs_thread_ended ON runs (thread_id, ended_at) WHERE ended_at IS NOT NULL;
+-- Built concurrently (state/schema.py): on an upgrade the runs table is in use, and a plain
+-- CREATE INDEX would hold off every run's creation and end until it is built.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS runs_thread_ended
+    ON runs (thread_id, ended_at) WHERE ended_at IS NOT NULL;

@@ -1,8 +1,10 @@
-"""An upgrade's index build does not stall the service: migrations run outside a transaction.
+"""An upgrade does not stall the service, nor do the processes starting beside it fail.
 
-Each test starts from a database migrated up to the version before the thread-end index
-(migration 0150), as an install made before it is, with a transaction already writing to
-``runs`` (a run being created or finished) when the upgrade begins.
+Migration 0150 (the thread-end index) runs outside a transaction and builds its index
+concurrently; processes that start while another holds the setup lock wait as long as it is
+running statements. Each test starts from a database migrated up to the version before 0150, as
+an install made before it is; most open a transaction writing to ``runs`` (a run being created
+or finished) before the upgrade begins.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from state.db import _outside_transaction_statements, apply_migrations
+from state.db import _SETUP_LOCK_KEY, DatabaseUnavailable, _acquire_setup_lock
+from state.schema import apply_migrations
 from tests.support.server import fresh_database
 
 _INDEX = "runs_thread_ended"
@@ -36,7 +39,7 @@ async def before_the_index(database_url: str) -> AsyncIterator[str]:
             await conn.execute("DELETE FROM schema_version WHERE version = %s", (_VERSION,))
         yield url
     finally:
-        name = url.rsplit("/", 1)[1]
+        name = url.split("?", 1)[0].rsplit("/", 1)[1]
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
             await admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
@@ -44,7 +47,7 @@ async def before_the_index(database_url: str) -> AsyncIterator[str]:
 
 
 async def _waiting_for_a_lock(observer: psycopg.AsyncConnection[Any], pid: int) -> None:
-    """Return once backend ``pid`` waits for a lock (the writer's transaction to end)."""
+    """Return once backend ``pid`` waits for a lock (another transaction to end)."""
     deadline = asyncio.get_running_loop().time() + 20
     while asyncio.get_running_loop().time() < deadline:
         cur = await observer.execute(
@@ -54,10 +57,11 @@ async def _waiting_for_a_lock(observer: psycopg.AsyncConnection[Any], pid: int) 
         if row is not None and row[0] == "Lock":
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"the migration (backend {pid}) never waited for the writer")
+    raise AssertionError(f"backend {pid} never waited for a lock")
 
 
 async def _index_state(conn: psycopg.AsyncConnection[Any]) -> tuple[list[bool], list[int]]:
+    """Whether each index named ``_INDEX`` is valid, and whether migration 0150 is recorded."""
     cur = await conn.execute(
         "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
         " WHERE c.relname = %s",
@@ -66,6 +70,13 @@ async def _index_state(conn: psycopg.AsyncConnection[Any]) -> tuple[list[bool], 
     valid = [row[0] for row in await cur.fetchall()]
     cur = await conn.execute("SELECT version FROM schema_version WHERE version = %s", (_VERSION,))
     return valid, [row[0] for row in await cur.fetchall()]
+
+
+async def _index_oid(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT to_regclass(%s)::oid", (_INDEX,))
+    row = await cur.fetchone()
+    assert row is not None and row[0] is not None
+    return int(row[0])
 
 
 @dataclass
@@ -127,21 +138,73 @@ async def test_a_build_stopped_part_way_is_built_anew_at_the_next_start(
         assert await _index_state(upgrade.other) == ([True], [_VERSION])
 
 
-def test_statements_outside_a_transaction_are_sent_one_by_one() -> None:
-    marked = (
-        "-- staffgraph: outside transaction\n-- why\nDROP INDEX CONCURRENTLY IF EXISTS a;\n"
-        "CREATE INDEX CONCURRENTLY a\n  ON t (x) WHERE x IS NOT NULL;\n"
-    )
-    assert _outside_transaction_statements("m", marked) == [
-        "DROP INDEX CONCURRENTLY IF EXISTS a",
-        "CREATE INDEX CONCURRENTLY a\n  ON t (x) WHERE x IS NOT NULL",
-    ]
-    assert _outside_transaction_statements("m", "CREATE INDEX a ON t (x);\n") is None
-    with pytest.raises(RuntimeError, match="dollar quotes"):
-        _outside_transaction_statements(
-            "m", "-- staffgraph: outside transaction\nDO $$ BEGIN END $$;\n"
+async def test_an_index_already_built_is_kept(before_the_index: str) -> None:
+    # Built by an operator ahead of the upgrade, or by an attempt that stopped before its record.
+    async with await psycopg.AsyncConnection.connect(before_the_index, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL(
+                "CREATE INDEX CONCURRENTLY {} ON runs (thread_id, ended_at) "
+                "WHERE ended_at IS NOT NULL"
+            ).format(sql.Identifier(_INDEX))
         )
-    with pytest.raises(RuntimeError, match="ended by ';'"):
-        _outside_transaction_statements(
-            "m", "-- staffgraph: outside transaction\nSELECT 1; SELECT 2;\n"
+        built = await _index_oid(conn)
+
+        assert await apply_migrations(conn) == [_VERSION]
+        assert await _index_oid(conn) == built
+        assert await _index_state(conn) == ([True], [_VERSION])
+
+
+async def _polled_twice(
+    observer: psycopg.AsyncConnection[Any], pid: int, waiting: asyncio.Task[None]
+) -> None:
+    """Return once backend ``pid`` has asked for the setup lock twice; raise what ``waiting``
+    raised if it ended first."""
+    seen: set[Any] = set()
+    while len(seen) < 2:
+        if waiting.done():
+            await waiting
+            raise AssertionError("took the setup lock while another session held it")
+        cur = await observer.execute(
+            "SELECT query_start FROM pg_stat_activity"
+            " WHERE pid = %s AND query LIKE '%%pg_try_advisory_lock%%'",
+            (pid,),
         )
+        seen.update(row[0] for row in await cur.fetchall())
+        await asyncio.sleep(0.01)
+
+
+async def test_a_start_waits_for_a_setup_still_running_statements(before_the_index: str) -> None:
+    url = before_the_index
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as holder,
+        await psycopg.AsyncConnection.connect(url) as blocking,
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as starting,
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as observer,
+    ):
+        await holder.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
+        await blocking.execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")
+        # The holder's long statement: as a migration's index build on a big table would be.
+        working = asyncio.create_task(holder.execute("SELECT count(*) FROM runs"))
+        try:
+            await _waiting_for_a_lock(observer, holder.info.backend_pid)
+            # No time to wait at all, but the holder is running a statement.
+            waiting = asyncio.create_task(_acquire_setup_lock(starting, timeout=0))
+            await _polled_twice(observer, starting.info.backend_pid, waiting)
+        finally:
+            await blocking.rollback()
+            await working
+        await holder.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
+        await waiting
+
+
+async def test_a_start_gives_up_on_a_setup_lock_held_by_an_idle_session(
+    before_the_index: str,
+) -> None:
+    url = before_the_index
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as holder,
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as starting,
+    ):
+        await holder.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
+        with pytest.raises(DatabaseUnavailable, match="without running a statement"):
+            await _acquire_setup_lock(starting, timeout=0.2)
