@@ -33,9 +33,9 @@ whichever target was being measured then. Each round measures:
   request itself (the client's CPU included) rather than the run;
 - time to the first event of ``POST /threads/{id}/runs/stream`` (p50, p95) (floor: the first
   chunk of ``astream``);
-- throughput of runs.wait with N concurrent clients, each on its own thread, for D seconds per
-  target, cut into W windows (``--windows``, default 3) that the targets take in turn, in
-  alternating order, and errors;
+- throughput of runs.wait with N concurrent clients, each on its own thread and with its own
+  HTTP connection (:class:`LoadClients`), for D seconds per target, cut into W windows
+  (``--windows``, default 3) that the targets take in turn, in alternating order, and errors;
 - CPU milliseconds per run over the throughput phase: the server process's CPU time (psutil,
   children included) divided by the runs completed (for the floor: this process's own, not
   the idle servers it started), and for staffgraph and the floor the Postgres server's
@@ -145,10 +145,57 @@ class Target:
 # -- HTTP targets -------------------------------------------------------------------------------
 
 
+class LoadClients:
+    """The throughput phase's clients: one HTTP client, with one connection, per LangGraph
+    thread the phase runs on (each concurrent client of the phase has a thread of its own).
+
+    Shared by the phase's concurrent requests, one httpx connection pool cost this process CPU
+    that depended on the server measured: with runs that end quickly, httpcore's pool handed
+    one idle connection to several waiting requests, all but one of which then tried again, and
+    it scanned its connections at each try. In one run of this bench that was 2.2 ms of client
+    CPU a run against staffgraph@50b7272 and 5.7 ms against staffgraph, on the two cores the
+    server shares with the client. With a connection of its own, a client costs about the same
+    whichever server it calls.
+    """
+
+    def __init__(self, count: int, base_url: str = "") -> None:
+        """``count`` clients (the phase's ``--clients``) for the server at ``base_url``."""
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self._clients = [
+            httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) for _ in range(count)
+        ]
+        self._assigned: dict[str, httpx.AsyncClient] = {}
+
+    def for_thread(self, thread_id: str) -> httpx.AsyncClient:
+        """The client of ``thread_id``: the next one in turn at its first request, so that any
+        ``count`` threads used one after the other have a client each."""
+        client = self._assigned.get(thread_id)
+        if client is None:
+            client = self._clients[len(self._assigned) % len(self._clients)]
+            self._assigned[thread_id] = client
+        return client
+
+    def point_at(self, url: str) -> None:
+        """Send every later request to the server at ``url`` (the official server of a round)."""
+        for client in self._clients:
+            client.base_url = httpx.URL(url)
+
+    async def aclose(self) -> None:
+        """Close every client and its connection."""
+        for client in self._clients:
+            await client.aclose()
+
+
 def http_target(
-    name: str, client: httpx.AsyncClient, *, cpu_pid: int, pg_pid: int | None = None
+    name: str,
+    client: httpx.AsyncClient,
+    *,
+    cpu_pid: int,
+    pg_pid: int | None = None,
+    load: LoadClients | None = None,
 ) -> Target:
-    """A server measured over HTTP with ``client`` (one connection pool for every phase)."""
+    """A server measured over HTTP with ``client``, and runs.wait with ``load``'s client of the
+    thread where it is given (else with ``client`` too: one connection pool for every phase)."""
 
     async def new_thread() -> str:
         response = await client.post("/threads", json={})
@@ -156,7 +203,8 @@ def http_target(
         return str(response.json()["thread_id"])
 
     async def wait_run(thread_id: str) -> bool:
-        response = await client.post(f"/threads/{thread_id}/runs/wait", json=RUN_BODY)
+        sender = client if load is None else load.for_thread(thread_id)
+        response = await sender.post(f"/threads/{thread_id}/runs/wait", json=RUN_BODY)
         return response.status_code == 200 and "__error__" not in response.json()
 
     async def first_event(thread_id: str) -> float | None:
@@ -677,14 +725,22 @@ async def _measure_all(
             client = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits)
             )
-            targets.append(http_target(name, client, cpu_pid=server.process.pid, pg_pid=pg_pid))
+            load = LoadClients(args.clients, server.url)
+            stack.push_async_callback(load.aclose)
+            targets.append(
+                http_target(name, client, cpu_pid=server.process.pid, pg_pid=pg_pid, load=load)
+            )
         if official is not None:
             # One client for every round's official server: its base URL and the process
             # whose CPU counts change as each round starts one.
             official_client = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=60, limits=limits)
             )
-            targets.insert(1, http_target("official", official_client, cpu_pid=0))
+            official_load = LoadClients(args.clients)
+            stack.push_async_callback(official_load.aclose)
+            targets.insert(
+                1, http_target("official", official_client, cpu_pid=0, load=official_load)
+            )
         if not args.skip_floor:
             # The server's pool size (DATABASE_POOL_MAX_SIZE's default) and checkpointer.
             persistence = await stack.enter_async_context(open_persistence(database_url))
@@ -705,6 +761,7 @@ async def _measure_all(
                         flush=True,
                     )
                     official_client.base_url = httpx.URL(server.url)
+                    official_load.point_at(server.url)
                     targets[1].cpu_pid = server.process.pid
                 await measure_round(targets, args, number)
         return targets
