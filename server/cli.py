@@ -305,7 +305,9 @@ def _serve(
         start.starting = starting
         # Lone, this process holds the embedded Postgres (in ``stack``): a hard stop releases it.
         hard_stop = HardStop(
-            shutdown_deadline(settings), release=None if child.reuse_port else stack.close
+            shutdown_deadline(settings),
+            release=None if child.reuse_port else stack.close,
+            say=_child_fail if child.reuse_port else _fail,
         )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
         # handler that was in place before it ran. Python's defaults would kill the process
@@ -372,10 +374,11 @@ class _GracefulServer(uvicorn.Server):
 
         The app starts, and the graphs import, while the server already answers ``/ok``; a
         failure there is still a start-up error: the process ends with its one line
-        (``StartingApp.failure``) and exit 2.
+        (``StartingApp.failure``) and exit 2, or, if that shutdown overruns, with the same
+        line after the hard stop's and exit 70.
         """
         self.should_exit = True
-        self._hard_stop.arm()
+        self._hard_stop.arm(self._starting.failure)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         app = self._starting.app

@@ -59,6 +59,8 @@ class HardStop:
             before the process exits hard, to release what outlives a process otherwise (the
             embedded Postgres).
         exit_process: ends the process; :func:`os._exit` (tests pass another).
+        say: prints the one line of a failed start (see :meth:`arm`) as the process's last,
+            after the watchdog's own; ``None``: the line is lost with the process.
     """
 
     def __init__(
@@ -67,10 +69,13 @@ class HardStop:
         *,
         release: Callable[[], None] | None = None,
         exit_process: Callable[[int], object] = os._exit,
+        say: Callable[[str], object] | None = None,
     ) -> None:
         self.after = after
         self._release = release
         self._exit_process = exit_process
+        self._say = say
+        self._failure: str | None = None
         self._armed = threading.Event()
         self._finished = threading.Event()
         self._lock = threading.Lock()
@@ -85,8 +90,15 @@ class HardStop:
         watcher.start()
         return watcher
 
-    def arm(self) -> None:
-        """A shutdown has begun: start counting (from any thread, signal handlers too)."""
+    def arm(self, failure: str | None = None) -> None:
+        """A shutdown has begun: start counting (from any thread, signal handlers too).
+
+        ``failure``: the one line a failed start ends with, when the start failing is what
+        began the shutdown; a hard stop prints it (``say``) before ending the process, which
+        would otherwise end without saying why it did not start.
+        """
+        if failure is not None and self._failure is None:
+            self._failure = failure
         self._armed.set()
 
     def finished(self) -> None:
@@ -112,6 +124,11 @@ class HardStop:
                 releaser = threading.Thread(target=self._release_quietly, daemon=True)
                 releaser.start()
                 releaser.join(RELEASE_WAIT)
+            if self._failure is not None and self._say is not None:
+                try:
+                    self._say(self._failure)
+                except Exception:  # the exit matters more
+                    log.exception("printing the failed start's line failed")
             self._exit_process(HARD_STOP_EXIT)
 
     def _release_quietly(self) -> None:

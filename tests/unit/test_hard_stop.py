@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import pytest
+import uvicorn
+from starlette.applications import Starlette
 
+from server.boot import StartingApp
+from server.cli import _GracefulServer
 from server.hard_stop import HARD_STOP_EXIT, HardStop
 
 
@@ -59,3 +64,46 @@ def test_an_unarmed_watchdog_waits_for_ever_and_ends_with_the_server() -> None:
     watcher.join(10)
     assert not watcher.is_alive()
     assert ending.calls == []
+
+
+class Saying(Ending):
+    """Also records the line a hard stop prints for a failed start."""
+
+    def say(self, line: str) -> None:
+        self.calls.append(f"say {line}")
+
+
+def _calls_of_a_hard_stop(begin_shutdown: Callable[[HardStop], None]) -> list[str]:
+    """What a hard stop with a short deadline did, once ``begin_shutdown`` armed it."""
+    ending = Saying()
+    stop = HardStop(0.05, release=ending.release, exit_process=ending.exit, say=ending.say)
+    watcher = stop.start()
+    begin_shutdown(stop)
+    assert ending.ended.wait(10)
+    watcher.join(10)
+    return ending.calls
+
+
+def test_a_failed_start_whose_shutdown_overruns_still_says_why() -> None:
+    def fail_twice(stop: HardStop) -> None:
+        stop.arm("graph 'agent' failed to load: boom")
+        stop.arm("a later failure")  # the first one is the start's
+
+    assert _calls_of_a_hard_stop(fail_twice) == [
+        "release",
+        "say graph 'agent' failed to load: boom",
+        f"exit {HARD_STOP_EXIT}",
+    ]
+
+
+def test_the_server_arms_its_hard_stop_with_the_failed_starts_line() -> None:
+    def fail_the_start(stop: HardStop) -> None:
+        starting = StartingApp(Starlette, describe=str)
+        _GracefulServer(uvicorn.Config(starting), starting=starting, hard_stop=stop)
+        starting.fail("cannot connect to Postgres at localhost:5432")
+
+    assert _calls_of_a_hard_stop(fail_the_start) == [
+        "release",
+        "say cannot connect to Postgres at localhost:5432",
+        f"exit {HARD_STOP_EXIT}",
+    ]
