@@ -27,10 +27,11 @@ whichever target was being measured then. Each round measures:
 
 - sequential ``POST /threads/{id}/runs/wait`` latency (p50, p95) with ``durability="sync"``
   (floor: ``ainvoke``);
-- for the servers, the HTTP round trip alone: sequential ``GET /ok`` (p50), the same client
-  on the same connection; the floors make none. staffgraph's runs.wait p50 less its round
-  trip, over the floor's runs.wait p50, shows how much of the ratio to the floor is the
-  request itself (the client's CPU included) rather than the run;
+- for the servers, the HTTP round trip alone: sequential ``GET /ok`` (p50), with an httpx
+  client set up as the runs' (one kept-alive connection); the floors make none.
+  staffgraph's runs.wait p50 less its round trip, over the floor's runs.wait p50, shows how
+  much of the ratio to the floor is the request itself (the client's CPU included) rather
+  than the run;
 - time to the first event of ``POST /threads/{id}/runs/stream`` (p50, p95) (floor: the first
   chunk of ``astream``);
 - throughput of runs.wait with N concurrent clients, each on its own thread and with its own

@@ -296,6 +296,7 @@ def _serve(
     config = _first_checks(settings, api=api, insecure=insecure)
     if isinstance(config, str):
         return _fail(config)
+    say_failure = _child_fail if child.reuse_port else _fail
     # The port opens now and answers /ok; the app (LangGraph, the API, Postgres, migrations,
     # the workers) starts behind it, and requests wait for it. The graphs are imported once the
     # app is up: /ready says so, and requests needing one wait for it.
@@ -307,7 +308,7 @@ def _serve(
         hard_stop = HardStop(
             shutdown_deadline(settings),
             release=None if child.reuse_port else stack.close,
-            say=_child_fail if child.reuse_port else _fail,
+            say=say_failure,
         )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
         # handler that was in place before it ran. Python's defaults would kill the process
@@ -348,7 +349,7 @@ def _serve(
         finally:
             hard_stop.finished()
     if starting.failure is not None:
-        return _child_fail(starting.failure) if child.reuse_port else _fail(starting.failure)
+        return say_failure(starting.failure)
     return 0
 
 

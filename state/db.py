@@ -26,7 +26,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import IndexConfig, TTLConfig
 from langgraph.store.postgres import AsyncPostgresStore
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from state.checkpoints import FencedPostgresSaver
@@ -240,9 +240,10 @@ async def _acquire_setup_lock(conn: psycopg.AsyncConnection[Any], *, timeout: fl
     deadline = loop.time() + timeout
     delay = 0.02
     while True:
-        cur = await conn.execute(_TRY_SETUP_LOCK, {"key": _SETUP_LOCK_KEY})
-        row = await cur.fetchone()
-        locked, holder_busy = list(row.values()) if isinstance(row, dict) else row or (0, 0)
+        cur = await conn.cursor(row_factory=tuple_row).execute(
+            _TRY_SETUP_LOCK, {"key": _SETUP_LOCK_KEY}
+        )
+        locked, holder_busy = await cur.fetchone() or (False, False)
         if locked:
             return
         if holder_busy:

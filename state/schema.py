@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 __all__ = ["OUTSIDE_TRANSACTION", "apply_migrations", "outside_transaction_statements"]
 
@@ -37,10 +38,10 @@ OUTSIDE_TRANSACTION = "-- staffgraph: outside transaction"
 """First line of a migration that :func:`apply_migrations` runs statement by statement in
 autocommit (for ``CREATE INDEX CONCURRENTLY``)."""
 
-_CONCURRENT_BUILD = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\b", re.IGNORECASE)
+_CONCURRENT = r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY"
+_CONCURRENT_BUILD = re.compile(_CONCURRENT + r"\b", re.IGNORECASE)
 _RESUMABLE_BUILD = re.compile(
-    r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+([a-z_][a-z0-9_]*)\s",
-    re.IGNORECASE,
+    _CONCURRENT + r"\s+IF\s+NOT\s+EXISTS\s+([a-z_][a-z0-9_]*)\s", re.IGNORECASE
 )
 
 
@@ -99,8 +100,8 @@ async def apply_migrations(conn: psycopg.AsyncConnection[Any]) -> list[int]:
         " version integer PRIMARY KEY, name text NOT NULL,"
         " applied_at timestamptz NOT NULL DEFAULT now())"
     )
-    cur = await conn.execute("SELECT version FROM schema_version")
-    done = {row["version"] if isinstance(row, dict) else row[0] for row in await cur.fetchall()}
+    cur = await conn.cursor(row_factory=tuple_row).execute("SELECT version FROM schema_version")
+    done = {version for (version,) in await cur.fetchall()}
     pending = [
         (version, name, text, outside_transaction_statements(name, text))
         for version, name, text in _migrations()
@@ -131,12 +132,12 @@ async def _run_alone(conn: psycopg.AsyncConnection[Any], statement: str) -> None
     build = _RESUMABLE_BUILD.match(statement)
     if build is not None:
         index = build[1].lower()  # as Postgres folds the unquoted name
-        cur = await conn.execute(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (index,)
+        cur = await conn.cursor(row_factory=tuple_row).execute(
+            "SELECT EXISTS (SELECT FROM pg_index"
+            " WHERE indexrelid = to_regclass(%s) AND NOT indisvalid)",
+            (index,),
         )
-        row = await cur.fetchone()
-        valid = None if row is None else row["indisvalid"] if isinstance(row, dict) else row[0]
-        if valid is False:
+        if (await cur.fetchone()) == (True,):
             log.warning("dropping index %s, left invalid by a build stopped part-way", index)
             await conn.execute(sql.SQL("DROP INDEX CONCURRENTLY {}").format(sql.Identifier(index)))
     await conn.execute(statement.encode())
