@@ -19,6 +19,7 @@ import asyncio
 import functools
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -29,6 +30,7 @@ from state.retry import retrying
 __all__ = [
     "CHECKPOINT",
     "MAX_BATCH",
+    "FencedWrites",
     "WRITES_KEEP",
     "WRITES_REPLACE",
     "Statement",
@@ -108,15 +110,24 @@ _BATCH_WHAT = "saving checkpoint writes"
 _PLACEHOLDER = re.compile(r"%\((\w+)\)")
 
 
+_LOCK_THREAD = (
+    " FROM (SELECT count(*) FROM (SELECT 1 FROM threads WHERE thread_id = %(thread_id)s"
+    " FOR UPDATE) AS thread) AS locked"
+)
+"""The FROM of a fence that first locks the writes' thread (its row, when there is one)."""
+
+
 @functools.cache
-def _batch_sql(kinds: tuple[str, ...]) -> str:
+def _batch_sql(kinds: tuple[str, ...], *, lock_thread: bool = False) -> str:
     """One statement making the writes of ``kinds``, in order, behind one lease check.
 
     Write ``i``'s parameters are named with the suffix ``_i``. The fence is a CTE every write
     selects its rows from: no row lands unless it ran, and its error fails the whole statement,
-    so every write lands or none does.
+    so every write lands or none does. ``lock_thread``: the fence locks the first write's thread
+    before it checks (and locks) the run.
     """
-    ctes = [f"fence AS MATERIALIZED (SELECT {_FENCE})"]
+    locked = _LOCK_THREAD.replace("%(thread_id)s", "%(thread_id_0)s") if lock_thread else ""
+    ctes = [f"fence AS MATERIALIZED (SELECT {_FENCE}{locked})"]
     for i, kind in enumerate(kinds):
         for j, part in enumerate(_PARTS[kind]):
             body = part.replace("{source}", "fence")
@@ -205,6 +216,39 @@ class WriteBatcher:
             await execute(pool, statements, what=what if len(batch) == 1 else _BATCH_WHAT)
 
 
+@dataclass(frozen=True)
+class FencedWrites:
+    """Writes of a run not sent yet, to go behind its lease fence in the caller's transaction
+    (:meth:`state.held_writes.HeldWrites.take`: a run's last writes, sent with its end)."""
+
+    fence: RunFence
+    writes: Sequence[tuple[str, dict[str, Any]]] = ()
+    """Each write's kind and parameters, in order."""
+
+    def __bool__(self) -> bool:
+        """Whether there is anything to write."""
+        return bool(self.writes)
+
+    def statements(self, *, lock_thread: bool = False) -> list[Statement]:
+        """The writes as statements, each behind the fence (:func:`fenced_statements`).
+
+        ``lock_thread``: the writes' thread is locked (``FOR UPDATE``) first, before the fence
+        locks the run: the order in which a run's finish and a cancel lock them. As part of
+        the first statement's fence when the writes fit in one statement (one statement fewer
+        for the caller to send); else as a statement of its own.
+        """
+        writes = self.writes
+        if not lock_thread or not writes:
+            return fenced_statements(self.fence, writes)
+        if len(writes) <= MAX_BATCH and _distinct(writes):
+            kinds = tuple(kind for kind, _ in writes)
+            return [(_batch_sql(kinds, lock_thread=True), _batch_params(self.fence, writes))]
+        lock = f"SELECT 1{_LOCK_THREAD}"
+        return [(lock, {"thread_id": writes[0][1]["thread_id"]})] + fenced_statements(
+            self.fence, writes
+        )
+
+
 def fenced_statements(
     fence: RunFence, writes: Sequence[tuple[str, dict[str, Any]]]
 ) -> list[Statement]:
@@ -218,16 +262,28 @@ def fenced_statements(
     if len(writes) == 1:
         kind, params = writes[0]
         return [(_SQL[kind][True], {**params, **fenced})]
-    if len({_key(kind, params) for kind, params in writes}) < len(writes):
+    if not _distinct(writes):
         return [(_SQL[kind][True], {**params, **fenced}) for kind, params in writes]
     statements: list[Statement] = []
     for start in range(0, len(writes), MAX_BATCH):
         chunk = writes[start : start + MAX_BATCH]
-        merged = dict(fenced)
-        for i, (_, params) in enumerate(chunk):
-            merged.update({f"{name}_{i}": value for name, value in params.items()})
-        statements.append((_batch_sql(tuple(kind for kind, _ in chunk)), merged))
+        statements.append(
+            (_batch_sql(tuple(kind for kind, _ in chunk)), _batch_params(fence, chunk))
+        )
     return statements
+
+
+def _distinct(writes: Sequence[tuple[str, dict[str, Any]]]) -> bool:
+    """Whether no two of ``writes`` touch the same rows (so they may share a statement)."""
+    return len({_key(kind, params) for kind, params in writes}) == len(writes)
+
+
+def _batch_params(fence: RunFence, writes: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The parameters of a statement making ``writes`` (write ``i``'s with the suffix ``_i``)."""
+    merged: dict[str, Any] = {"fence_run": fence.run_id, "fence_token": fence.token}
+    for i, (_, params) in enumerate(writes):
+        merged.update({f"{name}_{i}": value for name, value in params.items()})
+    return merged
 
 
 async def execute(

@@ -45,7 +45,7 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langgraph.constants import START
 from psycopg_pool import AsyncConnectionPool
 
-from state.checkpoint_writes import CHECKPOINT, Statement, execute, fenced_statements
+from state.checkpoint_writes import CHECKPOINT, FencedWrites, execute, fenced_statements
 from state.fencing import LeaseLost, RunFence, lease_lost_as
 
 __all__ = ["HELD_WRITES", "HOLD_SECONDS", "FlushBeforeNodes", "HeldWrites"]
@@ -129,8 +129,8 @@ class HeldWrites:
                 self._sending = sending
             await asyncio.shield(sending)
 
-    async def take(self) -> list[Statement]:
-        """Stop holding; the writes not sent yet, as statements for the caller's transaction.
+    async def take(self) -> FencedWrites:
+        """Stop holding; the writes not sent yet, for the caller's transaction.
 
         A send in flight is waited for first (its writes, had it failed, are in the answer).
         """
@@ -138,7 +138,7 @@ class HeldWrites:
         self._cancel_timer()
         await self._settle()
         held, self._held = self._held, []
-        return fenced_statements(self.fence, _writes(held)) if held else []
+        return FencedWrites(self.fence, _writes(held))
 
     async def discard(self) -> None:
         """Stop holding and drop what is held, once a send in flight has ended (the run's

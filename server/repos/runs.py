@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from server.repos._db import encoded_jsonb, jsonb
 from server.repos.run_results import CancelResult, CreateResult, FinishResult, run_to_api
 from server.repos.run_usage import USER_SQL, UsageTotals, usage_totals
-from state.checkpoint_writes import Statement
+from state.checkpoint_writes import FencedWrites
 from state.checkpoints import LATEST_CHECKPOINT_SQL, PrefetchedCheckpoint
 
 __all__ = [
@@ -39,7 +39,6 @@ _CLAIMED_LATEST_SQL = LATEST_CHECKPOINT_SQL.format(
 )
 
 
-_LOCK_THREAD_SQL = "SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE"
 _FINISH_SQL = "SELECT * FROM staffgraph_finish_run(" + ", ".join(["%s"] * 13) + ")"
 
 
@@ -168,7 +167,7 @@ class RunsRepo:
         usage: dict[str, Any] | None = None,
         cancel_action: str | None = None,
         values_json: bytes | None = None,
-        before: Sequence[Statement] = (),
+        before: FencedWrites | None = None,
     ) -> FinishResult:
         """Record the end of a run and move its thread on (see the SQL function).
 
@@ -206,9 +205,8 @@ class RunsRepo:
                 async with conn.pipeline():
                     # The thread first, as the finish function and a cancel lock it: the
                     # writes' fence then locks the run, and no order meets theirs reversed.
-                    await conn.execute(_LOCK_THREAD_SQL, (thread_id,))
                     writes = conn.cursor(binary=True)
-                    for query, params in before:
+                    for query, params in before.statements(lock_thread=True):
                         await writes.execute(query, params)
                     cur = await conn.execute(_FINISH_SQL, args)
             else:

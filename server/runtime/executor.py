@@ -325,7 +325,7 @@ class Executor:
                 outcome.error = {"error": outcome.error["error"], "message": "(unprintable)"}
         usage_json = usage.usage.to_dict(pricing=self._metrics.pricing)
         held = HELD_WRITES.get()
-        last_writes = await held.take() if held is not None else []  # commit with the end
+        last_writes = await held.take() if held is not None else None  # commit with the end
         active.ending_at = time.monotonic()  # before the finish can commit: see ActiveRun
         try:
             with lease_lost_as(RunFence(run_id, active.token)):

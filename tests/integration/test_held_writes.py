@@ -28,6 +28,7 @@ from server.runtime.outcome import cancelled
 from server.runtime.protocol import PROTOCOL_MODE
 from server.schemas.runs import RunCreate
 from state import held_writes
+from state.checkpoint_writes import MAX_BATCH
 from state.db import Persistence
 from state.fencing import RUN_FENCE, LeaseLost, RunFence, lease_lost_as
 from state.held_writes import HELD_WRITES, HOLD_SECONDS, FlushBeforeNodes, HeldWrites
@@ -199,19 +200,7 @@ async def test_the_last_writes_commit_with_the_runs_end_or_not_at_all(
             await conn.execute(
                 "UPDATE runs SET fencing_token = fencing_token + 1 WHERE run_id = %s", (run_id,)
             )
-    end = {
-        "run_id": run_id,
-        "thread_id": thread_id,
-        "token": token,
-        "status": "success",
-        "thread_status": "idle",
-        "values": {},
-        "interrupts": {},
-        "error": None,
-        "delete_run": False,
-        "owner": "w1",
-        "lease_seconds": 30,
-    }
+    end = _end_of(thread_id, run_id, token)
     fence = RunFence(run_id, token)
     if lease == "lost":
         with pytest.raises(LeaseLost), lease_lost_as(fence):
@@ -231,6 +220,57 @@ async def test_the_last_writes_commit_with_the_runs_end_or_not_at_all(
         )
         row = await cur.fetchone()
     assert row is not None and row["checkpoint"] == row["run"]  # one transaction
+
+
+def _end_of(thread_id: str, run_id: str, token: int) -> dict[str, Any]:
+    """``RunsRepo.finish``'s arguments for a run that succeeded."""
+    return {
+        "run_id": run_id,
+        "thread_id": thread_id,
+        "token": token,
+        "status": "success",
+        "thread_status": "idle",
+        "values": {},
+        "interrupts": {},
+        "error": None,
+        "delete_run": False,
+        "owner": "w1",
+        "lease_seconds": 30,
+    }
+
+
+@pytest.mark.parametrize("checkpoints", [2, MAX_BATCH + 1], ids=["one statement", "several"])
+@pytest.mark.usefixtures("no_timer")
+async def test_a_finish_with_last_writes_locks_the_thread_before_the_run(
+    persistence: Persistence, checkpoints: int
+) -> None:
+    """The order in which the finish function and a cancel lock them, so that none of them
+    waits for another holding what it needs. Whether the last writes fit in one statement (the
+    thread is locked by its fence) or not (by a statement of its own)."""
+    thread_id, run_id, token = await _claimed_run(persistence)
+    runs = RunsRepo(persistence.pool)
+    async with _holding(persistence, run_id, token) as held:
+        for _ in range(checkpoints):
+            await _hold_a_checkpoint(persistence, thread_id, run_id)
+        last = await held.take()
+    async with persistence.pool.connection() as blocker:
+        await blocker.execute("BEGIN")
+        await blocker.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+        finishing = asyncio.create_task(
+            runs.finish(**_end_of(thread_id, run_id, token), before=last)
+        )
+        async with asyncio.timeout(10):
+            while not await _waits_for_a_lock(persistence, "%"):  # the finish's statement
+                await asyncio.sleep(0.02)  # Postgres tells no one that a lock is awaited
+        # Waiting for the thread, the finish holds nothing of the run yet.
+        async with persistence.pool.connection() as other:
+            await other.execute("BEGIN")
+            await other.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE NOWAIT", (run_id,))
+            await other.execute("ROLLBACK")
+        await blocker.execute("COMMIT")
+    result = await asyncio.wait_for(finishing, timeout=10)
+    assert result.outcome == "finished"
+    assert await _count(persistence, "checkpoints", thread_id) == checkpoints
 
 
 @pytest.mark.usefixtures("no_timer")
@@ -343,11 +383,16 @@ async def test_a_run_whose_stream_hands_out_state_writes_each_checkpoint_at_once
 
 async def _a_fenced_write_waits(persistence: Persistence) -> bool:
     """Whether a fenced checkpoint write waits for a lock (the run's row, held by the test)."""
+    return await _waits_for_a_lock(persistence, "%staffgraph_check_fence%")
+
+
+async def _waits_for_a_lock(persistence: Persistence, query: str) -> bool:
+    """Whether a statement like ``query`` (a LIKE pattern) waits for a lock."""
     async with persistence.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
             "AND query LIKE %s",
-            ("%staffgraph_check_fence%",),
+            (query,),
         )
         row = await cur.fetchone()
     return row is not None and int(row["n"]) > 0
@@ -471,7 +516,7 @@ async def test_a_flush_meeting_a_send_that_just_ended_returns(persistence: Persi
         await held.flush()
         assert await _count(persistence, "checkpoints", thread_id) == 1
         held._sending = ended
-        assert await held.take() == []
+        assert not await held.take()
 
 
 async def test_with_async_durability_a_node_starts_while_the_writes_before_it_are_sent(
