@@ -100,6 +100,10 @@ class Metrics:
         self._graph = _LabelBound(max_label_values)
         self._role = _LabelBound(max_label_values)
         self._route = _LabelBound(max_label_values)
+        # prometheus-client's labels() checks, converts and locks at every call; its answer
+        # for the same values is always the same child (nothing here removes one), kept here
+        # for the calls every run and request makes. Bounded as the label values are.
+        self._children: dict[tuple[Any, ...], Any] = {}
         reg, ns = self.registry, namespace
         self.runs = Counter(
             "runs",
@@ -179,9 +183,17 @@ class Metrics:
 
     # -- runs ------------------------------------------------------------------------------
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per metric and values."""
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def run_started(self, graph: str) -> None:
         """A worker began executing a run of ``graph``."""
-        self.active_runs.labels(self._graph(graph)).inc()
+        self._child(self.active_runs, self._graph(graph)).inc()
 
     def run_finished(
         self, graph: str, status: str, duration: float, *, queue_wait: float | None = None
@@ -195,19 +207,19 @@ class Metrics:
             queue_wait: seconds between creation and a worker taking it, if known.
         """
         label = self._graph(graph)
-        self.active_runs.labels(label).dec()
-        self.runs.labels(label, status if status in RUN_STATUSES else _OTHER).inc()
+        self._child(self.active_runs, label).dec()
+        self._child(self.runs, label, status if status in RUN_STATUSES else _OTHER).inc()
         if (seconds := _seconds(duration)) is not None:
-            self.run_duration.labels(label).observe(seconds)
+            self._child(self.run_duration, label).observe(seconds)
         if (wait := _seconds(queue_wait)) is not None:
-            self.queue_wait.labels(label).observe(wait)
+            self._child(self.queue_wait, label).observe(wait)
 
     def run_stopped(self, graph: str) -> None:
         """A run of ``graph`` left this worker without an outcome (shutdown, lost lease).
 
         It is no longer active here; whichever worker finishes it counts its outcome.
         """
-        self.active_runs.labels(self._graph(graph)).dec()
+        self._child(self.active_runs, self._graph(graph)).dec()
 
     # -- streams ---------------------------------------------------------------------------
 
@@ -246,7 +258,7 @@ class Metrics:
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one HTTP request (the middleware calls this)."""
-        self.http_duration.labels(method, self._route(route), str(status)).observe(
+        self._child(self.http_duration, method, self._route(route), str(status)).observe(
             max(0.0, seconds)
         )
 
