@@ -126,7 +126,7 @@ def _batch_sql(kinds: tuple[str, ...], *, lock_thread: bool = False) -> str:
     so every write lands or none does. ``lock_thread``: the fence locks the first write's thread
     before it checks (and locks) the run.
     """
-    locked = _LOCK_THREAD.replace("%(thread_id)s", "%(thread_id_0)s") if lock_thread else ""
+    locked = _PLACEHOLDER.sub(functools.partial(_suffix, 0), _LOCK_THREAD) if lock_thread else ""
     ctes = [f"fence AS MATERIALIZED (SELECT {_FENCE}{locked})"]
     for i, kind in enumerate(kinds):
         for j, part in enumerate(_PARTS[kind]):
@@ -229,17 +229,15 @@ class FencedWrites:
         """Whether there is anything to write."""
         return bool(self.writes)
 
-    def statements(self, *, lock_thread: bool = False) -> list[Statement]:
-        """The writes as statements, each behind the fence (:func:`fenced_statements`).
-
-        ``lock_thread``: the writes' thread is locked (``FOR UPDATE``) first, before the fence
-        locks the run: the order in which a run's finish and a cancel lock them. As part of
-        the first statement's fence when the writes fit in one statement (one statement fewer
-        for the caller to send); else as a statement of its own.
+    def statements_after_thread_lock(self) -> list[Statement]:
+        """The writes as statements behind the fence, the writes' thread locked (``FOR
+        UPDATE``) first, before the fence locks the run: the order in which a run's finish and
+        a cancel lock them. The lock is part of the statement's fence when the writes fit in
+        one statement (one statement fewer to send); else a statement of its own, first.
         """
         writes = self.writes
-        if not lock_thread or not writes:
-            return fenced_statements(self.fence, writes)
+        if not writes:
+            return []
         if len(writes) <= MAX_BATCH and _distinct(writes):
             kinds = tuple(kind for kind, _ in writes)
             return [(_batch_sql(kinds, lock_thread=True), _batch_params(self.fence, writes))]

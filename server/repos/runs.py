@@ -206,7 +206,7 @@ class RunsRepo:
                     # The thread first, as the finish function and a cancel lock it: the
                     # writes' fence then locks the run, and no order meets theirs reversed.
                     writes = conn.cursor(binary=True)
-                    for query, params in before.statements(lock_thread=True):
+                    for query, params in before.statements_after_thread_lock():
                         await writes.execute(query, params)
                     cur = await conn.execute(_FINISH_SQL, args)
             else:
