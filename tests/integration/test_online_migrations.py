@@ -183,8 +183,15 @@ async def test_a_start_waits_for_a_setup_still_running_statements(before_the_ind
     ):
         await holder.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK_KEY,))
         await blocking.execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")
-        # The holder's long statement: as a migration's index build on a big table would be.
-        working = asyncio.create_task(holder.execute("SELECT count(*) FROM runs"))
+        # The holder's long statement: as a migration's index build on a big table would be. It
+        # lets go of the lock as it ends, so the holder is never seen idle while holding it (a
+        # starter with no time to wait gives up on an idle holder, as it should).
+        working = asyncio.create_task(
+            holder.execute(
+                "SELECT pg_advisory_unlock(%s) FROM (SELECT count(*) FROM runs) AS counted",
+                (_SETUP_LOCK_KEY,),
+            )
+        )
         try:
             await _waiting_for_a_lock(observer, holder.info.backend_pid)
             # No time to wait at all, but the holder is running a statement.
@@ -193,7 +200,6 @@ async def test_a_start_waits_for_a_setup_still_running_statements(before_the_ind
         finally:
             await blocking.rollback()
             await working
-        await holder.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
         await waiting
 
 
