@@ -108,6 +108,8 @@ _BATCH_WHAT = "saving checkpoint writes"
 """What a send of several writes is called in the retry log."""
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)")
+_NAMED = re.compile(r"%\((\w+)\)[sb]")
+"""A named placeholder whole (its format letter included), to number it for Postgres."""
 
 
 _LOCK_THREAD = (
@@ -118,22 +120,45 @@ _LOCK_THREAD = (
 
 
 @functools.cache
-def _batch_sql(kinds: tuple[str, ...], *, lock_thread: bool = False) -> str:
+def _batch_sql(kinds: tuple[str, ...], *, lock_thread: bool = False, then: str = "") -> str:
     """One statement making the writes of ``kinds``, in order, behind one lease check.
 
     Write ``i``'s parameters are named with the suffix ``_i``. The fence is a CTE every write
     selects its rows from: no row lands unless it ran, and its error fails the whole statement,
     so every write lands or none does. ``lock_thread``: the fence locks the first write's thread
-    before it checks (and locks) the run.
+    before it checks (and locks) the run. ``then``: a main query to run once every write is
+    made (each write's CTE then returns a row per row it wrote); without one, ``SELECT 1``.
     """
     locked = _PLACEHOLDER.sub(functools.partial(_suffix, 0), _LOCK_THREAD) if lock_thread else ""
     ctes = [f"fence AS MATERIALIZED (SELECT {_FENCE}{locked})"]
+    made = []
     for i, kind in enumerate(kinds):
         for j, part in enumerate(_PARTS[kind]):
             body = part.replace("{source}", "fence")
             body = _PLACEHOLDER.sub(functools.partial(_suffix, i), body)
-            ctes.append(f"w{i}_{j} AS ({body})")
-    return "WITH " + ",\n".join(ctes) + "\nSELECT 1"
+            ctes.append(f"w{i}_{j} AS ({body}{' RETURNING 1' if then else ''})")
+            made.append(f"(SELECT count(*) FROM w{i}_{j})")
+    if not then:
+        return "WITH " + ",\n".join(ctes) + "\nSELECT 1"
+    # Read whole in the main query's one-time filter, the writes are made before it runs
+    # (unread, Postgres would make them after it).
+    return "WITH " + ",\n".join(ctes) + f"\n{then} WHERE {' + '.join(made)} >= 0"
+
+
+@functools.cache
+def _ending_sql(kinds: tuple[str, ...], function: str, count: int) -> tuple[str, tuple[str, ...]]:
+    """The writes of ``kinds`` behind the thread-locking fence, then ``SELECT * FROM
+    function(...)`` with ``count`` arguments once they are made, in Postgres's own
+    placeholders; and the names of the writes' parameters, in the order of theirs."""
+    names: dict[str, int] = {}
+
+    def number(placeholder: re.Match[str]) -> str:
+        return f"${names.setdefault(placeholder[1], len(names) + 1)}"
+
+    call = f"SELECT * FROM {function}({{args}})"
+    sql = _NAMED.sub(number, _batch_sql(kinds, lock_thread=True, then=call))
+    args = ", ".join(f"${n}" for n in range(len(names) + 1, len(names) + 1 + count))
+    return sql.replace("{args}", args), tuple(names)
 
 
 def _suffix(i: int, placeholder: re.Match[str]) -> str:
@@ -229,18 +254,33 @@ class FencedWrites:
         """Whether there is anything to write."""
         return bool(self.writes)
 
-    def statements_after_thread_lock(self) -> list[Statement]:
-        """The writes as statements behind the fence, the writes' thread locked (``FOR
-        UPDATE``) first, before the fence locks the run: the order in which a run's finish and
-        a cancel lock them. The lock is part of the statement's fence when the writes fit in
-        one statement (one statement fewer to send); else a statement of its own, first.
+    def ending_with(self, function: str, args: Sequence[Any]) -> tuple[str, list[Any]] | None:
+        """The writes, then ``SELECT * FROM function(args...)``, as one statement; ``None``
+        when the writes do not fit in one (then :meth:`statements_after_thread_lock`).
+
+        The fence locks the writes' thread (``FOR UPDATE``) before it checks and locks the run,
+        the order in which a run's finish and a cancel lock them, and the function is called
+        once every write is made, as it was by a statement of its own after the writes'.
+
+        The SQL is in Postgres's own placeholders (``$1``...), for psycopg's raw cursor: a
+        run's end with its last writes has some 60 parameters, and psycopg keeps its parsing of
+        a named-placeholder query only up to 50, so it would parse the 4 KB statement again at
+        every run.
         """
+        writes = self.writes
+        if not writes or len(writes) > MAX_BATCH or not _distinct(writes):
+            return None
+        sql, names = _ending_sql(tuple(kind for kind, _ in writes), function, len(args))
+        params = _batch_params(self.fence, writes)
+        return sql, [params[name] for name in names] + list(args)
+
+    def statements_after_thread_lock(self) -> list[Statement]:
+        """The writes as statements behind the fence, after a statement locking their thread
+        (``FOR UPDATE``) before the fence locks the run: for writes that :meth:`ending_with`
+        cannot make in one statement."""
         writes = self.writes
         if not writes:
             return []
-        if len(writes) <= MAX_BATCH and _distinct(writes):
-            kinds = tuple(kind for kind, _ in writes)
-            return [(_batch_sql(kinds, lock_thread=True), _batch_params(self.fence, writes))]
         lock = f"SELECT 1{_LOCK_THREAD}"
         return [(lock, {"thread_id": writes[0][1]["thread_id"]})] + fenced_statements(
             self.fence, writes

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor, AsyncRawCursor
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -179,9 +179,10 @@ class RunsRepo:
         (``cancelled``), so an accepted cancel cannot be lost on its way to the worker.
 
         ``before``: the run's last checkpoint writes (:meth:`state.held_writes.HeldWrites.take`),
-        sent first in the same transaction and round trip: the final state and the run's end
-        commit together or not at all. Their fence failing raises the fence's error (wrap the
-        call in :func:`state.fencing.lease_lost_as` to see :class:`~state.fencing.LeaseLost`).
+        made in the same statement when they fit in one (else first, in the same transaction
+        and round trip): the final state and the run's end commit together or not at all.
+        Their fence failing raises the fence's error (wrap the call in
+        :func:`state.fencing.lease_lost_as` to see :class:`~state.fencing.LeaseLost`).
         """
         args = (
             run_id,
@@ -198,13 +199,17 @@ class RunsRepo:
             jsonb(usage),
             cancel_action,
         )
+        fused = before.ending_with("staffgraph_finish_run", args) if before else None
         async with self._pool.connection() as conn:
-            if before:
-                # One pipeline, so one implicit transaction up to its Sync; the row is fetched
-                # once it has ended (fetching inside would cost a round trip of its own).
+            if fused is not None:
+                # The writes and the end as one statement (one implicit transaction): the
+                # final state and the run's end commit together or not at all.
+                cur: AsyncCursor[DictRow] = await AsyncRawCursor(conn).execute(*fused)
+            elif before:
+                # Writes too many for one statement: one pipeline, so one implicit transaction
+                # up to its Sync; the row is fetched once it has ended (fetching inside would
+                # cost a round trip of its own).
                 async with conn.pipeline():
-                    # The thread first, as the finish function and a cancel lock it: the
-                    # writes' fence then locks the run, and no order meets theirs reversed.
                     writes = conn.cursor(binary=True)
                     for query, params in before.statements_after_thread_lock():
                         await writes.execute(query, params)

@@ -246,7 +246,8 @@ async def test_a_finish_with_last_writes_locks_the_thread_before_the_run(
 ) -> None:
     """The order in which the finish function and a cancel lock them, so that none of them
     waits for another holding what it needs. Whether the last writes fit in one statement (the
-    thread is locked by its fence) or not (by a statement of its own)."""
+    writes and the finish function are that statement, the thread locked by its fence) or not
+    (the thread locked by a statement of its own, first)."""
     thread_id, run_id, token = await _claimed_run(persistence)
     runs = RunsRepo(persistence.pool)
     async with _holding(persistence, run_id, token) as held:
@@ -262,6 +263,10 @@ async def test_a_finish_with_last_writes_locks_the_thread_before_the_run(
         async with asyncio.timeout(10):
             while not await _waits_for_a_lock(persistence, "%"):  # the finish's statement
                 await asyncio.sleep(0.02)  # Postgres tells no one that a lock is awaited
+        # The statement waiting: the writes' when they fit in one, else the lock's own.
+        one = checkpoints <= MAX_BATCH
+        assert await _waits_for_a_lock(persistence, "WITH fence AS MATERIALIZED%") is one
+        assert await _waits_for_a_lock(persistence, "SELECT 1 FROM (SELECT count(*)%") is not one
         # Waiting for the thread, the finish holds nothing of the run yet.
         async with persistence.pool.connection() as other:
             await other.execute("BEGIN")

@@ -23,7 +23,9 @@ from tests.support.server import LiveServer
 HUMAN = {"messages": [{"role": "user", "content": "hi"}]}
 
 _RECORD = """
-CREATE TABLE test_commit_modes (n bigserial, what text, thread_id text, mode text);
+CREATE TABLE test_commit_modes (
+    n bigserial, what text, thread_id text, mode text, xact bigint DEFAULT txid_current()
+);
 CREATE FUNCTION test_record_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO test_commit_modes (what, thread_id, mode)
@@ -65,16 +67,31 @@ def recorded(live_server: LiveServer) -> Iterator[str]:
             conn.execute(_FORGET)
 
 
-def _written(url: str, thread_id: str) -> list[tuple[str, str]]:
-    """What was written for ``thread_id`` and the commit mode of each, in order."""
+def _written(
+    url: str, thread_id: str, *, after: int = 0, until: int | None = None
+) -> list[tuple[str, str]]:
+    """What was written for ``thread_id`` and the commit mode of each, in the order their
+    triggers fired; only by the transactions after ``after`` and up to ``until``."""
     with psycopg.connect(url) as conn:
         return [
             (str(what), str(mode))
             for what, mode in conn.execute(
-                "SELECT what, mode FROM test_commit_modes WHERE thread_id = %s ORDER BY n",
-                (thread_id,),
+                "SELECT what, mode FROM test_commit_modes WHERE thread_id = %s AND xact > %s "
+                "AND (%s::bigint IS NULL OR xact <= %s::bigint) ORDER BY n",
+                (thread_id, after, until, until),
             ).fetchall()
         ]
+
+
+def _transaction_of(url: str, thread_id: str, what: str) -> int:
+    """The transaction that wrote ``what`` for ``thread_id``."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT xact FROM test_commit_modes WHERE thread_id = %s AND what = %s",
+            (thread_id, what),
+        ).fetchone()
+    assert row is not None, what
+    return int(row[0])
 
 
 def _modes(written: list[tuple[str, str]]) -> dict[str, set[str]]:
@@ -140,15 +157,17 @@ async def test_writes_outside_runs_wait_for_the_flush(
             f"/threads/{thread_id}/state", json={"values": {"count": 7}, "as_node": "a"}
         )
         assert updated.status_code == 200, updated.text
-    written = _written(recorded, thread_id)
-    end = written.index(("runs:update:interrupted", "on"))
-    assert _modes(written[:end]) == {
+    # The run's writes: up to its end's transaction, which commits its last checkpoint writes
+    # (an AFTER trigger of a write made in the end's own statement fires after the end's).
+    end = _transaction_of(recorded, thread_id, "runs:update:interrupted")
+    assert _modes(_written(recorded, thread_id, until=end)) == {
         "runs:insert": {"on"},
         "checkpoint_writes:insert": {"on"},
         "checkpoints:insert": {"on"},
+        "runs:update:interrupted": {"on"},
     }
     # update_state writes outside any run: answered once its writes are on disk.
-    assert _modes(written[end + 1 :]) == {
+    assert _modes(_written(recorded, thread_id, after=end)) == {
         "checkpoint_writes:insert": {"on"},
         "checkpoints:insert": {"on"},
     }
