@@ -31,9 +31,9 @@
   made, not when they are sent.
 
 - A run's first read of its thread's latest checkpoint can be answered from
-  :class:`PrefetchedCheckpoint`: the server reads that checkpoint in the transaction that
-  creates and claims the run (:data:`LATEST_CHECKPOINT_SQL`, same round trip), which saves the
-  run a statement and a round trip before its graph can start.
+  :class:`PrefetchedCheckpoint`: the server reads that checkpoint in the statement that
+  creates and claims the run (:data:`CLAIMED_CHECKPOINT`), which saves the run a statement and
+  a round trip before its graph can start.
 
 Outside a run (the API reading state, ``update_state``) it behaves as LangGraph's saver, but
 without the saver-wide lock: each operation takes its own pool connection.
@@ -74,8 +74,9 @@ from state.pg_arrays import ByteaArray, Int4Array, TextArray
 from state.retry import retrying
 
 __all__ = [
-    "LATEST_CHECKPOINT_SQL",
     "PREFETCHED_CHECKPOINT",
+    "CHECKPOINT_COLUMNS",
+    "CLAIMED_CHECKPOINT",
     "REDUNDANT_INDEXES",
     "FencedPostgresSaver",
     "PrefetchedCheckpoint",
@@ -118,14 +119,45 @@ select
     ) as pending_writes
 from checkpoints """
 
-LATEST_CHECKPOINT_SQL = (
-    _SELECT_CHECKPOINT
-    + "where thread_id = %(thread_id)s::uuid::text and checkpoint_ns = '' and ({condition}) "
-    "order by checkpoint_id desc limit 1"
-)
-"""A thread's latest root checkpoint, in the columns :meth:`FencedPostgresSaver.aget_tuple`
-reads (a binary cursor with dict rows), when the SQL ``{condition}`` formatted in holds: what
-a :class:`PrefetchedCheckpoint` holds."""
+CLAIMED_CHECKPOINT = "staffgraph_claimed_checkpoint"
+"""A function of the run a creation returns (``jsonb``): when it is running (claimed), its
+thread's latest root checkpoint, in the columns of the checkpointer's reads; else no row. Made
+by :meth:`FencedPostgresSaver.setup`. The creation reads it in its own statement (``... FROM
+staffgraph_create_run(...) AS c LEFT JOIN LATERAL staffgraph_claimed_checkpoint(c.run)``):
+PL/pgSQL, so volatile, its query takes a snapshot of its own after the creation waited for the
+thread's lock, and sees what the thread's previous run committed meanwhile (its end, its last
+checkpoint), where a subquery of the statement would see the checkpoints of before the wait."""
+
+_CLAIMED_CHECKPOINT_BODY = f"""
+#variable_conflict use_column
+BEGIN
+    IF p_run ->> 'status' IS DISTINCT FROM 'running' THEN
+        RETURN;
+    END IF;
+    RETURN QUERY {_SELECT_CHECKPOINT.strip()}
+     where thread_id = p_run ->> 'thread_id' and checkpoint_ns = ''
+     order by checkpoint_id desc limit 1;
+END;
+"""
+
+_COLUMN_TYPES = {
+    "thread_id": "text",
+    "checkpoint": "jsonb",
+    "checkpoint_ns": "text",
+    "checkpoint_id": "text",
+    "parent_checkpoint_id": "text",
+    "metadata": "jsonb",
+    "channel_values": "bytea[]",
+    "pending_writes": "bytea[]",
+}
+CHECKPOINT_COLUMNS = tuple(_COLUMN_TYPES)
+"""The columns of a checkpoint as the checkpointer reads it (and :data:`CLAIMED_CHECKPOINT`)."""
+
+_CREATE_CLAIMED_CHECKPOINT = f"""
+CREATE FUNCTION {CLAIMED_CHECKPOINT}(p_run jsonb)
+RETURNS TABLE ({", ".join(f"{name} {kind}" for name, kind in _COLUMN_TYPES.items())})
+LANGUAGE plpgsql AS $body${_CLAIMED_CHECKPOINT_BODY}$body$
+"""
 
 
 class PrefetchedCheckpoint:
@@ -199,16 +231,28 @@ class FencedPostgresSaver(AsyncPostgresSaver):
         self._writes = WriteBatcher()
 
     async def setup(self) -> None:
-        """LangGraph's migrations, then drop the indexes its primary keys make redundant.
+        """LangGraph's migrations, then drop the indexes its primary keys make redundant, and
+        make :data:`CLAIMED_CHECKPOINT` (after LangGraph's tables, from this module's query).
 
         Concurrently, outside a transaction (the pool's connections autocommit), so servers
         still running on the database keep writing while it happens; once dropped, nothing
-        recreates them (LangGraph records its migrations as applied).
+        recreates them (LangGraph records its migrations as applied). The function is made anew
+        (dropped and created in one transaction: its columns may have changed) only when its
+        body differs from this version's, at the first start after an upgrade.
         """
         await super().setup()
         async with self._cursor() as cur:
             for index in REDUNDANT_INDEXES:
                 await cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
+            await cur.execute(
+                "SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)",
+                (f"{CLAIMED_CHECKPOINT}(jsonb)",),
+            )
+            made = await cur.fetchone()
+            if made is None or made["prosrc"] != _CLAIMED_CHECKPOINT_BODY:
+                async with cur.connection.transaction():
+                    await cur.execute(f"DROP FUNCTION IF EXISTS {CLAIMED_CHECKPOINT}(jsonb)")
+                    await cur.execute(_CREATE_CLAIMED_CHECKPOINT)
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

@@ -22,7 +22,7 @@ from server.repos._db import encoded_jsonb, jsonb
 from server.repos.run_results import CancelResult, CreateResult, FinishResult, run_to_api
 from server.repos.run_usage import USER_SQL, UsageTotals, usage_totals
 from state.checkpoint_writes import FencedWrites
-from state.checkpoints import LATEST_CHECKPOINT_SQL, PrefetchedCheckpoint
+from state.checkpoints import CHECKPOINT_COLUMNS, CLAIMED_CHECKPOINT, PrefetchedCheckpoint
 
 __all__ = [
     "USER_SQL",
@@ -34,9 +34,18 @@ __all__ = [
     "run_to_api",
 ]
 
-_CLAIMED_LATEST_SQL = LATEST_CHECKPOINT_SQL.format(
-    condition="exists (select 1 from runs where run_id = %(run_id)s::uuid and status = 'running')"
-)
+_CREATE_CALL = {
+    False: "staffgraph_create_run(" + ", ".join(["%s"] * 15) + ")",
+    True: "staffgraph_create_run_limited(" + ", ".join(["%s"] * 17) + ")",
+}
+"""The creation's function call, without and with the caller's limit (its user, its most)."""
+_CREATE_SQL = {limited: f"SELECT * FROM {call}" for limited, call in _CREATE_CALL.items()}
+_CLAIM_SQL = {
+    limited: f"SELECT c.*, l.* FROM {call} AS c "
+    f"LEFT JOIN LATERAL {CLAIMED_CHECKPOINT}(c.run) AS l ON true"
+    for limited, call in _CREATE_CALL.items()
+}
+"""The creation, and when it claimed the run its thread's latest checkpoint."""
 
 
 _FINISH_SQL = "SELECT * FROM staffgraph_finish_run(" + ", ".join(["%s"] * 13) + ")"
@@ -87,7 +96,6 @@ class RunsRepo:
         pending or running; checked in the same statement (at the limit the statement fails
         with SQLSTATE ``SGR29`` and nothing is created).
         """
-        function, extra = "staffgraph_create_run", ""
         args: tuple[Any, ...] = (
             run_id,
             thread_id,
@@ -106,32 +114,26 @@ class RunsRepo:
             jsonb(dict(thread_filter)) if thread_filter else None,
         )
         if limit is not None:
-            function, extra = "staffgraph_create_run_limited", ", %s, %s"
             args = (*args, *limit)
-        sql = (
-            f"SELECT * FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            f"%s, %s, %s, %s, %s{extra})"
-        )
         prefetched = None
         prefetch = owner is not None and not temporary and conn is None
         async with _connection(self._pool, conn) as conn:
             if not prefetch:
-                row: Any = await (await conn.execute(sql, args)).fetchone()
+                cur = await conn.execute(_CREATE_SQL[limit is not None], args)
             else:
                 # Claimed at once: its thread's latest checkpoint (the run's first read) comes
-                # in the same round trip, read in the same implicit transaction, after the
-                # claim. Read only when the claim happened (the run is running). The rows are
-                # fetched once the pipeline has ended: its Sync brings both results back, where
-                # fetching inside it would cost a flush round trip before the Sync's own.
-                async with conn.pipeline():
-                    cur = await conn.execute(sql, args)
-                    latest = await conn.cursor(binary=True).execute(
-                        _CLAIMED_LATEST_SQL, {"thread_id": thread_id, "run_id": run_id}
-                    )
-                row = await cur.fetchone()
-                checkpoint = await latest.fetchone()
+                # in the same statement, read after the claim, in binary as the checkpointer
+                # reads it. Read only when the claim happened (the run is running).
+                cur = await conn.cursor(binary=True).execute(_CLAIM_SQL[limit is not None], args)
+            row: Any = await cur.fetchone()
+            if prefetch:
                 run = row["run"]
                 if run is not None and run["status"] == "running":
+                    checkpoint = (
+                        None
+                        if row["checkpoint_id"] is None
+                        else {column: row[column] for column in CHECKPOINT_COLUMNS}
+                    )
                     prefetched = PrefetchedCheckpoint(str(run["thread_id"]), checkpoint)
         return CreateResult(
             outcome=row["outcome"],

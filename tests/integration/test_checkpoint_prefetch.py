@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph import END, START, StateGraph
 from psycopg import pq
@@ -20,7 +22,7 @@ from server.repos import AssistantsRepo, RunsRepo
 from server.runtime import Runtime
 from server.schemas.runs import RunCreate
 from state.checkpoints import (
-    LATEST_CHECKPOINT_SQL,
+    CLAIMED_CHECKPOINT,
     PREFETCHED_CHECKPOINT,
     FencedPostgresSaver,
     PrefetchedCheckpoint,
@@ -56,7 +58,9 @@ def _config(thread_id: str, **extra: Any) -> RunnableConfig:
 async def _latest_row(persistence: Persistence, thread_id: str) -> Any:
     async with persistence.pool.connection() as conn:
         cur = await conn.cursor(binary=True).execute(
-            LATEST_CHECKPOINT_SQL.format(condition="true"), {"thread_id": thread_id}
+            "SELECT * FROM staffgraph_claimed_checkpoint("
+            "jsonb_build_object('status', 'running', 'thread_id', %s::text))",
+            (thread_id,),
         )
         return await cur.fetchone()
 
@@ -150,11 +154,8 @@ async def test_a_run_claimed_at_creation_carries_its_threads_latest_checkpoint(
 async def test_creating_and_claiming_a_run_with_its_checkpoint_is_one_round_trip(
     persistence: Persistence, database_url: str, tmp_path: Path
 ) -> None:
-    """libpq's trace of the create: every message sent before the first one answered.
-
-    Fetching the rows inside the pipeline would send a Flush and read the results before the
-    Sync, whose answer is a second round trip.
-    """
+    """libpq's trace of the create: one statement, every message sent before the first one
+    answered (a statement for the checkpoint, even in the same pipeline, cost client CPU)."""
     await AssistantsRepo(persistence.pool).sync_defaults([(ASSISTANT, "simple")])
     pool = await open_pool(database_url, min_size=1, max_size=1, timeout=10)
     trace = tmp_path / "libpq.trace"
@@ -184,7 +185,7 @@ async def test_creating_and_claiming_a_run_with_its_checkpoint_is_one_round_trip
     first_answer = directions.index("B")
     assert "F" not in directions[first_answer:], [line[2] for line in exchange]
     assert [line[2] for line in exchange if line[0] == "F"].count("Sync") == 1
-    assert sum(line[2] == "Parse" for line in exchange) == 2  # the create and the checkpoint
+    assert sum(line[2] == "Parse" for line in exchange) == 1  # the create, with the checkpoint
 
 
 async def test_a_run_created_and_claimed_reads_no_checkpoint_before_its_graph_starts(
@@ -229,3 +230,101 @@ async def test_a_run_created_and_claimed_reads_no_checkpoint_before_its_graph_st
     ][:2]
     assert len(outputs[1]["messages"]) > len(outputs[0]["messages"])
     assert reads == []
+
+
+async def test_a_run_claimed_after_waiting_for_its_thread_starts_from_what_was_committed_meanwhile(
+    persistence: Persistence,
+) -> None:
+    """The creation waits for the thread's lock while the thread's previous run ends (its last
+    checkpoint and its end in one transaction): the run claimed then starts from that last
+    checkpoint, not from the one there was when the creating statement began."""
+    await AssistantsRepo(persistence.pool).sync_defaults([(ASSISTANT, "simple")])
+    runs = RunsRepo(persistence.pool)
+    thread_id = str(uuid.uuid4())
+    previous = await _create(runs, thread_id, owner="w1")
+    assert previous.run is not None and previous.run["status"] == "running"
+    await _graph(persistence.checkpointer).ainvoke({"n": 0}, _config(thread_id))
+    before = await _latest_row(persistence, thread_id)
+    last = str(uuid6())
+    async with persistence.pool.connection() as ending:
+        await ending.execute("BEGIN")
+        await ending.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+        await ending.execute(
+            "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+            "parent_checkpoint_id, type, checkpoint, metadata) "
+            "SELECT thread_id, checkpoint_ns, %(last)s, checkpoint_id, type, "
+            "jsonb_set(checkpoint, '{id}', to_jsonb(%(last)s::text)), metadata "
+            "FROM checkpoints WHERE thread_id = %(t)s AND checkpoint_id = %(before)s",
+            {"last": last, "t": thread_id, "before": before["checkpoint_id"]},
+        )
+        await ending.execute(
+            "SELECT * FROM staffgraph_finish_run(%s, %s, %s, 'success', 'idle', NULL, NULL, "
+            "NULL, false, NULL, 30)",
+            (previous.run["run_id"], thread_id, previous.run["fencing_token"]),
+        )
+        creating = asyncio.create_task(_create(runs, thread_id, owner="w1"))
+        async with asyncio.timeout(10):
+            while not await _waits_for_a_lock(persistence):
+                await asyncio.sleep(0.02)  # Postgres tells no one that a lock is awaited
+        await ending.execute("COMMIT")
+    created = await asyncio.wait_for(creating, timeout=10)
+    assert created.run is not None and created.run["status"] == "running"
+    assert created.checkpoint is not None
+    answered, row = created.checkpoint.take(_config(thread_id))
+    assert answered and row is not None
+    assert row["checkpoint_id"] == last != before["checkpoint_id"]
+
+
+async def _waits_for_a_lock(persistence: Persistence) -> bool:
+    """Whether a creation (``staffgraph_create_run``) waits for a lock."""
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%staffgraph_create_run%'"
+        )
+        row = await cur.fetchone()
+    return row is not None and int(row["n"]) > 0
+
+
+async def test_setup_makes_the_claimed_read_anew_only_when_its_body_changed(
+    persistence: Persistence,
+) -> None:
+    """A database whose function an earlier version made (here: other columns, no row) gets
+    this version's at the next start; a start with the same body leaves it as it is."""
+    await AssistantsRepo(persistence.pool).sync_defaults([(ASSISTANT, "simple")])
+    runs = RunsRepo(persistence.pool)
+    thread_id = str(uuid.uuid4())
+    await _graph(persistence.checkpointer).ainvoke({"n": 0}, _config(thread_id))
+    async with persistence.pool.connection() as conn:
+        await conn.execute(f"DROP FUNCTION {CLAIMED_CHECKPOINT}(jsonb)")
+        await conn.execute(
+            f"CREATE FUNCTION {CLAIMED_CHECKPOINT}(p_run jsonb) RETURNS TABLE ("
+            + ", ".join(f"{column} text" for column in ("thread_id", "checkpoint_id"))
+            + ") LANGUAGE sql AS 'SELECT NULL::text, NULL::text WHERE false'"
+        )
+    await persistence.checkpointer.setup()
+    made = await _function_row(persistence)
+    assert made[1] == "plpgsql"
+    await persistence.checkpointer.setup()
+    assert await _function_row(persistence) == made  # not made again: the same row version
+    created = await _create(runs, thread_id, owner="w1")
+    assert created.checkpoint is not None
+    answered, row = created.checkpoint.take(_config(thread_id))
+    assert answered and row is not None
+    assert await persistence.checkpointer._load_checkpoint_tuple(
+        row
+    ) == await persistence.checkpointer.aget_tuple(_config(thread_id))
+
+
+async def _function_row(persistence: Persistence) -> tuple[str, str]:
+    """The claimed read's row version in ``pg_proc`` (``xmin``, changed by every replace) and
+    its language."""
+    async with persistence.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT p.xmin::text AS version, l.lanname FROM pg_proc p "
+            "JOIN pg_language l ON l.oid = p.prolang WHERE p.oid = to_regprocedure(%s)",
+            (f"{CLAIMED_CHECKPOINT}(jsonb)",),
+        )
+        found = await cur.fetchone()
+    assert found is not None
+    return str(found["version"]), str(found["lanname"])
