@@ -74,9 +74,9 @@ from state.pg_arrays import ByteaArray, Int4Array, TextArray
 from state.retry import retrying
 
 __all__ = [
-    "PREFETCHED_CHECKPOINT",
     "CHECKPOINT_COLUMNS",
     "CLAIMED_CHECKPOINT",
+    "PREFETCHED_CHECKPOINT",
     "REDUNDANT_INDEXES",
     "FencedPostgresSaver",
     "PrefetchedCheckpoint",
