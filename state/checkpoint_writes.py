@@ -120,16 +120,16 @@ _LOCK_THREAD = (
 
 
 @functools.cache
-def _batch_sql(kinds: tuple[str, ...], *, lock_thread: bool = False, then: str = "") -> str:
+def _batch_sql(kinds: tuple[str, ...], *, then: str = "") -> str:
     """One statement making the writes of ``kinds``, in order, behind one lease check.
 
     Write ``i``'s parameters are named with the suffix ``_i``. The fence is a CTE every write
     selects its rows from: no row lands unless it ran, and its error fails the whole statement,
-    so every write lands or none does. ``lock_thread``: the fence locks the first write's thread
-    before it checks (and locks) the run. ``then``: a main query to run once every write is
-    made (each write's CTE then returns a row per row it wrote); without one, ``SELECT 1``.
+    so every write lands or none does. ``then``: a main query to run once every write is made
+    (each write's CTE then returns a row per row it wrote), the fence locking the first write's
+    thread before it checks (and locks) the run; without one, ``SELECT 1``.
     """
-    locked = _PLACEHOLDER.sub(functools.partial(_suffix, 0), _LOCK_THREAD) if lock_thread else ""
+    locked = _PLACEHOLDER.sub(functools.partial(_suffix, 0), _LOCK_THREAD) if then else ""
     ctes = [f"fence AS MATERIALIZED (SELECT {_FENCE}{locked})"]
     made = []
     for i, kind in enumerate(kinds):
@@ -156,7 +156,7 @@ def _ending_sql(kinds: tuple[str, ...], function: str, count: int) -> tuple[str,
         return f"${names.setdefault(placeholder[1], len(names) + 1)}"
 
     call = f"SELECT * FROM {function}({{args}})"
-    sql = _NAMED.sub(number, _batch_sql(kinds, lock_thread=True, then=call))
+    sql = _NAMED.sub(number, _batch_sql(kinds, then=call))
     args = ", ".join(f"${n}" for n in range(len(names) + 1, len(names) + 1 + count))
     return sql.replace("{args}", args), tuple(names)
 
