@@ -1,4 +1,5 @@
-"""HTTP middleware: allowed origins and CORS, JSON request bodies, and a request body limit.
+"""HTTP middleware: allowed origins and CORS, then the request's checks (body size, NUL
+characters in parameters) and JSON request bodies.
 
 All of them are plain ASGI callables (no ``BaseHTTPMiddleware``): they touch only the scope and
 the receive/send channels, so they add no task or copy per request and never buffer a body.
@@ -6,7 +7,7 @@ the receive/send channels, so they add no task or copy per request and never buf
 Order, outermost first: the origin guard (a request from an origin that is not allowed is
 refused before anything else runs; see :mod:`server.origins`), CORS (so that every other
 answer, 413 and 422 included, carries the CORS headers a browser needs to read it), then the
-body limit, then the content-type fix-up.
+request's checks and content-type fix-up (:class:`RequestGate`).
 """
 
 from __future__ import annotations
@@ -23,50 +24,13 @@ from server.config import LangGraphConfig
 from server.origins import OriginGuardMiddleware, allowed_origins, cors_options
 from state.settings import Settings
 
-__all__ = [
-    "BodyLimitMiddleware",
-    "NulTextMiddleware",
-    "JsonBodyMiddleware",
-    "RequestBodyTooLarge",
-    "install_middleware",
-]
+__all__ = ["RequestBodyTooLarge", "RequestGate", "install_middleware"]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON = b"application/json"
 # Bodies with these media types mean something other than JSON; everything else is read as
 # JSON, as the LangGraph Server does (Studio posts JSON as text/plain to avoid a preflight).
 _FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
-
-
-class JsonBodyMiddleware:
-    """Mark request bodies of POST/PUT/PATCH/DELETE as JSON whatever ``Content-Type`` says.
-
-    Only the header is rewritten (form uploads keep theirs); the body is not read here, so a
-    body that is not JSON still gets FastAPI's 422 "JSON decode error".
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
-            scope = _as_json(scope)
-        await self.app(scope, receive, send)
-
-
-def _as_json(scope: Scope) -> Scope:
-    headers: list[tuple[bytes, bytes]] = list(scope["headers"])
-    for i, (name, value) in enumerate(headers):
-        if name != b"content-type":
-            continue
-        media = value.split(b";", 1)[0].strip().lower()
-        if media == _JSON or media.endswith(b"+json") or media in _FORM_TYPES:
-            return scope
-        headers[i] = (b"content-type", _JSON)
-        break
-    else:
-        headers.append((b"content-type", _JSON))
-    return {**scope, "headers": headers}
 
 
 class RequestBodyTooLarge(HTTPException):
@@ -82,12 +46,25 @@ def _too_large_detail(limit: int) -> str:
     )
 
 
-class BodyLimitMiddleware:
-    """Answer 413 to request bodies over ``max_bytes`` without reading them.
+class RequestGate:
+    """Checks each HTTP request's parameters and body size, and marks its body as JSON.
 
-    A declared ``Content-Length`` over the limit is refused before the app runs. A chunked
-    body is counted as it arrives, and reading stops with :class:`RequestBodyTooLarge` at the
-    first chunk past the limit; FastAPI turns that into the same JSON 413.
+    In this order:
+
+    * a ``Content-Length`` over ``max_bytes`` is answered 413 before the app runs;
+    * a path or query parameter holding a NUL character (``%00``) is answered 422, naming the
+      parameter: Postgres text cannot hold NUL, so such a value would fail deep in a query;
+    * the body of a POST/PUT/PATCH/DELETE is marked as JSON whatever ``Content-Type`` says
+      (form uploads keep theirs; the body is not read here, so a body that is not JSON still
+      gets FastAPI's 422 "JSON decode error"), as the LangGraph Server reads it;
+    * a body sent without a length (chunked) is counted as it arrives, and reading it stops
+      with :class:`RequestBodyTooLarge` at the first chunk past the limit; FastAPI turns that
+      into the same JSON 413. A body with a length is at most that long (the HTTP server reads
+      no more, and refuses a request that declares chunks beside a length), so its channels
+      are passed on untouched.
+
+    One middleware rather than one per check: each layer of pure ASGI middleware costs every
+    request a call and, where it watches the response, a wrapped ``send``.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
@@ -102,7 +79,19 @@ class BodyLimitMiddleware:
         if declared is not None and declared > self.max_bytes:
             await _send_too_large(send, self.max_bytes)
             return
+        where = _nul_parameter(scope)
+        if where is not None:
+            await _send_json(send, 422, _nul_body(where))
+            return
+        if scope["method"] in _BODY_METHODS:
+            _mark_json(scope)
+        if declared is not None:
+            await self.app(scope, receive, send)
+        else:
+            await self._counting(scope, receive, send)
 
+    async def _counting(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, its body counted against the limit as it is read."""
         limit = self.max_bytes
         received = 0
         started = False
@@ -132,6 +121,27 @@ class BodyLimitMiddleware:
             await _send_too_large(send, limit)
 
 
+def _mark_json(scope: Scope) -> None:
+    """Set the request's ``Content-Type`` to JSON unless it is JSON or a form already.
+
+    The scope is changed in place, not copied: the router records the matched route in the
+    scope it is given, and the middlewares outside this one (metrics, the access log) read it
+    from theirs once the response starts. A copy would leave them without a route.
+    """
+    headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+    for i, (name, value) in enumerate(headers):
+        if name != b"content-type":
+            continue
+        media = value.split(b";", 1)[0].strip().lower()
+        if media == _JSON or media.endswith(b"+json") or media in _FORM_TYPES:
+            return
+        headers[i] = (b"content-type", _JSON)
+        break
+    else:
+        headers.append((b"content-type", _JSON))
+    scope["headers"] = headers
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
@@ -159,35 +169,19 @@ async def _send_too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class NulTextMiddleware:
-    """Answer 422 to a path or query parameter holding a NUL character (``%00``).
-
-    Postgres text cannot hold NUL, so such a value would fail deep in a query; refusing it here
-    names the parameter instead. The check is a byte search of the raw query string and path.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            where = _nul_parameter(scope)
-            if where is not None:
-                body = orjson.dumps(
-                    {
-                        "detail": f"{where}: must not contain NUL characters (%00)",
-                        "errors": [
-                            {
-                                "loc": where.split(".", 1),
-                                "msg": "must not contain NUL characters (%00)",
-                                "type": "string_nul",
-                            }
-                        ],
-                    }
-                )
-                await _send_json(send, 422, body)
-                return
-        await self.app(scope, receive, send)
+def _nul_body(where: str) -> bytes:
+    return orjson.dumps(
+        {
+            "detail": f"{where}: must not contain NUL characters (%00)",
+            "errors": [
+                {
+                    "loc": where.split(".", 1),
+                    "msg": "must not contain NUL characters (%00)",
+                    "type": "string_nul",
+                }
+            ],
+        }
+    )
 
 
 def _nul_parameter(scope: Scope) -> str | None:
@@ -233,8 +227,6 @@ def install_middleware(
     )
     options = cors_options(cors, allowed)
     # Starlette runs the last added middleware outermost.
-    app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(NulTextMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestGate, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(CORSMiddleware, **options)
     app.add_middleware(OriginGuardMiddleware, allowed=allowed)

@@ -83,6 +83,8 @@ async def test_live_server_serves_ready_metrics_and_request_ids(live_server: Liv
         assert drawn.status_code == 200, drawn.text
         ready = await http.get("/ready")
         ok = await http.get("/ok", headers={"X-Request-Id": "probe-42"})
+        # Studio posts JSON as text/plain: the request gate marks it JSON on the way in.
+        posted = await http.post("/threads", content=b"{}", headers={"content-type": "text/plain"})
         metrics = await http.get("/metrics")
 
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
@@ -97,6 +99,13 @@ async def test_live_server_serves_ready_metrics_and_request_ids(live_server: Liv
         and s.labels == {"method": "GET", "route": "/ready", "status": "200"}
         for s in timings
     )
+    # Timed under its route, not as unmatched, although the gate rewrote its headers.
+    assert posted.status_code == 200, posted.text
+    assert any(
+        s.name.endswith("_count")
+        and s.labels == {"method": "POST", "route": "/threads", "status": "200"}
+        for s in timings
+    ), [s.labels for s in timings if s.labels.get("method") == "POST"]
     assert "staffgraph_runs" in families and "staffgraph_stream_subscribers" in families
     # Start-up's objects (imports, compiled graphs) are frozen out of garbage collection.
     frozen = families["staffgraph_gc_frozen_objects"].samples[0].value

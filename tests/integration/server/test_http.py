@@ -376,6 +376,40 @@ async def test_oversize_chunked_body_is_413_json(studio_server: LiveServer) -> N
         assert missing.status_code == 200 and missing.json() is None
 
 
+async def test_a_small_length_beside_chunked_encoding_does_not_let_a_large_body_in(
+    studio_server: LiveServer,
+) -> None:
+    # The request gate passes a body with a declared length on uncounted, because the HTTP
+    # server reads no more than that length. A request that also says its body comes in chunks
+    # would break that: the server must refuse it (uvicorn answers 400) rather than hand the
+    # app the chunks under a length it never checks.
+    ns = f"t{uuid.uuid4().hex[:12]}"
+    body = orjson.dumps(_item_body(ns, SMALL_LIMIT))
+    chunked = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 1000]), body[i : i + 1000])
+        for i in range(0, len(body), 1000)
+    )
+    parts = urlsplit(studio_server.url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(
+            b"PUT /store/items HTTP/1.1\r\n"
+            + f"Host: {parts.netloc}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 10\r\n"
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + chunked
+            + b"0\r\n\r\n"
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+    finally:
+        writer.close()
+    assert status_line.split()[1] in (b"400", b"413"), status_line
+    async with httpx.AsyncClient(base_url=studio_server.url) as client:
+        missing = await client.get("/store/items", params={"namespace": ns, "key": "k"})
+    assert missing.status_code == 200 and missing.json() is None
+
+
 async def test_oversize_declared_length_is_refused_before_the_body_arrives(
     live_server: LiveServer,
 ) -> None:
