@@ -9,8 +9,8 @@ so each one is a single round trip holding the thread's row lock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any, Literal
 
@@ -117,7 +117,7 @@ class RunsRepo:
             args = (*args, *limit)
         prefetched = None
         prefetch = owner is not None and not temporary and conn is None
-        async with _connection(self._pool, conn) as conn:
+        async with nullcontext(conn) if conn is not None else self._pool.connection() as conn:
             if not prefetch:
                 cur = await conn.execute(_CREATE_SQL[limit is not None], args)
             else:
@@ -468,17 +468,6 @@ class RunsRepo:
             )
             row = await cur.fetchone()
             return row["run_id"] if row else None
-
-
-@asynccontextmanager
-async def _connection(
-    pool: AsyncConnectionPool[AsyncConnection[DictRow]], conn: AsyncConnection[DictRow] | None
-) -> AsyncIterator[AsyncConnection[DictRow]]:
-    if conn is not None:
-        yield conn
-    else:
-        async with pool.connection() as pooled:
-            yield pooled
 
 
 async def _settle_thread(conn: Any, thread_id: str) -> None:
