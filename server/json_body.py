@@ -30,6 +30,8 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.direct_routes import direct_handler
+
 __all__ = [
     "BodyBudget",
     "BodyValueInvalid",
@@ -227,10 +229,19 @@ def budget_of(request: Request) -> BodyBudget:
 
 
 class JsonRoute(APIRoute):
-    """Every router's route class: bodies are read with :func:`parse_json_body`."""
+    """Every router's route class: bodies are read with :func:`parse_json_body`, and a route of
+    the plain shape is answered by :func:`server.direct_routes.direct_handler`."""
+
+    allow_direct = True
+    """Whether a route of the plain shape may skip FastAPI's solver (a subclass may say no)."""
+    direct = False
+    """Whether the route is answered by :func:`~server.direct_routes.direct_handler`."""
 
     def get_route_handler(self) -> Any:
-        handler = super().get_route_handler()
+        fastapi_handler = super().get_route_handler()
+        direct = direct_handler(self, fastapi_handler) if self.allow_direct else None
+        handler = direct or fastapi_handler
+        self.direct = direct is not None
 
         async def strict(request: Request) -> Response:
             response: Response = await handler(_StrictJsonRequest(request.scope, request.receive))
