@@ -16,19 +16,22 @@ one ``RequestValidationError``, then the endpoint.
 
 A run through the bench's ``runs/wait`` makes 6% fewer function calls this way
 (``bench/calls_bench.py``: 5,073 against 5,418). Routes of other shapes, requests that
-FastAPI's own telemetry observes and apps with dependency overrides get FastAPI's handler.
+FastAPI's own telemetry observes, apps with dependency overrides and routes with FastAPI's
+own body limit or lax content types get FastAPI's handler.
 ``tests/unit/test_direct_routes.py`` answers the same requests both ways and compares.
 """
 
 from __future__ import annotations
 
+import email.message
 import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import params
+from fastapi import params, routing
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import (
     get_typed_return_annotation,
@@ -72,9 +75,12 @@ class _Plan:
 
 def _awaitable_call(call: Any) -> bool:
     """Whether calling ``call`` returns a coroutine (a coroutine function, or an object whose
-    ``__call__`` is one), the only dependencies awaited here."""
+    ``__call__`` is one), the only dependencies awaited here; not a wrapper of a generator,
+    which FastAPI enters as one."""
     if inspect.isroutine(call):
-        return inspect.iscoroutinefunction(call)
+        unwrapped = inspect.unwrap(call)
+        generator = inspect.isgeneratorfunction(unwrapped) or inspect.isasyncgenfunction(unwrapped)
+        return inspect.iscoroutinefunction(call) and not generator
     if inspect.isclass(call):
         return False
     return callable(call) and inspect.iscoroutinefunction(type(call).__call__)
@@ -124,11 +130,30 @@ def _request_only(dependant: Dependant) -> _Dependency | None:
     return _Dependency(dependant.name, call, dependant.request_param_name)
 
 
-def _plan(route: APIRoute) -> _Plan | None:
-    """The direct plan of ``route``, or ``None`` when it needs FastAPI's solver."""
+def _effective(route: APIRoute) -> Any:
+    """What FastAPI builds ``route``'s handler from: the route, or, while ``include_router``
+    builds it for one inclusion, that inclusion's view of it (with the dependencies and the
+    dependency-overrides provider of the router and the app it was included in)."""
+    context_var = getattr(routing, "_effective_route_context_var", None)
+    context = context_var.get() if context_var is not None else None
+    if context is not None and getattr(context, "original_route", None) is route:
+        return context
+    return route
+
+
+def _default_of(value: Any) -> Any:
+    """A route setting's value, whether given or left to its default."""
+    return value.value if isinstance(value, DefaultPlaceholder) else value
+
+
+def _plan(route: Any) -> _Plan | None:
+    """The direct plan of ``route`` (or of its inclusion's view), or ``None`` when it needs
+    FastAPI's solver."""
     dependant = route.dependant
     if (
-        route.response_field is not None  # the endpoint's value is serialised by a model
+        _default_of(getattr(route, "strict_content_type", True)) is not True
+        or getattr(route, "max_body_size", None) is not None  # FastAPI's own body limit
+        or route.response_field is not None  # the endpoint's value is serialised by a model
         or not _awaitable_call(dependant.call)
         or not _returns_response(dependant.call)
         or _special_parameters(dependant)
@@ -151,12 +176,19 @@ def _plan(route: APIRoute) -> _Plan | None:
 
 
 def _is_json(content_type: str | None) -> bool:
-    """Whether FastAPI reads a body of this ``Content-Type`` as JSON."""
+    """Whether FastAPI reads a body of this ``Content-Type`` as JSON: by the email package's
+    reading of the header, as FastAPI reads it (``application/a/b+json`` is not JSON to it),
+    with the header the request gate writes answered first."""
     if not content_type:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    maintype, _, subtype = media.partition("/")
-    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
+    if content_type == "application/json":
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
 
 
 async def _read_body(request: Request) -> Any:
@@ -193,17 +225,19 @@ def direct_handler(route: APIRoute, fallback: Handler) -> Handler | None:
     when the route's shape needs FastAPI's solver (see the module).
 
     Args:
-        route: the route (its dependant and response field already built).
+        route: the route (its dependant and response field already built); while
+            ``include_router`` builds it, the inclusion's view of it is planned.
         fallback: FastAPI's handler for the route, for the requests FastAPI's telemetry
             observes (it records each step) and for an app with dependency overrides.
     """
-    plan = _plan(route)
+    effective = _effective(route)
+    plan = _plan(effective)
     if plan is None:
         return None
     dependant = plan.dependant
     endpoint = dependant.call
     assert endpoint is not None
-    overrides = route.dependency_overrides_provider
+    overrides = effective.dependency_overrides_provider
 
     async def handle(request: Request) -> Response:
         if request.scope.get(_TELEMETRY_KEY) is not None or (

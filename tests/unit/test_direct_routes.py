@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import httpx
+import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
@@ -90,13 +91,25 @@ def _router(route_class: type[JsonRoute]) -> APIRouter:
     return router
 
 
-def _app(route_class: type[JsonRoute]) -> tuple[FastAPI, set[bool]]:
-    """The app, and whether its routes are direct."""
-    app = FastAPI()
+async def app_wide(request: Request) -> None:
+    """An app-wide dependency (``FastAPI(dependencies=...)``)."""
+    calls.append("app")
+
+
+async def key_required(request: Request) -> None:
+    """A dependency the router is included with: refuses a request without a key."""
+    if "x-key" not in request.headers:
+        raise HTTPException(401, detail="no key")
+
+
+def _app(route_class: type[JsonRoute], *, included_with: bool = False) -> tuple[FastAPI, set[bool]]:
+    """The app, and whether its routes are direct. ``included_with``: the app and the
+    inclusion add dependencies of their own (which FastAPI adds to each route's view)."""
+    app = FastAPI(dependencies=[Depends(app_wide)] if included_with else None)
     app.state.body_budget = BodyBudget(max_values=50, max_depth=4)
     install_error_handlers(app, redis=False)
     router = _router(route_class)
-    app.include_router(router)
+    app.include_router(router, dependencies=[Depends(key_required)] if included_with else None)
     return app, {route.direct for route in router.routes if isinstance(route, JsonRoute)}
 
 
@@ -132,6 +145,14 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
             "content": b'{"name":"x","count":1}',
             "headers": {"content-type": "application/vnd.x+json"},
         },
+    ),
+    *(
+        (
+            f"content type {kind!r}",
+            "POST /items/a1",
+            {"content": b'{"name":"x","count":1}', "headers": {"content-type": kind}},
+        )
+        for kind in ("application/a/b+json", "application/json/x", "")
     ),
     (
         "NUL in a value",
@@ -175,15 +196,21 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-async def _answers(app: FastAPI) -> list[tuple[int, Any, list[str]]]:
+async def _answers(
+    app: FastAPI, headers: dict[str, str] | None = None
+) -> list[tuple[int, Any, list[tuple[str, str]], list[str]]]:
+    """Each request's status, body, response headers and the dependencies' calls."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     out = []
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         for _, line, kwargs in REQUESTS:
             method, path = line.split(" ", 1)
             calls.clear()
-            response = await client.request(method, path, **kwargs)
-            out.append((response.status_code, response.json(), list(calls)))
+            sent = {**kwargs, "headers": {**(headers or {}), **kwargs.get("headers", {})}}
+            response = await client.request(method, path, **sent)
+            out.append(
+                (response.status_code, response.json(), response.headers.multi_items(), list(calls))
+            )
     return out
 
 
@@ -196,7 +223,25 @@ async def test_direct_routes_answer_as_fastapis_handler_does() -> None:
         assert have == want, f"{name} ({line})"
     # The cases cover each outcome: answered, refused by a dependency, invalid before or
     # after the dependencies ran.
-    assert {status for status, _, _ in expected} == {200, 403, 413, 422}
+    assert {answer[0] for answer in expected} == {200, 403, 413, 422}
+
+
+@pytest.mark.parametrize("key", [True, False])
+async def test_dependencies_of_the_app_and_the_inclusion_run_as_fastapi_runs_them(
+    key: bool,
+) -> None:
+    (solver, _), (direct, direct_kinds) = (
+        _app(SolverRoute, included_with=True),
+        _app(JsonRoute, included_with=True),
+    )
+    assert direct_kinds == {True}
+    headers = {"x-key": "k"} if key else {}
+    expected, got = await _answers(solver, headers), await _answers(direct, headers)
+    for (name, line, _), want, have in zip(REQUESTS, expected, got, strict=True):
+        assert have == want, f"{name} ({line})"
+    statuses = {answer[0] for answer in expected}
+    assert (401 in statuses) is not key
+    assert any("app" in answer[3] for answer in expected)
 
 
 async def paged(request: Request, page: int = Query(1)) -> int:
