@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -376,6 +377,29 @@ async def test_oversize_chunked_body_is_413_json(studio_server: LiveServer) -> N
         assert missing.status_code == 200 and missing.json() is None
 
 
+@asynccontextmanager
+async def _raw_exchange(
+    url: str, request: bytes, headers: bytes, body: bytes = b""
+) -> AsyncIterator[tuple[bytes, asyncio.StreamReader]]:
+    """Send ``request`` (``METHOD /path``) over a connection of its own, exactly as written
+    (``headers`` CRLF-separated, then ``body``), and give the status line and the reader."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(
+            request
+            + b" HTTP/1.1\r\n"
+            + f"Host: {parts.netloc}\r\n".encode()
+            + headers
+            + b"\r\n\r\n"
+            + body
+        )
+        await writer.drain()
+        yield await asyncio.wait_for(reader.readline(), timeout=10), reader
+    finally:
+        writer.close()
+
+
 async def test_a_small_length_beside_chunked_encoding_does_not_let_a_large_body_in(
     studio_server: LiveServer,
 ) -> None:
@@ -389,22 +413,11 @@ async def test_a_small_length_beside_chunked_encoding_does_not_let_a_large_body_
         b"%x\r\n%s\r\n" % (len(body[i : i + 1000]), body[i : i + 1000])
         for i in range(0, len(body), 1000)
     )
-    parts = urlsplit(studio_server.url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    try:
-        writer.write(
-            b"PUT /store/items HTTP/1.1\r\n"
-            + f"Host: {parts.netloc}\r\n".encode()
-            + b"Content-Type: application/json\r\nContent-Length: 10\r\n"
-            + b"Transfer-Encoding: chunked\r\n\r\n"
-            + chunked
-            + b"0\r\n\r\n"
-        )
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), timeout=10)
-    finally:
-        writer.close()
-    assert status_line.split()[1] in (b"400", b"413"), status_line
+    headers = b"Content-Type: application/json\r\nContent-Length: 10\r\nTransfer-Encoding: chunked"
+    async with _raw_exchange(
+        studio_server.url, b"PUT /store/items", headers, chunked + b"0\r\n\r\n"
+    ) as (status_line, _):
+        assert status_line.split()[1] in (b"400", b"413"), status_line
     async with httpx.AsyncClient(base_url=studio_server.url) as client:
         missing = await client.get("/store/items", params={"namespace": ns, "key": "k"})
     assert missing.status_code == 200 and missing.json() is None
@@ -414,18 +427,11 @@ async def test_oversize_declared_length_is_refused_before_the_body_arrives(
     live_server: LiveServer,
 ) -> None:
     # Declare a gigabyte, send none of it: the answer must come without the server waiting.
-    parts = urlsplit(live_server.url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    try:
-        writer.write(
-            b"POST /store/items/search HTTP/1.1\r\n"
-            + f"Host: {parts.netloc}\r\n".encode()
-            + b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
-        )
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+    headers = b"Content-Type: application/json\r\nContent-Length: 1000000000"
+    async with _raw_exchange(live_server.url, b"POST /store/items/search", headers) as (
+        status_line,
+        reader,
+    ):
         assert status_line.startswith(b"HTTP/1.1 413"), status_line
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
         assert b"content-type: application/json" in head.lower()
-    finally:
-        writer.close()
