@@ -70,6 +70,9 @@ class _Plan:
 
     dependant: Dependant
     dependencies: tuple[_Dependency, ...]
+    parameters: tuple[tuple[list[Any], str], ...]
+    """The route's parameters of each kind it has, with the request attribute holding them
+    (only those are read: the request builds its query, headers and cookies on first use)."""
     has_body: bool
 
 
@@ -172,7 +175,14 @@ def _plan(route: Any) -> _Plan | None:
         dependencies.append(dependency)
     if len({id(d.call) for d in dependencies}) < len(dependencies):
         return None  # FastAPI would call a repeated dependency once and share its value
-    return _Plan(dependant, tuple(dependencies), bool(dependant.body_params))
+    kinds = (
+        (dependant.path_params, "path_params"),
+        (dependant.query_params, "query_params"),
+        (dependant.header_params, "headers"),
+        (dependant.cookie_params, "cookies"),
+    )
+    parameters = tuple((fields, where) for fields, where in kinds if fields)
+    return _Plan(dependant, tuple(dependencies), parameters, bool(dependant.body_params))
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -254,16 +264,10 @@ def direct_handler(route: APIRoute, fallback: Handler) -> Handler | None:
             if dependency.name is not None:
                 values[dependency.name] = solved
         errors: list[Any] = []
-        for fields, received in (
-            (dependant.path_params, request.path_params),
-            (dependant.query_params, request.query_params),
-            (dependant.header_params, request.headers),
-            (dependant.cookie_params, request.cookies),
-        ):
-            if fields:
-                found, wrong = request_params_to_args(fields, received)
-                values.update(found)
-                errors += wrong
+        for fields, where in plan.parameters:
+            found, wrong = request_params_to_args(fields, getattr(request, where))
+            values.update(found)
+            errors += wrong
         if plan.has_body:
             found, wrong = await request_body_to_args(
                 body_fields=dependant.body_params, received_body=body, embed_body_fields=False
